@@ -1,0 +1,284 @@
+"""Configuration: one table of settings, loaded from the environment and the
+command line, validated once at start-up into a frozen L{Config}.
+
+Rule: every setting has exactly one row in L{SETTINGS} (environment name,
+default, meaning). The twistd options, the README's configuration reference
+and the validation all come from that row, so they cannot drift apart. A
+command-line option wins over the environment variable of the same name.
+
+Validation is pure (no I/O but reading the CA bundle file) and raises
+L{ConfigError} with a single line a person can act on; start-up prints that
+line and exits non-zero before listening on anything.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Callable, Mapping, Optional
+from urllib.parse import urlsplit
+
+import attrs
+
+__all__ = ["Config", "ConfigError", "SETTINGS", "Setting", "load_config"]
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message is one line for a person."""
+
+
+@attrs.frozen
+class Setting:
+    """One configuration setting: its environment name, default and meaning."""
+
+    env: str
+    default: Optional[str]
+    help: str
+
+    @property
+    def option(self) -> str:
+        """The twistd option name, e.g. C{upstream-timeout} for UPSTREAM_TIMEOUT."""
+        return self.env.lower().replace("_", "-")
+
+
+SETTINGS = (
+    Setting(
+        "PRIVATE_BACKEND_URL",
+        None,
+        "Required. The private Space or app to put behind the gateway, "
+        "e.g. https://user-space.hf.space (http or https, no user:password@).",
+    ),
+    Setting(
+        "HF_TOKEN",
+        None,
+        "The owner's Hugging Face token, added to every forwarded request. "
+        "Prefer the environment variable (a command line is visible to other local users).",
+    ),
+    Setting(
+        "TOKEN_HEADER",
+        "authorization",
+        "Where the token goes: 'authorization' (Authorization: Bearer <token>, replacing the "
+        "client's) or 'x-hf-authorization' (the client's own Authorization passes through).",
+    ),
+    Setting("PORT", "7860", "TCP port to listen on."),
+    Setting("INTERFACE", "0.0.0.0", "Address to listen on."),
+    Setting("LOG_LEVEL", "info", "debug, info, warn or error."),
+    Setting(
+        "BACKEND_CA_BUNDLE",
+        None,
+        "PEM file of extra CA certificates trusted for the backend, on top of the system "
+        "trust store. Verification itself is never switched off.",
+    ),
+    Setting(
+        "UPSTREAM_TIMEOUT",
+        "60",
+        "Seconds to wait for the backend's response headers before answering 504. "
+        "A response that is streaming has no total time limit.",
+    ),
+    Setting("POOL_MAX_PER_HOST", "50", "Idle persistent connections kept open to the backend."),
+    Setting("POOL_IDLE_TIMEOUT", "90", "Seconds an idle backend connection is kept."),
+    Setting(
+        "DASHBOARD_PATH",
+        "/",
+        "Where the dashboard lives. Move it (e.g. /_gateway/) to let the Space's own UI "
+        "answer at /.",
+    ),
+    Setting(
+        "CORS_ALLOW_ORIGINS",
+        None,
+        "Comma-separated origins (or *) for which the gateway answers CORS preflights and "
+        "sets CORS headers. Unset: the backend's own CORS headers pass through untouched.",
+    ),
+    Setting(
+        "TRUST_PROXY",
+        "false",
+        "true when the gateway runs behind a trusted proxy (a Hugging Face Docker Space): "
+        "its X-Forwarded-Proto and X-Forwarded-Host then describe the client's view.",
+    ),
+)
+
+_LOG_LEVELS = ("debug", "info", "warn", "error")
+_TOKEN_HEADERS = ("authorization", "x-hf-authorization")
+_RESERVED_PATHS = ("/gateway-health",)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@attrs.frozen
+class Config:
+    """Validated settings. The token is kept out of repr() so it can't reach a log."""
+
+    backend_scheme: str
+    backend_host: str
+    backend_port: int
+    hf_token: Optional[str] = attrs.field(repr=False)
+    token_header: str
+    port: int
+    interface: str
+    log_level: str
+    backend_ca_bundle: Optional[str]
+    upstream_timeout: float
+    pool_max_per_host: int
+    pool_idle_timeout: float
+    dashboard_path: str
+    cors_allow_origins: tuple
+    trust_proxy: bool
+
+    @property
+    def backend_netloc(self) -> str:
+        """host[:port] as it belongs in a Host header (port only when not default)."""
+        host = self.backend_host
+        if ":" in host:
+            host = "[" + host + "]"
+        if self.backend_port == _DEFAULT_PORTS[self.backend_scheme]:
+            return host
+        return "%s:%d" % (host, self.backend_port)
+
+    @property
+    def backend_origin(self) -> str:
+        """scheme://host[:port] of the backend, with no path."""
+        return "%s://%s" % (self.backend_scheme, self.backend_netloc)
+
+
+def _parse_backend_url(value: Optional[str]):
+    missing = ConfigError(
+        "PRIVATE_BACKEND_URL must be set (the private Space's URL, e.g. https://user-space.hf.space)"
+    )
+    if value is None or not value.strip():
+        raise missing
+    value = value.strip()
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as e:
+        raise ConfigError("PRIVATE_BACKEND_URL is not a valid URL: %s" % (e,))
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+        raise ConfigError(
+            "PRIVATE_BACKEND_URL must be an http:// or https:// URL with a host, "
+            "e.g. https://user-space.hf.space"
+        )
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise ConfigError(
+            "PRIVATE_BACKEND_URL must not contain user:password@; put the token in HF_TOKEN"
+        )
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigError(
+            "PRIVATE_BACKEND_URL must be an origin only (scheme://host[:port]), with no path or query"
+        )
+    return parts.scheme, parts.hostname, port or _DEFAULT_PORTS[parts.scheme]
+
+
+def _number(name: str, value: str, kind: Callable, minimum) -> float:
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError("%s must be a number, got %r" % (name, value))
+    if number < minimum:
+        raise ConfigError("%s must be at least %s, got %r" % (name, minimum, value))
+    return number
+
+
+def _port(value: str) -> int:
+    port = int(_number("PORT", value, int, 0))
+    if port > 65535:
+        raise ConfigError("PORT must be at most 65535, got %r" % (value,))
+    return port
+
+
+def _choice(name: str, value: str, choices) -> str:
+    value = value.strip().lower()
+    if value == "warning":
+        value = "warn"
+    if value not in choices:
+        raise ConfigError("%s must be one of %s, got %r" % (name, ", ".join(choices), value))
+    return value
+
+
+def _boolean(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError("%s must be true or false, got %r" % (name, value))
+
+
+def _dashboard_path(value: str) -> str:
+    value = value.strip()
+    if not value.startswith("/") or "?" in value or "#" in value:
+        raise ConfigError("DASHBOARD_PATH must be a path starting with /, got %r" % (value,))
+    if value in _RESERVED_PATHS:
+        raise ConfigError("DASHBOARD_PATH must not be %s" % (value,))
+    return value
+
+
+def _origins(value: Optional[str]) -> tuple:
+    if value is None or not value.strip():
+        return ()
+    origins = tuple(o.strip().rstrip("/") for o in value.split(",") if o.strip())
+    for origin in origins:
+        if origin != "*" and urlsplit(origin).scheme not in ("http", "https"):
+            raise ConfigError(
+                "CORS_ALLOW_ORIGINS must list origins like https://example.com (or *), got %r"
+                % (origin,)
+            )
+    return origins
+
+
+def _ca_bundle(value: Optional[str]) -> Optional[str]:
+    if not value:
+        return None
+    try:
+        with open(value, "rb") as f:
+            pem = f.read()
+    except OSError as e:
+        raise ConfigError("BACKEND_CA_BUNDLE %r cannot be read: %s" % (value, e.strerror))
+    if b"-----BEGIN CERTIFICATE-----" not in pem:
+        raise ConfigError("BACKEND_CA_BUNDLE %r holds no PEM certificate" % (value,))
+    return value
+
+
+def _interface(value: str) -> str:
+    value = value.strip()
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ConfigError("INTERFACE must be an IP address, got %r" % (value,))
+    return value
+
+
+def load_config(env: Mapping[str, str], overrides: Mapping[str, Optional[str]] = {}) -> Config:
+    """
+    Build the L{Config} from C{env} (the process environment) and C{overrides}
+    (command-line values keyed by environment name; None means not given).
+
+    @raise ConfigError: with a one-line explanation, when a setting is invalid.
+    """
+    raw = {}
+    for setting in SETTINGS:
+        value = overrides.get(setting.env)
+        if value is None:
+            value = env.get(setting.env)
+        if value is None or (value == "" and setting.default is not None):
+            value = setting.default
+        raw[setting.env] = value
+
+    scheme, host, port = _parse_backend_url(raw["PRIVATE_BACKEND_URL"])
+    token = (raw["HF_TOKEN"] or "").strip() or None
+    if token is not None and any(c in token for c in "\r\n\x00"):
+        raise ConfigError("HF_TOKEN must be a single line")
+    return Config(
+        backend_scheme=scheme,
+        backend_host=host,
+        backend_port=port,
+        hf_token=token,
+        token_header=_choice("TOKEN_HEADER", raw["TOKEN_HEADER"], _TOKEN_HEADERS),
+        port=_port(raw["PORT"]),
+        interface=_interface(raw["INTERFACE"]),
+        log_level=_choice("LOG_LEVEL", raw["LOG_LEVEL"], _LOG_LEVELS),
+        backend_ca_bundle=_ca_bundle(raw["BACKEND_CA_BUNDLE"]),
+        upstream_timeout=_number("UPSTREAM_TIMEOUT", raw["UPSTREAM_TIMEOUT"], float, 0.001),
+        pool_max_per_host=int(_number("POOL_MAX_PER_HOST", raw["POOL_MAX_PER_HOST"], int, 1)),
+        pool_idle_timeout=_number("POOL_IDLE_TIMEOUT", raw["POOL_IDLE_TIMEOUT"], float, 0.001),
+        dashboard_path=_dashboard_path(raw["DASHBOARD_PATH"]),
+        cors_allow_origins=_origins(raw["CORS_ALLOW_ORIGINS"]),
+        trust_proxy=_boolean("TRUST_PROXY", raw["TRUST_PROXY"]),
+    )

@@ -1,0 +1,252 @@
+"""The forwarding resource: one upstream request per client request,
+streamed both ways.
+
+Why not treq's request(): treq's HTTPClient always wraps its agent in a
+cookie jar (shared by all requests, so one user's cookies would go out on
+another's), in gzip content decoding (which rewrites bodies and drops
+Content-Encoding) and in redirect following (which would carry the token
+wherever a backend points). None of that may happen to proxied traffic, so
+this path stands on what treq itself stands on: twisted.web.client.Agent
+over a shared persistent HTTPConnectionPool, a body producer for the
+request, and deliverBody for the response. treq's high-level API serves
+elsewhere (tests, probes).
+
+Flow of one request:
+  render -> checks (method, target, CORS preflight) -> Agent.request with
+  the rebuilt headers and the body -> on response headers: status and
+  end-to-end headers copied, body relayed chunk by chunk as it arrives.
+
+Backpressure: the upstream connection is registered as the producer of the
+client's response, so a client that reads slowly pauses the backend
+connection instead of filling the gateway's memory.
+
+Failures: before response headers, a failure is answered with 502/504
+(see L{wighaven.errors}); after them, the backend dying mid-body aborts
+the client's connection, so the client never takes a truncated body for a
+whole one. A client that goes away cancels the upstream request (or stops
+reading its body), which closes that upstream connection.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from twisted.internet import defer
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.web.client import FileBodyProducer, PotentialDataLoss, ResponseDone
+from twisted.web.http_headers import Headers
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+
+from . import errors
+from .cors import CorsPolicy
+from .headers import client_origin, downstream_headers, upstream_headers, upstream_target
+
+__all__ = ["ForwardResource"]
+
+_REFUSED_METHODS = frozenset([b"TRACE", b"CONNECT"])
+
+
+class ForwardResource(Resource):
+    """
+    Forwards every request it renders to the configured backend.
+
+    @param agent: a L{wighaven.upstream.BackendAgent} over the shared pool.
+    @param config: the gateway's L{wighaven.config.Config}.
+    @param reactor: provides callLater for the response-header timeout.
+    """
+
+    isLeaf = True
+    _log = Logger(namespace="wighaven.forward")
+
+    def __init__(self, agent, config, reactor):
+        super().__init__()
+        self._agent = agent
+        self._reactor = reactor
+        self._timeout = config.upstream_timeout
+        self._backend_host = config.backend_netloc.encode("ascii")
+        self._backend_key = (
+            config.backend_scheme.encode("ascii"),
+            config.backend_host.lower().encode("idna"),
+            config.backend_port,
+        )
+        self._token = config.hf_token.encode("utf-8") if config.hf_token else None
+        self._token_header = config.token_header.encode("ascii")
+        self._trust_proxy = config.trust_proxy
+        self._cors = CorsPolicy(config.cors_allow_origins) if config.cors_allow_origins else None
+
+    def render(self, request):
+        if request.method.upper() in _REFUSED_METHODS:
+            return errors.respond_with_error(request, errors.METHOD_NOT_ALLOWED)
+        target = upstream_target(request.uri)
+        if target is None:
+            return errors.respond_with_error(request, errors.BAD_REQUEST_TARGET)
+
+        origin = request.requestHeaders.getRawHeaders(b"origin", [None])[0]
+        if self._cors is not None and self._cors.is_preflight(
+            request.method,
+            origin,
+            request.requestHeaders.getRawHeaders(b"access-control-request-method", [None])[0],
+        ):
+            return self._answer_preflight(request, origin)
+
+        headers = Headers()
+        for name, values in upstream_headers(
+            request.requestHeaders.getAllRawHeaders(),
+            backend_host=self._backend_host,
+            peer=_peer_address(request),
+            proto=b"https" if request.isSecure() else b"http",
+            token=self._token,
+            token_header=self._token_header,
+            trust_proxy=self._trust_proxy,
+        ):
+            headers.setRawHeaders(name, values)
+
+        relay = _Relay(self, request, origin)
+        request.notifyFinish().addErrback(relay.client_gone)
+        d = self._agent.request(request.method, target, headers, _body_of(request))
+        relay.waiting = d
+        d.addTimeout(self._timeout, self._reactor)
+        d.addCallbacks(relay.response_received, relay.request_failed)
+        return NOT_DONE_YET
+
+    def _answer_preflight(self, request, origin):
+        request.setResponseCode(204)
+        if self._cors.allows(origin):
+            wanted = request.requestHeaders.getRawHeaders(b"access-control-request-headers", [None])[0]
+            for name, values in self._cors.preflight_headers(origin, wanted):
+                request.responseHeaders.setRawHeaders(name, values)
+        return b""
+
+    def gateway_origin(self, request) -> Optional[bytes]:
+        """The gateway's origin as this client addressed it (for Location)."""
+        headers = request.requestHeaders
+        forwarded_proto = forwarded_host = None
+        if self._trust_proxy:
+            forwarded_proto = headers.getRawHeaders(b"x-forwarded-proto", [None])[0]
+            forwarded_host = headers.getRawHeaders(b"x-forwarded-host", [None])[0]
+        return client_origin(
+            request.isSecure(),
+            headers.getRawHeaders(b"host", [None])[0],
+            forwarded_proto,
+            forwarded_host,
+        )
+
+    def response_headers(self, request, upstream, origin):
+        """The client's view of the backend's response headers."""
+        raw = list(upstream.response.headers.getAllRawHeaders())
+        raw.extend(upstream.connection_headers.getAllRawHeaders())
+        headers = downstream_headers(raw, self._backend_key, self.gateway_origin(request))
+        if self._cors is not None:
+            headers = self._cors.response_headers(headers, origin)
+        return headers
+
+
+def _peer_address(request) -> bytes:
+    peer = request.getClientAddress()
+    host = getattr(peer, "host", None)
+    return host.encode("ascii") if host else b"unknown"
+
+
+def _body_of(request):
+    """A producer for the client's request body, or None when it sent none."""
+    headers = request.requestHeaders
+    if not headers.hasHeader(b"content-length") and not headers.hasHeader(b"transfer-encoding"):
+        return None
+    return FileBodyProducer(request.content)
+
+
+class _Relay:
+    """The state of one forwarded request: waiting, streaming, or done."""
+
+    def __init__(self, resource: ForwardResource, request, origin):
+        self._resource = resource
+        self._request = request
+        self._origin = origin
+        self.waiting = None
+        self._body = None
+        self.client_disconnected = False
+
+    def response_received(self, upstream):
+        self.waiting = None
+        request = self._request
+        response = upstream.response
+        if self.client_disconnected:
+            response.deliverBody(_Discard())
+            return
+        request.setResponseCode(response.code, response.phrase)
+        request.defaultContentType = None
+        out = request.responseHeaders
+        out.removeHeader(b"server")
+        out.removeHeader(b"date")
+        for name, values in self._resource.response_headers(request, upstream, self._origin):
+            out.setRawHeaders(name, values)
+        self._body = _BodyRelay(self)
+        response.deliverBody(self._body)
+
+    def request_failed(self, failure):
+        self.waiting = None
+        if self.client_disconnected:
+            return
+        err = errors.classify_failure(failure)
+        self._resource._log.warn(
+            "upstream request failed: {detail} ({kind})",
+            detail=err.detail,
+            kind=failure.type.__name__,
+        )
+        request = self._request
+        request.write(errors.respond_with_error(request, err))
+        request.finish()
+
+    def client_gone(self, failure):
+        """The client went away: cancel the upstream request or stop its body."""
+        self.client_disconnected = True
+        if self.waiting is not None:
+            self.waiting.cancel()
+        elif self._body is not None:
+            self._body.stop()
+
+    def body_ended(self, reason):
+        request = self._request
+        if self.client_disconnected:
+            return
+        if reason.check(ResponseDone, PotentialDataLoss):
+            request.finish()
+            return
+        # The backend broke off mid-body: make sure the client can tell.
+        self._resource._log.warn(
+            "backend broke off the response body: {kind}", kind=reason.type.__name__
+        )
+        request.broken_off = True
+        request.channel.transport.abortConnection()
+
+
+class _BodyRelay(Protocol):
+    """Writes the backend's body to the client as it arrives, with backpressure."""
+
+    def __init__(self, relay: _Relay):
+        self._relay = relay
+        self._request = relay._request
+
+    def connectionMade(self):
+        self._request.registerProducer(self.transport, True)
+
+    def dataReceived(self, data):
+        self._request.write(data)
+
+    def stop(self):
+        if self.transport is not None:
+            self.transport.stopProducing()
+
+    def connectionLost(self, reason):
+        if not self._relay.client_disconnected:
+            self._request.unregisterProducer()
+        self._relay.body_ended(reason)
+
+
+class _Discard(Protocol):
+    """Reads a body nobody wants any more, by closing its connection."""
+
+    def connectionMade(self):
+        self.transport.stopProducing()

@@ -1,0 +1,228 @@
+"""Pure HTTP rules of the forwarding path: which headers cross the gateway,
+which are added, and how the request target and Location are rewritten.
+
+Rules (RFC 9110 section 7.6.1, RFC 9112, Go's httputil.ReverseProxy):
+- hop-by-hop headers (L{HOP_BY_HOP}) and every header named in Connection
+  are removed in both directions; everything else passes untouched, with
+  duplicates kept as separate values (never joined);
+- upstream, Host is the backend's; the client's Host goes in
+  X-Forwarded-Host; the real peer is appended to X-Forwarded-For; the
+  owner's token replaces whatever the client sent in the token header;
+- the upstream request target is the client's target byte for byte, and
+  the host always the configured backend's, whatever the target says;
+- a Location pointing at the backend's own origin is rewritten to the
+  gateway's origin as the client addressed it; any other is left alone.
+
+Nothing here does I/O: every function takes plain values and returns plain
+values, so each rule is tested with plain inputs and outputs.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable, List, Optional, Sequence, Tuple
+from urllib.parse import urlsplit
+
+RawHeaders = Iterable[Tuple[bytes, Sequence[bytes]]]
+HeaderList = List[Tuple[bytes, List[bytes]]]
+
+HOP_BY_HOP = frozenset(
+    [
+        b"connection",
+        b"keep-alive",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authorization",
+        b"proxy-authenticate",
+        b"proxy-connection",
+    ]
+)
+
+# Set by the gateway itself on the upstream request, never copied from the client:
+# Host and the forwarding headers are rebuilt, Content-Length is framed again
+# by the HTTP client from the body it sends, and Expect was answered already.
+_REBUILT_UPSTREAM = frozenset(
+    [b"host", b"content-length", b"expect", b"x-forwarded-for", b"x-forwarded-host",
+     b"x-forwarded-proto"]
+)
+
+_DEFAULT_PORTS = {b"http": 80, b"https": 443}
+_HOST_RE = re.compile(rb"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:[0-9]{1,5})?$")
+_ABSOLUTE_FORM = re.compile(rb"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*")
+_PROTO_RE = re.compile(rb"^https?$", re.IGNORECASE)
+
+
+def connection_named(values: Optional[Sequence[bytes]]) -> frozenset:
+    """The lower-cased header names listed in Connection header values."""
+    if not values:
+        return frozenset()
+    return frozenset(
+        token.strip().lower() for value in values for token in value.split(b",") if token.strip()
+    )
+
+
+def end_to_end(raw_headers: RawHeaders) -> HeaderList:
+    """Drop the hop-by-hop headers and those named in Connection; keep the rest."""
+    headers = [(name, list(values)) for name, values in raw_headers]
+    named = connection_named(
+        [v for name, values in headers if name.lower() == b"connection" for v in values]
+    )
+    return [
+        (name, values)
+        for name, values in headers
+        if name.lower() not in HOP_BY_HOP and name.lower() not in named
+    ]
+
+
+def upstream_target(uri: bytes) -> Optional[bytes]:
+    """
+    The request target to send upstream, or None when it is not acceptable.
+
+    Origin-form (C{/path?query}) goes byte for byte, even C{//evil/x}, since
+    it is appended to the fixed backend origin, never parsed for a host.
+    Absolute-form (C{http://host/path}) keeps only its path and query: the
+    host it names is ignored. Anything else (C{@evil/x}, C{*}, a fragment,
+    control characters, raw non-ASCII bytes that a client should have
+    percent-encoded) is refused.
+    """
+    match = _ABSOLUTE_FORM.match(uri)
+    if match is not None:
+        uri = uri[match.end():]
+        if not uri.startswith(b"/"):
+            uri = b"/" + uri
+    if not uri.startswith(b"/") or b"#" in uri:
+        return None
+    if any(byte < 0x21 or byte > 0x7E for byte in uri):
+        return None
+    return uri
+
+
+def valid_host(value: Optional[bytes]) -> Optional[bytes]:
+    """C{value} if it is a well-formed host[:port], else None."""
+    if value and _HOST_RE.match(value):
+        return value
+    return None
+
+
+def client_origin(
+    secure: bool,
+    host: Optional[bytes],
+    forwarded_proto: Optional[bytes] = None,
+    forwarded_host: Optional[bytes] = None,
+) -> Optional[bytes]:
+    """
+    The gateway's origin as the client addressed it, e.g. C{https://gw.example},
+    or None when the client gave no usable Host. Forwarded values are passed
+    only when a trusted proxy stands in front of the gateway.
+    """
+    scheme = b"https" if secure else b"http"
+    if forwarded_proto and _PROTO_RE.match(forwarded_proto.strip()):
+        scheme = forwarded_proto.strip().lower()
+    host = valid_host(forwarded_host.strip() if forwarded_host else None) or valid_host(host)
+    if host is None:
+        return None
+    return scheme + b"://" + host
+
+
+def upstream_headers(
+    raw_headers: RawHeaders,
+    *,
+    backend_host: bytes,
+    peer: bytes,
+    proto: bytes,
+    token: Optional[bytes],
+    token_header: bytes,
+    trust_proxy: bool = False,
+) -> HeaderList:
+    """
+    The headers of the upstream request, from the client's C{raw_headers}.
+
+    @param backend_host: the Host to send (the backend's host[:port]).
+    @param peer: the client's real address, appended to X-Forwarded-For.
+    @param proto: C{http} or C{https}: how the client reached the gateway.
+    @param token: the owner's token, or None to forward no credential.
+    @param token_header: the lower-cased header that carries the token.
+    @param trust_proxy: keep the client's X-Forwarded-Proto and -Host (they
+        come from a trusted proxy in front of the gateway).
+    """
+    kept = end_to_end(raw_headers)
+    lowered = [(name.lower(), name, values) for name, values in kept]
+    by_name = {}
+    for low, _, values in lowered:
+        by_name.setdefault(low, []).extend(values)
+
+    out = [
+        (name, values)
+        for low, name, values in lowered
+        if low not in _REBUILT_UPSTREAM and not (token is not None and low == token_header)
+    ]
+    out.insert(0, (b"Host", [backend_host]))
+
+    forwarded_for = b", ".join(by_name.get(b"x-forwarded-for", []) + [peer])
+    out.append((b"X-Forwarded-For", [forwarded_for]))
+    client_host = by_name.get(b"host", [])
+    if trust_proxy and by_name.get(b"x-forwarded-host"):
+        client_host = by_name[b"x-forwarded-host"][:1]
+    if client_host:
+        out.append((b"X-Forwarded-Host", client_host[:1]))
+    if trust_proxy and by_name.get(b"x-forwarded-proto"):
+        proto = by_name[b"x-forwarded-proto"][0]
+    out.append((b"X-Forwarded-Proto", [proto]))
+    if token is not None:
+        out.append((token_header, [b"Bearer " + token]))
+    return out
+
+
+def rewrite_location(
+    location: bytes, backend_origin: Tuple[bytes, bytes, int], gateway_origin: Optional[bytes]
+) -> bytes:
+    """
+    Point a Location at the backend's own origin back at the gateway.
+
+    @param backend_origin: (scheme, lower-cased host, port) of the backend.
+    @param gateway_origin: e.g. C{https://gw.example}; None when unknown, in
+        which case the rewritten Location keeps only path and query.
+    """
+    try:
+        parts = urlsplit(location)
+        port = parts.port
+    except ValueError:
+        return location
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return location
+    origin = (scheme, parts.hostname.lower(), port or _DEFAULT_PORTS[scheme])
+    if origin != backend_origin or parts.username is not None:
+        return location
+    rest = location[location.index(b"//") + 2 :]
+    slash = min([i for i in (rest.find(b"/"), rest.find(b"?"), rest.find(b"#")) if i >= 0] or [len(rest)])
+    rest = rest[slash:] or b"/"
+    if not rest.startswith(b"/"):
+        rest = b"/" + rest
+    return (gateway_origin or b"") + rest
+
+
+def downstream_headers(
+    raw_headers: RawHeaders,
+    backend_origin: Tuple[bytes, bytes, int],
+    gateway_origin: Optional[bytes],
+) -> HeaderList:
+    """
+    The backend's response headers as the client gets them. Content-Length
+    is kept as the backend sent it, except beside Transfer-Encoding, where
+    it is void (RFC 9112 section 6.3) and the gateway frames the body itself.
+    """
+    raw_headers = list(raw_headers)
+    chunked = any(name.lower() == b"transfer-encoding" for name, _ in raw_headers)
+    out = end_to_end(raw_headers)
+    if chunked:
+        out = [(name, values) for name, values in out if name.lower() != b"content-length"]
+    for i, (name, values) in enumerate(out):
+        if name.lower() == b"location":
+            out[i] = (
+                name,
+                [rewrite_location(v, backend_origin, gateway_origin) for v in values],
+            )
+    return out

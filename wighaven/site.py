@@ -1,0 +1,125 @@
+"""The gateway's site: its own pages on Klein, every other path forwarded.
+
+Rule: the paths the gateway keeps for itself are the dashboard
+(DASHBOARD_PATH, default C{/}), C{/gateway-health} and everything under
+C{/_gateway/}. They are served by a Klein app (L{GatewayPages}). Every other
+path goes straight to the forwarding resource, without Klein routing
+(Klein costs ~130 us a request and refuses non-UTF-8 paths with a 400 of
+its own, which would break a Space that uses them).
+
+L{GatewaySite} also writes the one access-log line of each request and
+keeps the counters the dashboard shows.
+"""
+
+from __future__ import annotations
+
+import json
+
+from klein import Klein
+from twisted.logger import Logger
+from twisted.web import resource
+from twisted.web.server import Site
+
+from . import __version__, errors
+from .channel import GatewayChannel, GatewayRequest
+from .dashboard import render_dashboard
+
+__all__ = ["GatewayPages", "GatewaySite", "HEALTH_PATH", "GATEWAY_PREFIX"]
+
+HEALTH_PATH = "/gateway-health"
+GATEWAY_PREFIX = "/_gateway/"
+
+
+class GatewayPages:
+    """The Klein app of the gateway's own pages: dashboard, health, /_gateway/."""
+
+    def __init__(self, config, stats):
+        self._stats = stats
+        self._backend_host = config.backend_netloc
+        self.app = app = Klein()
+        app.route(config.dashboard_path, methods=["GET", "HEAD"])(self.dashboard)
+        app.route(HEALTH_PATH, methods=["GET", "HEAD"])(self.health)
+        app.route(GATEWAY_PREFIX, branch=True)(self.not_found)
+
+    def resource(self):
+        return self.app.resource()
+
+    def health(self, request):
+        snap = self._stats.snapshot()
+        request.setHeader(b"Content-Type", b"application/json")
+        request.setHeader(b"Cache-Control", b"no-store")
+        return json.dumps(
+            {
+                "status": "ok",
+                "service": "wighaven-gateway",
+                "version": __version__,
+                "uptime_seconds": round(snap.uptime_seconds, 3),
+                "requests": snap.requests,
+                "errors": snap.errors,
+                "in_flight": snap.in_flight,
+                "mean_latency_ms": round(snap.mean_latency_ms, 3),
+            }
+        ).encode("utf-8")
+
+    def dashboard(self, request):
+        request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
+        request.setHeader(b"Cache-Control", b"no-store")
+        request.setHeader(
+            b"Content-Security-Policy",
+            b"default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
+            b"connect-src 'self'",
+        )
+        return render_dashboard(self._stats.snapshot(), self._backend_host, __version__, HEALTH_PATH)
+
+    def not_found(self, request):
+        return errors.respond_with_error(request, errors.NOT_FOUND)
+
+
+class GatewaySite(Site):
+    """
+    Dispatches each request to the gateway's pages or the forwarding
+    resource, and logs one access line per request.
+
+    @param pages: the resource of the gateway's own pages (Klein).
+    @param forward: the forwarding resource.
+    @param stats: a L{wighaven.stats.GatewayStats}.
+    """
+
+    protocol = GatewayChannel
+    requestFactory = GatewayRequest
+    noisy = False
+    _log = Logger(namespace="wighaven.access")
+
+    def __init__(self, pages, forward, config, stats, reactor):
+        super().__init__(pages, reactor=reactor)
+        self._forward = forward
+        self._stats = stats
+        self._own_paths = frozenset([config.dashboard_path.encode(), HEALTH_PATH.encode()])
+        self._own_prefix = GATEWAY_PREFIX.encode()
+
+    def getResourceFor(self, request):
+        request.site = self
+        request.sitepath = []
+        path = request.path
+        if path in self._own_paths or path.startswith(self._own_prefix):
+            return resource.getChildForRequest(self.resource, request)
+        request.forwarded = True
+        self._stats.request_started()
+        return self._forward
+
+    def log(self, request, aborted=False):
+        if not request.mark_logged():
+            return
+        duration = self.reactor.seconds() - request.started
+        failed = aborted or request.broken_off
+        if request.forwarded:
+            self._stats.request_ended(request.code, duration, failed=failed)
+        self._log.info(
+            "{method} {path} {status} {bytes} {ms:.1f}ms {peer}",
+            method=request.method.decode("ascii", "replace"),
+            path=request.uri.decode("latin-1"),
+            status=("%d aborted" % request.code) if failed else request.code,
+            bytes=request.sentLength,
+            ms=duration * 1000.0,
+            peer=getattr(request.getClientAddress(), "host", "-"),
+        )

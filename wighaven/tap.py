@@ -1,0 +1,53 @@
+"""twistd glue: command-line options (mirroring the environment) -> config
+-> service. Nothing else lives here.
+
+Every setting of L{wighaven.config.SETTINGS} is an option named after its
+environment variable (PRIVATE_BACKEND_URL -> --private-backend-url, PORT ->
+--port). A configuration error stops start-up with one line on stderr and
+exit status 1, before anything listens.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from twisted.python import usage
+
+from .config import SETTINGS, ConfigError, load_config
+from .logs import twistd_observer
+
+__all__ = ["Options", "makeService"]
+
+
+def _option_help(setting) -> str:
+    default = " [default: %s]" % setting.default if setting.default is not None else ""
+    return "%s (env %s)%s" % (setting.help, setting.env, default)
+
+
+class Options(usage.Options):
+    """Options of `twistd wighaven`; unset ones fall back to the environment."""
+
+    synopsis = "[options]"
+    longdesc = (
+        "WigHaven Gateway: a streaming reverse proxy in front of a private Hugging Face "
+        "Space. Each option mirrors an environment variable; the option wins."
+    )
+    optParameters = [[s.option, None, None, _option_help(s)] for s in SETTINGS]
+
+
+def makeService(options):
+    """Validate the configuration and build the gateway service."""
+    from twisted.internet import reactor
+
+    from .service import GatewayService
+
+    overrides = {s.env: options[s.option] for s in SETTINGS}
+    try:
+        config = load_config(os.environ, overrides)
+    except ConfigError as e:
+        sys.stderr.write("wighaven: %s\n" % (e,))
+        sys.stderr.flush()
+        raise SystemExit(1)
+    observer = twistd_observer(getattr(options, "parent", None), config.log_level)
+    return GatewayService(config, reactor, log_observer=observer)

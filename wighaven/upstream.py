@@ -1,0 +1,91 @@
+"""The upstream HTTP client: Twisted's HTTP/1.1 client over the shared
+pool, pinned to the one configured backend.
+
+Why not Agent.request(uri): it parses a URL per request, and its URI parser
+drops an empty query (C{/a?} becomes C{/a}), so the target would not reach
+the backend byte for byte. L{BackendAgent} parses the backend's origin once
+and sends the client's raw target as the request path: the host and port
+can never come from the request.
+
+Why it reaches into the HTTP client (private names, so Twisted is pinned in
+requirements.txt and tests/test_upstream.py covers them): Twisted's client
+parser files the response's Connection, Content-Length and Transfer-Encoding
+under connection-control headers that the Response does not expose. A
+proxy must read Connection to drop the headers it names, so the parser of
+each request is kept and its connection headers handed on with the
+response (L{UpstreamResponse}). For the same reason the pool's automatic
+retry (which swaps connections, and parsers, behind our back) is replaced by
+the same rule applied here: an idempotent request without a body is sent
+once more on a fresh connection when a kept-alive one died before answering.
+"""
+
+from __future__ import annotations
+
+import attrs
+from twisted.web._newclient import (
+    Request,
+    RequestNotSent,
+    RequestTransmissionFailed,
+    ResponseNeverReceived,
+)
+from twisted.web.client import URI, Agent
+
+__all__ = ["BackendAgent", "UpstreamResponse"]
+
+_IDEMPOTENT = frozenset([b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"])
+_RETRYABLE = (RequestNotSent, RequestTransmissionFailed, ResponseNeverReceived)
+
+
+@attrs.frozen
+class UpstreamResponse:
+    """The backend's response with the connection headers Twisted keeps apart."""
+
+    response: object
+    connection_headers: object  # twisted.web.http_headers.Headers
+
+
+class BackendAgent:
+    """
+    Sends requests to one fixed backend over C{pool}.
+
+    @param origin: the backend's origin, e.g. C{b"https://user-space.hf.space"}.
+    @param tls_policy: an IPolicyForHTTPS (verifies certificate and hostname).
+    """
+
+    def __init__(self, reactor, origin: bytes, pool, tls_policy):
+        agent = Agent(reactor, contextFactory=tls_policy, pool=pool)
+        pool.retryAutomatically = False
+        self._pool = pool
+        self._uri = URI.fromBytes(origin + b"/")
+        self._endpoint = agent._getEndpoint(self._uri)
+        self._key = (self._uri.scheme, self._uri.host, self._uri.port)
+
+    def request(self, method: bytes, target: bytes, headers, body_producer):
+        """
+        Send C{method} C{target} (the raw request target, starting with /).
+
+        @return: a Deferred firing with an L{UpstreamResponse}.
+        """
+        d = self._send(method, target, headers, body_producer)
+        if body_producer is None and method in _IDEMPOTENT:
+            d.addErrback(self._retry, method, target, headers)
+        return d
+
+    def _retry(self, failure, method, target, headers):
+        if not failure.check(*_RETRYABLE):
+            return failure
+        return self._send(method, target, headers, None)
+
+    def _send(self, method, target, headers, body_producer):
+        d = self._pool.getConnection(self._key, self._endpoint)
+        return d.addCallback(self._send_on, method, target, headers, body_producer)
+
+    def _send_on(self, protocol, method, target, headers, body_producer):
+        request = Request._construct(
+            method, target, headers, body_producer, persistent=True, parsedURI=self._uri
+        )
+        d = protocol.request(request)
+        parser = protocol._parser
+        if parser is None:  # the request was refused at once (RequestNotSent)
+            return d
+        return d.addCallback(lambda response: UpstreamResponse(response, parser.connHeaders))
