@@ -34,6 +34,7 @@ class GatewayError:
 BAD_REQUEST_TARGET = GatewayError(400, "bad_request", "the request target must be a path")
 METHOD_NOT_ALLOWED = GatewayError(405, "method_not_allowed", "TRACE and CONNECT are not forwarded")
 NOT_FOUND = GatewayError(404, "not_found", "no gateway endpoint here")
+GATEWAY_TIMEOUT = GatewayError(504, "gateway_timeout", "the backend did not answer in time")
 
 
 def _inner_reasons(failure):
@@ -52,7 +53,7 @@ def classify_failure(failure) -> GatewayError:
     reasons = list(_inner_reasons(failure))
     for reason in reasons:
         if reason.check(defer.TimeoutError, error.TimeoutError):
-            return GatewayError(504, "gateway_timeout", "the backend did not answer in time")
+            return GATEWAY_TIMEOUT
     for reason in reasons:
         if reason.check(VerificationError):
             return GatewayError(

@@ -106,9 +106,7 @@ class ForwardResource(Resource):
         relay = _Relay(self, request, origin)
         request.notifyFinish().addErrback(relay.client_gone)
         d = self._agent.request(request.method, target, headers, _body_of(request))
-        relay.waiting = d
-        d.addTimeout(self._timeout, self._reactor)
-        d.addCallbacks(relay.response_received, relay.request_failed)
+        relay.wait_for(d, self._reactor.callLater(self._timeout, relay.time_out))
         return NOT_DONE_YET
 
     def _answer_preflight(self, request, origin):
@@ -164,12 +162,33 @@ class _Relay:
         self._resource = resource
         self._request = request
         self._origin = origin
-        self.waiting = None
+        self._waiting = None
+        self._timer = None
+        self._timed_out = False
         self._body = None
         self.client_disconnected = False
 
+    def wait_for(self, response_deferred, timer):
+        """Wait for the response headers until C{timer} (a DelayedCall) fires."""
+        self._waiting = response_deferred
+        self._timer = timer
+        response_deferred.addCallbacks(self.response_received, self.request_failed)
+
+    def time_out(self):
+        """No response headers within UPSTREAM_TIMEOUT: give up on the backend."""
+        self._timed_out = True
+        self._timer = None
+        if self._waiting is not None:
+            self._waiting.cancel()
+
+    def _stop_waiting(self):
+        self._waiting = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
     def response_received(self, upstream):
-        self.waiting = None
+        self._stop_waiting()
         request = self._request
         response = upstream.response
         if self.client_disconnected:
@@ -186,10 +205,10 @@ class _Relay:
         response.deliverBody(self._body)
 
     def request_failed(self, failure):
-        self.waiting = None
+        self._stop_waiting()
         if self.client_disconnected:
             return
-        err = errors.classify_failure(failure)
+        err = errors.GATEWAY_TIMEOUT if self._timed_out else errors.classify_failure(failure)
         self._resource._log.warn(
             "upstream request failed: {detail} ({kind})",
             detail=err.detail,
@@ -202,8 +221,8 @@ class _Relay:
     def client_gone(self, failure):
         """The client went away: cancel the upstream request or stop its body."""
         self.client_disconnected = True
-        if self.waiting is not None:
-            self.waiting.cancel()
+        if self._waiting is not None:
+            self._waiting.cancel()
         elif self._body is not None:
             self._body.stop()
 

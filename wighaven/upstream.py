@@ -22,6 +22,7 @@ once more on a fresh connection when a kept-alive one died before answering.
 from __future__ import annotations
 
 import attrs
+from twisted.internet.defer import CancelledError
 from twisted.web._newclient import (
     Request,
     RequestNotSent,
@@ -42,6 +43,11 @@ class UpstreamResponse:
 
     response: object
     connection_headers: object  # twisted.web.http_headers.Headers
+
+
+def _cancelled(failure) -> bool:
+    """True when the request failed because it was cancelled on purpose."""
+    return any(reason.check(CancelledError) for reason in getattr(failure.value, "reasons", ()))
 
 
 class BackendAgent:
@@ -72,7 +78,7 @@ class BackendAgent:
         return d
 
     def _retry(self, failure, method, target, headers):
-        if not failure.check(*_RETRYABLE):
+        if not failure.check(*_RETRYABLE) or _cancelled(failure):
             return failure
         return self._send(method, target, headers, None)
 

@@ -9,6 +9,7 @@ the gateway, and what did not.
 import gzip
 import hashlib
 import json
+import weakref
 
 from twisted.internet import defer, endpoints, interfaces, reactor, ssl
 from twisted.web import resource, server
@@ -18,6 +19,12 @@ from .certs import pki
 
 GZIPPED = gzip.compress(b"compressed hello " * 500, mtime=0)
 CHUNK = b"\x00" * 65536
+_producers = weakref.WeakSet()
+
+
+def live_producers():
+    """The body producers of /big responses still referenced."""
+    return list(_producers)
 
 
 @implementer(interfaces.IPushProducer)
@@ -29,6 +36,7 @@ class _Zeros:
         self.left = size
         self.paused = False
         self.stopped = False
+        _producers.add(self)
 
     def start(self):
         self.request.registerProducer(self, True)
@@ -158,15 +166,21 @@ class Backend(resource.Resource):
         request.setHeader(b"Content-Type", b"text/event-stream")
         request.setHeader(b"Cache-Control", b"no-cache")
 
+        pending = []
+
         def send(i):
-            if request._disconnected:
-                return
+            pending.clear()
             request.write(b"data: event %d\n\n" % i)
             if i + 1 < count:
-                reactor.callLater(interval, send, i + 1)
+                pending.append(reactor.callLater(interval, send, i + 1))
             else:
                 request.finish()
 
+        def gone(_):
+            for call in pending:
+                call.cancel()
+
+        request.notifyFinish().addErrback(gone)
         send(0)
         return server.NOT_DONE_YET
 
@@ -244,5 +258,7 @@ def start_backend(testcase, tls=True, identity="good"):
 
 def _stop(port, site):
     for proto in list(site.open):
-        proto.transport.abortConnection()
+        transport = getattr(proto, "transport", None)
+        if transport is not None:
+            transport.abortConnection()
     return port.stopListening()

@@ -89,12 +89,20 @@ class GatewayProcess:
                 time.sleep(0.05)
         raise RuntimeError("gateway did not start: " + self.output())
 
-    def rss_kib(self):
+    def _status_kib(self, field):
         with open("/proc/%d/status" % self.proc.pid) as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1])
-        raise RuntimeError("no VmRSS")
+        raise RuntimeError("no " + field)
+
+    def rss_kib(self):
+        """Resident memory now."""
+        return self._status_kib("VmRSS")
+
+    def peak_rss_kib(self):
+        """The highest resident memory the process has had (VmHWM)."""
+        return self._status_kib("VmHWM")
 
     def stop(self):
         if self.proc.poll() is None:
@@ -107,6 +115,7 @@ class GatewayProcess:
         self._log.close()
 
     def output(self):
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         with open(self.log_path, "rb") as f:
             return f.read().decode("utf-8", "replace")

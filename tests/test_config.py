@@ -1,0 +1,364 @@
+"""Tests for L{wighaven.config}: loading settings from the environment and
+command-line overrides, the defaults, every validation rule with its
+one-line error message, and the backend's netloc and origin.
+"""
+
+import os
+
+import attrs
+from twisted.trial.unittest import SynchronousTestCase
+
+from wighaven.config import SETTINGS, Config, ConfigError, load_config
+
+from .support.certs import pki
+
+BACKEND = "https://user-space.hf.space"
+
+
+def env(**settings):
+    """A minimal valid environment, with C{settings} on top."""
+    values = {"PRIVATE_BACKEND_URL": BACKEND}
+    values.update(settings)
+    return values
+
+
+class ErrorAssertions:
+    def assertConfigError(self, environment, *fragments, overrides={}):
+        """load_config refuses C{environment} with one line holding C{fragments}."""
+        with self.assertRaises(ConfigError) as caught:
+            load_config(environment, overrides)
+        message = str(caught.exception)
+        self.assertNotIn("\n", message)
+        for fragment in fragments:
+            self.assertIn(fragment, message)
+        return message
+
+
+class SettingsTableTests(SynchronousTestCase):
+    def test_one_row_per_setting(self):
+        names = [s.env for s in SETTINGS]
+        self.assertEqual(len(names), len(set(names)))
+        # Every setting is a field of Config, except the backend URL, which
+        # becomes three (scheme, host, port).
+        self.assertEqual(len(attrs.fields(Config)), len(names) + 2)
+
+    def test_option_name(self):
+        options = {s.env: s.option for s in SETTINGS}
+        self.assertEqual(options["PRIVATE_BACKEND_URL"], "private-backend-url")
+        self.assertEqual(options["UPSTREAM_TIMEOUT"], "upstream-timeout")
+        self.assertEqual(options["PORT"], "port")
+
+    def test_every_setting_has_help(self):
+        for setting in SETTINGS:
+            self.assertTrue(setting.help.strip(), setting.env)
+
+
+class DefaultsTests(SynchronousTestCase):
+    def test_defaults(self):
+        config = load_config(env())
+        self.assertEqual(config.backend_scheme, "https")
+        self.assertEqual(config.backend_host, "user-space.hf.space")
+        self.assertEqual(config.backend_port, 443)
+        self.assertIsNone(config.hf_token)
+        self.assertEqual(config.token_header, "authorization")
+        self.assertEqual(config.port, 7860)
+        self.assertEqual(config.interface, "0.0.0.0")
+        self.assertEqual(config.log_level, "info")
+        self.assertIsNone(config.backend_ca_bundle)
+        self.assertEqual(config.upstream_timeout, 60.0)
+        self.assertEqual(config.pool_max_per_host, 50)
+        self.assertEqual(config.pool_idle_timeout, 90.0)
+        self.assertEqual(config.dashboard_path, "/")
+        self.assertEqual(config.cors_allow_origins, ())
+        self.assertFalse(config.trust_proxy)
+
+    def test_empty_value_means_default(self):
+        """An empty variable of a setting with a default takes the default."""
+        config = load_config(
+            env(PORT="", LOG_LEVEL="", TOKEN_HEADER="", DASHBOARD_PATH="", UPSTREAM_TIMEOUT="")
+        )
+        self.assertEqual(config.port, 7860)
+        self.assertEqual(config.log_level, "info")
+        self.assertEqual(config.token_header, "authorization")
+        self.assertEqual(config.dashboard_path, "/")
+        self.assertEqual(config.upstream_timeout, 60.0)
+
+    def test_unrelated_environment_ignored(self):
+        config = load_config(env(HOME="/root", PATH="/bin"))
+        self.assertEqual(config, load_config(env()))
+
+    def test_frozen(self):
+        config = load_config(env())
+        with self.assertRaises(Exception):
+            config.port = 1
+
+
+class OverrideTests(SynchronousTestCase):
+    def test_override_beats_environment(self):
+        config = load_config(
+            env(PORT="8000", LOG_LEVEL="debug", HF_TOKEN="hf_env"),
+            {"PORT": "9000", "LOG_LEVEL": "error", "HF_TOKEN": "hf_cli"},
+        )
+        self.assertEqual(config.port, 9000)
+        self.assertEqual(config.log_level, "error")
+        self.assertEqual(config.hf_token, "hf_cli")
+
+    def test_override_none_falls_back_to_environment(self):
+        config = load_config(env(PORT="8000"), {"PORT": None})
+        self.assertEqual(config.port, 8000)
+
+    def test_override_without_environment(self):
+        config = load_config({}, {"PRIVATE_BACKEND_URL": "http://127.0.0.1:5000"})
+        self.assertEqual(config.backend_origin, "http://127.0.0.1:5000")
+
+    def test_invalid_override_refused_even_with_valid_environment(self):
+        with self.assertRaises(ConfigError):
+            load_config(env(PORT="8000"), {"PORT": "not-a-port"})
+
+
+class BackendUrlTests(ErrorAssertions, SynchronousTestCase):
+    def test_missing(self):
+        for environment in ({}, {"PRIVATE_BACKEND_URL": ""}, {"PRIVATE_BACKEND_URL": "   "}):
+            self.assertConfigError(environment, "PRIVATE_BACKEND_URL must be set")
+
+    def test_not_http(self):
+        for url in ("ftp://host", "ws://host", "user-space.hf.space", "/path", "https://"):
+            self.assertConfigError(
+                env(PRIVATE_BACKEND_URL=url), "must be an http:// or https:// URL with a host"
+            )
+
+    def test_userinfo(self):
+        for url in ("https://alice:pw123@host", "https://alice@host", "https://:hf_x@host"):
+            message = self.assertConfigError(
+                env(PRIVATE_BACKEND_URL=url), "must not contain user:password@", "HF_TOKEN"
+            )
+            # The credential in the URL is not echoed back.
+            self.assertNotIn(url.split("//")[1].split("@")[0], message)
+
+    def test_path_query_fragment(self):
+        for url in (BACKEND + "/app", BACKEND + "/?x=1", BACKEND + "?x=1", BACKEND + "#top"):
+            self.assertConfigError(env(PRIVATE_BACKEND_URL=url), "must be an origin only")
+
+    def test_bad_port_or_brackets(self):
+        for url in ("https://host:99999", "https://host:port", "http://[::1"):
+            self.assertConfigError(env(PRIVATE_BACKEND_URL=url), "is not a valid URL")
+
+    def test_accepted_forms(self):
+        cases = [
+            ("https://user-space.hf.space", ("https", "user-space.hf.space", 443)),
+            ("https://user-space.hf.space/", ("https", "user-space.hf.space", 443)),
+            ("  http://localhost:8080  ", ("http", "localhost", 8080)),
+            ("HTTPS://User-Space.HF.Space", ("https", "user-space.hf.space", 443)),
+            ("http://[::1]:9000", ("http", "::1", 9000)),
+            ("http://10.0.0.5", ("http", "10.0.0.5", 80)),
+        ]
+        for url, expected in cases:
+            config = load_config(env(PRIVATE_BACKEND_URL=url))
+            self.assertEqual(
+                (config.backend_scheme, config.backend_host, config.backend_port), expected, url
+            )
+
+
+class BackendOriginTests(SynchronousTestCase):
+    def test_netloc_and_origin(self):
+        cases = [
+            ("https://user-space.hf.space", "user-space.hf.space"),
+            ("https://user-space.hf.space:443", "user-space.hf.space"),
+            ("http://example.com:80", "example.com"),
+            ("https://example.com:8443", "example.com:8443"),
+            ("http://example.com:443", "example.com:443"),
+            ("https://example.com:80", "example.com:80"),
+            ("http://[::1]", "[::1]"),
+            ("https://[2001:db8::1]:8443", "[2001:db8::1]:8443"),
+        ]
+        for url, netloc in cases:
+            config = load_config(env(PRIVATE_BACKEND_URL=url))
+            scheme = url.split(":", 1)[0]
+            self.assertEqual(config.backend_netloc, netloc, url)
+            self.assertEqual(config.backend_origin, scheme + "://" + netloc, url)
+
+
+class TokenTests(ErrorAssertions, SynchronousTestCase):
+    TOKEN = "hf_S3cr3tT0ken_abcdef"
+
+    def test_token_kept_out_of_repr(self):
+        config = load_config(env(HF_TOKEN=self.TOKEN))
+        self.assertEqual(config.hf_token, self.TOKEN)
+        self.assertNotIn(self.TOKEN, repr(config))
+        self.assertNotIn(self.TOKEN, str(config))
+
+    def test_token_stripped(self):
+        self.assertEqual(load_config(env(HF_TOKEN="  %s " % self.TOKEN)).hf_token, self.TOKEN)
+
+    def test_blank_token_is_none(self):
+        for value in ("", "   "):
+            self.assertIsNone(load_config(env(HF_TOKEN=value)).hf_token)
+
+    def test_multiline_token_refused(self):
+        for value in ("hf_a\nb", "hf_a\rb", "hf_a\x00b"):
+            message = self.assertConfigError(env(HF_TOKEN=value), "HF_TOKEN must be a single line")
+            self.assertNotIn("hf_a", message)
+
+    def test_token_header(self):
+        for value, expected in [
+            ("authorization", "authorization"),
+            ("X-HF-Authorization", "x-hf-authorization"),
+            (" Authorization ", "authorization"),
+        ]:
+            self.assertEqual(load_config(env(TOKEN_HEADER=value)).token_header, expected)
+
+    def test_bad_token_header(self):
+        self.assertConfigError(
+            env(TOKEN_HEADER="cookie"),
+            "TOKEN_HEADER must be one of authorization, x-hf-authorization",
+            "'cookie'",
+        )
+
+
+class PortTests(ErrorAssertions, SynchronousTestCase):
+    def test_range(self):
+        for value in ("0", "1", "8080", "65535"):
+            self.assertEqual(load_config(env(PORT=value)).port, int(value))
+
+    def test_too_large(self):
+        self.assertConfigError(env(PORT="65536"), "PORT must be at most 65535", "'65536'")
+
+    def test_negative(self):
+        self.assertConfigError(env(PORT="-1"), "PORT must be at least 0", "'-1'")
+
+    def test_not_a_number(self):
+        for value in ("http", "80.5", "0x50"):
+            self.assertConfigError(env(PORT=value), "PORT must be a number", repr(value))
+
+
+class NumberTests(ErrorAssertions, SynchronousTestCase):
+    def test_values(self):
+        config = load_config(
+            env(UPSTREAM_TIMEOUT="2.5", POOL_MAX_PER_HOST="3", POOL_IDLE_TIMEOUT="0.5")
+        )
+        self.assertEqual(config.upstream_timeout, 2.5)
+        self.assertEqual(config.pool_max_per_host, 3)
+        self.assertEqual(config.pool_idle_timeout, 0.5)
+
+    def test_minimums(self):
+        for name, value, minimum in [
+            ("UPSTREAM_TIMEOUT", "0", "0.001"),
+            ("UPSTREAM_TIMEOUT", "-5", "0.001"),
+            ("POOL_MAX_PER_HOST", "0", "1"),
+            ("POOL_IDLE_TIMEOUT", "0", "0.001"),
+        ]:
+            self.assertConfigError(
+                env(**{name: value}), "%s must be at least %s" % (name, minimum), repr(value)
+            )
+
+    def test_not_numbers(self):
+        for name, value in [
+            ("UPSTREAM_TIMEOUT", "soon"),
+            ("POOL_MAX_PER_HOST", "1.5"),
+            ("POOL_IDLE_TIMEOUT", "a while"),
+        ]:
+            self.assertConfigError(env(**{name: value}), "%s must be a number" % (name,))
+
+
+class ChoiceTests(ErrorAssertions, SynchronousTestCase):
+    def test_log_levels(self):
+        for value, expected in [
+            ("debug", "debug"),
+            ("INFO", "info"),
+            ("warn", "warn"),
+            ("Warning", "warn"),
+            ("error", "error"),
+        ]:
+            self.assertEqual(load_config(env(LOG_LEVEL=value)).log_level, expected)
+
+    def test_bad_log_level(self):
+        self.assertConfigError(
+            env(LOG_LEVEL="verbose"), "LOG_LEVEL must be one of debug, info, warn, error"
+        )
+
+    def test_trust_proxy(self):
+        for value in ("1", "true", "TRUE", "yes", "on"):
+            self.assertTrue(load_config(env(TRUST_PROXY=value)).trust_proxy, value)
+        for value in ("0", "false", "no", "off", ""):
+            self.assertFalse(load_config(env(TRUST_PROXY=value)).trust_proxy, value)
+
+    def test_bad_trust_proxy(self):
+        self.assertConfigError(env(TRUST_PROXY="maybe"), "TRUST_PROXY must be true or false")
+
+    def test_interface(self):
+        for value in ("127.0.0.1", "0.0.0.0", "::", "::1", " 10.1.2.3 "):
+            self.assertEqual(load_config(env(INTERFACE=value)).interface, value.strip())
+
+    def test_bad_interface(self):
+        for value in ("localhost", "0.0.0.0:80", "256.1.1.1"):
+            self.assertConfigError(
+                env(INTERFACE=value), "INTERFACE must be an IP address", repr(value)
+            )
+
+
+class DashboardPathTests(ErrorAssertions, SynchronousTestCase):
+    def test_accepted(self):
+        for value in ("/", "/_gateway/", "/dashboard"):
+            self.assertEqual(load_config(env(DASHBOARD_PATH=value)).dashboard_path, value)
+
+    def test_refused(self):
+        for value in ("dashboard", "/d?x=1", "/d#top"):
+            self.assertConfigError(
+                env(DASHBOARD_PATH=value), "DASHBOARD_PATH must be a path starting with /"
+            )
+
+    def test_reserved(self):
+        self.assertConfigError(
+            env(DASHBOARD_PATH="/gateway-health"), "DASHBOARD_PATH must not be /gateway-health"
+        )
+
+
+class CorsOriginsTests(ErrorAssertions, SynchronousTestCase):
+    def test_list(self):
+        config = load_config(
+            env(CORS_ALLOW_ORIGINS=" https://a.example/, http://b.example:8080 ,, ")
+        )
+        self.assertEqual(config.cors_allow_origins, ("https://a.example", "http://b.example:8080"))
+
+    def test_star(self):
+        self.assertEqual(load_config(env(CORS_ALLOW_ORIGINS="*")).cors_allow_origins, ("*",))
+
+    def test_unset_or_blank(self):
+        for value in (None, "", " , "):
+            environment = env() if value is None else env(CORS_ALLOW_ORIGINS=value)
+            self.assertEqual(load_config(environment).cors_allow_origins, ())
+
+    def test_not_an_origin(self):
+        self.assertConfigError(
+            env(CORS_ALLOW_ORIGINS="https://a.example, a.example"),
+            "CORS_ALLOW_ORIGINS must list origins like https://example.com",
+            "'a.example'",
+        )
+
+
+class CABundleTests(ErrorAssertions, SynchronousTestCase):
+    def test_valid_pem(self):
+        path = pki().ca_pem
+        self.assertEqual(load_config(env(BACKEND_CA_BUNDLE=path)).backend_ca_bundle, path)
+
+    def test_missing_file(self):
+        path = os.path.abspath(self.mktemp())
+        self.assertConfigError(
+            env(BACKEND_CA_BUNDLE=path), "BACKEND_CA_BUNDLE %r cannot be read" % (path,)
+        )
+
+    def test_directory(self):
+        path = os.path.abspath(self.mktemp())
+        os.mkdir(path)
+        self.assertConfigError(env(BACKEND_CA_BUNDLE=path), "cannot be read")
+
+    def test_not_pem(self):
+        path = os.path.abspath(self.mktemp())
+        with open(path, "wb") as f:
+            f.write(b"this is not a certificate\n")
+        self.assertConfigError(
+            env(BACKEND_CA_BUNDLE=path), "BACKEND_CA_BUNDLE %r holds no PEM certificate" % (path,)
+        )
+
+    def test_empty_means_none(self):
+        self.assertIsNone(load_config(env(BACKEND_CA_BUNDLE="")).backend_ca_bundle)

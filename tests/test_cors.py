@@ -1,0 +1,111 @@
+"""Tests for L{wighaven.cors.CorsPolicy}: which origins are allowed, what
+counts as a preflight, the headers of the gateway's 204 preflight answer,
+and how the backend's CORS headers are replaced for an allowed origin and
+left alone for any other.
+"""
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from wighaven.cors import CorsPolicy
+
+ORIGIN = b"https://app.example"
+
+
+def values_of(headers, name):
+    return [v for n, values in headers for v in values if n.lower() == name.lower()]
+
+
+class AllowsTests(SynchronousTestCase):
+    def test_listed_origins(self):
+        policy = CorsPolicy(["https://app.example", "http://localhost:3000"])
+        for origin in (b"https://app.example", b"HTTPS://App.Example", b"https://app.example/",
+                       b"http://localhost:3000"):
+            self.assertTrue(policy.allows(origin), origin)
+        for origin in (None, b"", b"https://evil.example", b"http://app.example",
+                       b"https://app.example:8443", b"https://app.example.evil.example",
+                       b"http://localhost:3001", b"null"):
+            self.assertFalse(policy.allows(origin), origin)
+
+    def test_star_allows_any_origin(self):
+        policy = CorsPolicy(["*"])
+        for origin in (b"https://app.example", b"http://anything.test:1"):
+            self.assertTrue(policy.allows(origin))
+        for origin in (None, b""):
+            self.assertFalse(policy.allows(origin))
+
+
+class PreflightTests(SynchronousTestCase):
+    def test_is_preflight(self):
+        self.assertTrue(CorsPolicy.is_preflight(b"OPTIONS", ORIGIN, b"POST"))
+        for method, origin, requested in [
+            (b"GET", ORIGIN, b"POST"),
+            (b"OPTIONS", None, b"POST"),
+            (b"OPTIONS", b"", b"POST"),
+            (b"OPTIONS", ORIGIN, None),
+            (b"OPTIONS", ORIGIN, b""),
+        ]:
+            self.assertFalse(CorsPolicy.is_preflight(method, origin, requested))
+
+    def test_preflight_headers(self):
+        headers = CorsPolicy(["https://app.example"]).preflight_headers(ORIGIN, None)
+        self.assertEqual(
+            dict(headers),
+            {
+                b"Access-Control-Allow-Origin": [ORIGIN],
+                b"Access-Control-Allow-Credentials": [b"true"],
+                b"Access-Control-Allow-Methods": [b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"],
+                b"Access-Control-Max-Age": [b"600"],
+                b"Vary": [b"Origin"],
+            },
+        )
+
+    def test_preflight_echoes_requested_headers(self):
+        headers = CorsPolicy(["*"]).preflight_headers(ORIGIN, b"content-type, x-custom")
+        self.assertEqual(
+            values_of(headers, b"access-control-allow-headers"), [b"content-type, x-custom"]
+        )
+        self.assertEqual(values_of(headers, b"access-control-allow-origin"), [ORIGIN])
+
+
+class ResponseHeadersTests(SynchronousTestCase):
+    policy = CorsPolicy(["https://app.example"])
+
+    def test_disallowed_origin_untouched(self):
+        headers = [
+            (b"Access-Control-Allow-Origin", [b"*"]),
+            (b"Content-Type", [b"text/plain"]),
+        ]
+        for origin in (None, b"https://evil.example"):
+            self.assertEqual(self.policy.response_headers(list(headers), origin), headers)
+
+    def test_backend_cors_replaced(self):
+        headers = [
+            (b"Access-Control-Allow-Origin", [b"*"]),
+            (b"Access-Control-Allow-Credentials", [b"false"]),
+            (b"access-control-expose-headers", [b"X-Secret"]),
+            (b"Content-Type", [b"application/json"]),
+        ]
+        out = self.policy.response_headers(headers, ORIGIN)
+        self.assertEqual(
+            out,
+            [
+                (b"Content-Type", [b"application/json"]),
+                (b"Access-Control-Allow-Origin", [ORIGIN]),
+                (b"Access-Control-Allow-Credentials", [b"true"]),
+                (b"Vary", [b"Origin"]),
+            ],
+        )
+
+    def test_vary_extended(self):
+        out = self.policy.response_headers([(b"Vary", [b"Accept-Encoding"])], ORIGIN)
+        self.assertEqual(values_of(out, b"vary"), [b"Accept-Encoding", b"Origin"])
+
+    def test_vary_already_covers_origin(self):
+        for vary in ([b"Accept-Encoding, Origin"], [b"origin"], [b"*"], [b"Accept", b" * "]):
+            out = self.policy.response_headers([(b"Vary", list(vary))], ORIGIN)
+            self.assertEqual(values_of(out, b"vary"), vary)
+
+    def test_other_headers_and_duplicates_kept(self):
+        headers = [(b"Set-Cookie", [b"a=1", b"b=2"]), (b"Cache-Control", [b"no-store"])]
+        out = self.policy.response_headers(list(headers), ORIGIN)
+        self.assertEqual(out[:2], headers)

@@ -1,0 +1,334 @@
+"""Tests for L{wighaven.headers}, the pure header and target rules of the
+forwarding path: hop-by-hop and Connection-named removal, duplicates kept
+apart, the upstream Host / X-Forwarded-* / token headers, the upstream
+request target, Location rewriting, the client's origin and the framing
+headers of the downstream response.
+"""
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from wighaven.headers import (
+    HOP_BY_HOP,
+    client_origin,
+    connection_named,
+    downstream_headers,
+    end_to_end,
+    rewrite_location,
+    upstream_headers,
+    upstream_target,
+    valid_host,
+)
+
+BACKEND = (b"https", b"user-space.hf.space", 443)
+GATEWAY = b"https://gw.example"
+TOKEN = b"hf_S3cr3t"
+
+
+def values_of(headers, name):
+    """Every value of C{name} (case-insensitive) in a header list, in order."""
+    return [v for n, values in headers for v in values if n.lower() == name.lower()]
+
+
+def names_of(headers):
+    return [n.lower() for n, _ in headers]
+
+
+def upstream(raw, **kwargs):
+    """upstream_headers with the usual gateway arguments, overridable."""
+    arguments = dict(
+        backend_host=b"user-space.hf.space",
+        peer=b"203.0.113.7",
+        proto=b"https",
+        token=TOKEN,
+        token_header=b"authorization",
+        trust_proxy=False,
+    )
+    arguments.update(kwargs)
+    return upstream_headers(raw, **arguments)
+
+
+class EndToEndTests(SynchronousTestCase):
+    def test_hop_by_hop_removed(self):
+        raw = [(name.title(), [b"x"]) for name in sorted(HOP_BY_HOP)]
+        raw.append((b"Content-Type", [b"text/plain"]))
+        self.assertEqual(end_to_end(raw), [(b"Content-Type", [b"text/plain"])])
+
+    def test_hop_by_hop_list(self):
+        for name in (b"connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding",
+                     b"upgrade", b"proxy-authorization", b"proxy-authenticate",
+                     b"proxy-connection"):
+            self.assertIn(name, HOP_BY_HOP)
+
+    def test_connection_named_removed(self):
+        raw = [
+            (b"Connection", [b"close, X-Secret", b"x-other"]),
+            (b"X-Secret", [b"1"]),
+            (b"X-Other", [b"2"]),
+            (b"X-Kept", [b"3"]),
+        ]
+        self.assertEqual(end_to_end(raw), [(b"X-Kept", [b"3"])])
+
+    def test_duplicates_kept_apart(self):
+        raw = [(b"Set-Cookie", [b"a=1; Path=/", b"b=2, c=3"]), (b"Vary", [b"Accept", b"Origin"])]
+        self.assertEqual(end_to_end(raw), raw)
+
+    def test_connection_named(self):
+        self.assertEqual(connection_named(None), frozenset())
+        self.assertEqual(connection_named([]), frozenset())
+        self.assertEqual(
+            connection_named([b"Keep-Alive, X-A ,", b" x-b"]),
+            frozenset([b"keep-alive", b"x-a", b"x-b"]),
+        )
+
+
+class UpstreamHeadersTests(SynchronousTestCase):
+    def test_host_replaced_and_forwarded(self):
+        out = upstream([(b"Host", [b"gw.example"])])
+        self.assertEqual(out[0], (b"Host", [b"user-space.hf.space"]))
+        self.assertEqual(values_of(out, b"host"), [b"user-space.hf.space"])
+        self.assertEqual(values_of(out, b"x-forwarded-host"), [b"gw.example"])
+
+    def test_no_client_host_no_forwarded_host(self):
+        self.assertEqual(values_of(upstream([]), b"x-forwarded-host"), [])
+
+    def test_forwarded_for_is_the_peer(self):
+        out = upstream([(b"Host", [b"gw"])])
+        self.assertEqual(values_of(out, b"x-forwarded-for"), [b"203.0.113.7"])
+
+    def test_forwarded_for_appended(self):
+        """The client's chain is kept and the real peer always comes last."""
+        out = upstream([(b"X-Forwarded-For", [b"10.0.0.1, 10.0.0.2", b"10.0.0.3"])])
+        self.assertEqual(
+            values_of(out, b"x-forwarded-for"), [b"10.0.0.1, 10.0.0.2, 10.0.0.3, 203.0.113.7"]
+        )
+        out = upstream([(b"X-Forwarded-For", [b"203.0.113.7"])], peer=b"198.51.100.1")
+        self.assertEqual(values_of(out, b"x-forwarded-for"), [b"203.0.113.7, 198.51.100.1"])
+
+    def test_forwarded_proto(self):
+        for proto in (b"http", b"https"):
+            out = upstream([], proto=proto)
+            self.assertEqual(values_of(out, b"x-forwarded-proto"), [proto])
+
+    def test_untrusted_forwarded_headers_replaced(self):
+        raw = [
+            (b"Host", [b"gw.example"]),
+            (b"X-Forwarded-Host", [b"evil.example"]),
+            (b"X-Forwarded-Proto", [b"https"]),
+        ]
+        out = upstream(raw, proto=b"http", trust_proxy=False)
+        self.assertEqual(values_of(out, b"x-forwarded-host"), [b"gw.example"])
+        self.assertEqual(values_of(out, b"x-forwarded-proto"), [b"http"])
+
+    def test_trusted_forwarded_headers_kept(self):
+        raw = [
+            (b"Host", [b"internal:7860"]),
+            (b"X-Forwarded-Host", [b"user-gw.hf.space"]),
+            (b"X-Forwarded-Proto", [b"https"]),
+        ]
+        out = upstream(raw, proto=b"http", trust_proxy=True)
+        self.assertEqual(values_of(out, b"x-forwarded-host"), [b"user-gw.hf.space"])
+        self.assertEqual(values_of(out, b"x-forwarded-proto"), [b"https"])
+
+    def test_trusted_proxy_without_forwarded_headers(self):
+        out = upstream([(b"Host", [b"gw.example"])], proto=b"http", trust_proxy=True)
+        self.assertEqual(values_of(out, b"x-forwarded-host"), [b"gw.example"])
+        self.assertEqual(values_of(out, b"x-forwarded-proto"), [b"http"])
+
+    def test_token_replaces_client_authorization(self):
+        out = upstream([(b"Authorization", [b"Basic dXNlcjpwdw=="])])
+        self.assertEqual(values_of(out, b"authorization"), [b"Bearer " + TOKEN])
+
+    def test_token_added_without_client_authorization(self):
+        out = upstream([(b"Host", [b"gw"])])
+        self.assertEqual(values_of(out, b"authorization"), [b"Bearer " + TOKEN])
+
+    def test_x_hf_authorization(self):
+        """The token goes in X-HF-Authorization; the client's Authorization passes."""
+        raw = [
+            (b"Authorization", [b"Bearer client-own"]),
+            (b"X-Hf-Authorization", [b"Bearer forged"]),
+        ]
+        out = upstream(raw, token_header=b"x-hf-authorization")
+        self.assertEqual(values_of(out, b"authorization"), [b"Bearer client-own"])
+        self.assertEqual(values_of(out, b"x-hf-authorization"), [b"Bearer " + TOKEN])
+
+    def test_no_token_client_credential_passes(self):
+        raw = [(b"Authorization", [b"Bearer client-own"])]
+        for header in (b"authorization", b"x-hf-authorization"):
+            out = upstream(raw, token=None, token_header=header)
+            self.assertEqual(values_of(out, b"authorization"), [b"Bearer client-own"])
+            self.assertEqual(values_of(out, b"x-hf-authorization"), [])
+
+    def test_rebuilt_and_hop_by_hop_dropped(self):
+        raw = [
+            (b"Content-Length", [b"5"]),
+            (b"Expect", [b"100-continue"]),
+            (b"Connection", [b"keep-alive, X-Drop"]),
+            (b"Keep-Alive", [b"timeout=5"]),
+            (b"Transfer-Encoding", [b"chunked"]),
+            (b"Proxy-Authorization", [b"Basic x"]),
+            (b"X-Drop", [b"1"]),
+        ]
+        out = upstream(raw, token=None)
+        self.assertEqual(
+            names_of(out), [b"host", b"x-forwarded-for", b"x-forwarded-proto"]
+        )
+
+    def test_end_to_end_headers_pass_with_duplicates(self):
+        raw = [
+            (b"Cookie", [b"a=1", b"b=2"]),
+            (b"Accept", [b"text/html", b"application/json"]),
+            (b"Content-Type", [b"application/json"]),
+        ]
+        out = upstream(raw)
+        for name, values in raw:
+            self.assertIn((name, values), out)
+
+
+class UpstreamTargetTests(SynchronousTestCase):
+    def test_origin_form_byte_for_byte(self):
+        for target in (
+            b"/",
+            b"/a/b?c=d&e=f",
+            b"/file=%2Ftmp%2Fx.png",
+            b"/a%2Fb/%2e%2e/c",
+            b"//evil/x",
+            b"/path?",
+            b"/gradio_api/queue/data?session_hash=abc",
+            b"/%FF%FE",
+        ):
+            self.assertEqual(upstream_target(target), target)
+
+    def test_absolute_form_keeps_path_only(self):
+        for target, expected in [
+            (b"http://evil.example/x?y=1", b"/x?y=1"),
+            (b"HTTPS://evil.example:8443/a%2Fb", b"/a%2Fb"),
+            (b"http://evil.example", b"/"),
+            (b"http://evil.example?q=1", b"/?q=1"),
+            (b"http://user@evil.example//x", b"//x"),
+        ]:
+            self.assertEqual(upstream_target(target), expected, target)
+
+    def test_refused(self):
+        for target in (
+            b"@evil/x",
+            b"*",
+            b"evil/x",
+            b"",
+            b"/a#frag",
+            b"http://evil.example/a#frag",
+            b"/a b",
+            b"/a\tb",
+            b"/a\x00",
+            b"/a\r\nX: y",
+            b"/a\x7f",
+            b"/caf\xc3\xa9",
+            b"/\xff",
+        ):
+            self.assertIsNone(upstream_target(target), target)
+
+
+class RewriteLocationTests(SynchronousTestCase):
+    def test_backend_origin_rewritten(self):
+        for location, expected in [
+            (b"https://user-space.hf.space/a?b=c", GATEWAY + b"/a?b=c"),
+            (b"https://user-space.hf.space:443/a", GATEWAY + b"/a"),
+            (b"HTTPS://User-Space.HF.Space/A", GATEWAY + b"/A"),
+            (b"https://user-space.hf.space", GATEWAY + b"/"),
+            (b"https://user-space.hf.space?x=1", GATEWAY + b"/?x=1"),
+            (b"https://user-space.hf.space/%2F/x#top", GATEWAY + b"/%2F/x#top"),
+        ]:
+            self.assertEqual(rewrite_location(location, BACKEND, GATEWAY), expected, location)
+
+    def test_other_locations_untouched(self):
+        for location in (
+            b"https://other.example/a",
+            b"http://user-space.hf.space/a",
+            b"https://user-space.hf.space:8443/a",
+            b"https://user-space.hf.space.evil.example/a",
+            b"https://u:p@user-space.hf.space/a",
+            b"/relative/path?x=1",
+            b"relative",
+            b"mailto:someone@user-space.hf.space",
+            b"https://user-space.hf.space:bad/a",
+        ):
+            self.assertEqual(rewrite_location(location, BACKEND, GATEWAY), location, location)
+
+    def test_non_default_backend_port(self):
+        backend = (b"http", b"127.0.0.1", 8080)
+        self.assertEqual(
+            rewrite_location(b"http://127.0.0.1:8080/x", backend, GATEWAY), GATEWAY + b"/x"
+        )
+        self.assertEqual(
+            rewrite_location(b"http://127.0.0.1/x", backend, GATEWAY), b"http://127.0.0.1/x"
+        )
+
+    def test_unknown_gateway_origin_gives_path(self):
+        for location, expected in [
+            (b"https://user-space.hf.space/a?b", b"/a?b"),
+            (b"https://user-space.hf.space", b"/"),
+        ]:
+            self.assertEqual(rewrite_location(location, BACKEND, None), expected)
+
+
+class ClientOriginTests(SynchronousTestCase):
+    def test_scheme_from_transport(self):
+        self.assertEqual(client_origin(False, b"gw.example"), b"http://gw.example")
+        self.assertEqual(client_origin(True, b"gw.example:8443"), b"https://gw.example:8443")
+        self.assertEqual(client_origin(False, b"[::1]:7860"), b"http://[::1]:7860")
+
+    def test_no_usable_host(self):
+        for host in (None, b"", b"gw.example/x", b"evil host", b"gw:99999999", b"a@b"):
+            self.assertIsNone(client_origin(True, host), host)
+
+    def test_forwarded_values(self):
+        self.assertEqual(
+            client_origin(False, b"internal:7860", b" HTTPS ", b"gw.example"),
+            b"https://gw.example",
+        )
+
+    def test_bad_forwarded_values_ignored(self):
+        self.assertEqual(
+            client_origin(False, b"gw.example", b"javascript", b"evil/x"), b"http://gw.example"
+        )
+
+    def test_valid_host(self):
+        for host in (b"gw.example", b"gw.example:80", b"10.0.0.1", b"[2001:db8::1]:443"):
+            self.assertEqual(valid_host(host), host)
+        for host in (None, b"", b"gw example", b"gw.example:", b"[::1", b"gw/x"):
+            self.assertIsNone(valid_host(host), host)
+
+
+class DownstreamHeadersTests(SynchronousTestCase):
+    def test_content_length_dropped_beside_transfer_encoding(self):
+        raw = [
+            (b"Transfer-Encoding", [b"chunked"]),
+            (b"Content-Length", [b"100"]),
+            (b"Content-Type", [b"text/event-stream"]),
+        ]
+        self.assertEqual(downstream_headers(raw, BACKEND, GATEWAY), [raw[2]])
+
+    def test_content_length_kept_alone(self):
+        raw = [(b"Content-Length", [b"100"]), (b"Content-Encoding", [b"gzip"])]
+        self.assertEqual(downstream_headers(raw, BACKEND, GATEWAY), raw)
+
+    def test_hop_by_hop_and_connection_named_removed(self):
+        raw = [
+            (b"Connection", [b"keep-alive, X-Backend-Hop"]),
+            (b"Keep-Alive", [b"timeout=5"]),
+            (b"X-Backend-Hop", [b"1"]),
+            (b"Proxy-Authenticate", [b"Basic"]),
+            (b"Set-Cookie", [b"a=1", b"b=2; Expires=Wed, 21 Oct 2015 07:28:00 GMT"]),
+        ]
+        self.assertEqual(downstream_headers(raw, BACKEND, GATEWAY), [raw[4]])
+
+    def test_location_rewritten(self):
+        raw = [(b"Location", [b"https://user-space.hf.space/login?next=/"])]
+        self.assertEqual(
+            downstream_headers(raw, BACKEND, GATEWAY),
+            [(b"Location", [GATEWAY + b"/login?next=/"])],
+        )
+
+    def test_foreign_location_untouched(self):
+        raw = [(b"Location", [b"https://huggingface.co/login"])]
+        self.assertEqual(downstream_headers(raw, BACKEND, GATEWAY), raw)
