@@ -143,6 +143,18 @@ class BackendUrlTests(ErrorAssertions, SynchronousTestCase):
         for url in ("https://host:99999", "https://host:port", "http://[::1"):
             self.assertConfigError(env(PRIVATE_BACKEND_URL=url), "is not a valid URL")
 
+    def test_port_zero_refused(self):
+        self.assertConfigError(env(PRIVATE_BACKEND_URL="https://a.example:0"), "port 0")
+
+    def test_invalid_hostname_refused(self):
+        for url in ("https://a_b!x.example", "https://-lead.example", "https://a..b"):
+            self.assertConfigError(env(PRIVATE_BACKEND_URL=url), "invalid hostname")
+
+    def test_international_hostname_sent_as_idna(self):
+        config = load_config(env(PRIVATE_BACKEND_URL="https://bücher.example"))
+        self.assertEqual(config.backend_host, "xn--bcher-kva.example")
+        self.assertEqual(config.backend_origin, "https://xn--bcher-kva.example")
+
     def test_accepted_forms(self):
         cases = [
             ("https://user-space.hf.space", ("https", "user-space.hf.space", 443)),
@@ -251,6 +263,11 @@ class NumberTests(ErrorAssertions, SynchronousTestCase):
                 env(**{name: value}), "%s must be at least %s" % (name, minimum), repr(value)
             )
 
+    def test_not_finite(self):
+        for name in ("UPSTREAM_TIMEOUT", "POOL_IDLE_TIMEOUT"):
+            for value in ("nan", "inf", "-inf"):
+                self.assertConfigError(env(**{name: value}), name)
+
     def test_not_numbers(self):
         for name, value in [
             ("UPSTREAM_TIMEOUT", "soon"),
@@ -333,6 +350,12 @@ class CorsOriginsTests(ErrorAssertions, SynchronousTestCase):
             env(CORS_ALLOW_ORIGINS="https://a.example, a.example"),
             "CORS_ALLOW_ORIGINS must list origins like https://example.com",
             "'a.example'",
+        )
+
+    def test_origin_with_path_refused(self):
+        """A browser's Origin never has a path, so such an entry could never match."""
+        self.assertConfigError(
+            env(CORS_ALLOW_ORIGINS="https://a.example/app"), "CORS_ALLOW_ORIGINS", "/app"
         )
 
 

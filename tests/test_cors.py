@@ -100,6 +100,11 @@ class ResponseHeadersTests(SynchronousTestCase):
         out = self.policy.response_headers([(b"Vary", [b"Accept-Encoding"])], ORIGIN)
         self.assertEqual(values_of(out, b"vary"), [b"Accept-Encoding", b"Origin"])
 
+    def test_vary_matched_on_whole_names(self):
+        """X-Original-URL merely contains "origin": Origin must still be added."""
+        out = self.policy.response_headers([(b"Vary", [b"X-Original-URL"])], ORIGIN)
+        self.assertEqual(values_of(out, b"vary"), [b"X-Original-URL", b"Origin"])
+
     def test_vary_already_covers_origin(self):
         for vary in ([b"Accept-Encoding, Origin"], [b"origin"], [b"*"], [b"Accept", b" * "]):
             out = self.policy.response_headers([(b"Vary", list(vary))], ORIGIN)

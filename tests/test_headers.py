@@ -237,6 +237,8 @@ class RewriteLocationTests(SynchronousTestCase):
             (b"https://user-space.hf.space", GATEWAY + b"/"),
             (b"https://user-space.hf.space?x=1", GATEWAY + b"/?x=1"),
             (b"https://user-space.hf.space/%2F/x#top", GATEWAY + b"/%2F/x#top"),
+            # Scheme-relative: the browser would take the backend's scheme.
+            (b"//user-space.hf.space/x", GATEWAY + b"/x"),
         ]:
             self.assertEqual(rewrite_location(location, BACKEND, GATEWAY), expected, location)
 
@@ -248,6 +250,7 @@ class RewriteLocationTests(SynchronousTestCase):
             b"https://user-space.hf.space.evil.example/a",
             b"https://u:p@user-space.hf.space/a",
             b"/relative/path?x=1",
+            b"//other.example/x",
             b"relative",
             b"mailto:someone@user-space.hf.space",
             b"https://user-space.hf.space:bad/a",

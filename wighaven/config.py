@@ -14,6 +14,8 @@ line and exits non-zero before listening on anything.
 from __future__ import annotations
 
 import ipaddress
+import math
+import re
 from typing import Callable, Mapping, Optional
 from urllib.parse import urlsplit
 
@@ -155,6 +157,8 @@ def _parse_backend_url(value: Optional[str]):
             "PRIVATE_BACKEND_URL must be an http:// or https:// URL with a host, "
             "e.g. https://user-space.hf.space"
         )
+    if port == 0:
+        raise ConfigError("PRIVATE_BACKEND_URL has port 0; leave the port out or give a real one")
     if parts.username is not None or parts.password is not None or "@" in parts.netloc:
         raise ConfigError(
             "PRIVATE_BACKEND_URL must not contain user:password@; put the token in HF_TOKEN"
@@ -163,7 +167,26 @@ def _parse_backend_url(value: Optional[str]):
         raise ConfigError(
             "PRIVATE_BACKEND_URL must be an origin only (scheme://host[:port]), with no path or query"
         )
-    return parts.scheme, parts.hostname, port or _DEFAULT_PORTS[parts.scheme]
+    return parts.scheme, _ascii_host(parts.hostname), port or _DEFAULT_PORTS[parts.scheme]
+
+
+_HOSTNAME_RE = re.compile(r"^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*\.?$")
+
+
+def _ascii_host(host: str) -> str:
+    """The host as sent on the wire: an IP literal, or an ASCII (IDNA) DNS name."""
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        pass
+    try:
+        ascii_host = host.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        ascii_host = ""
+    if not _HOSTNAME_RE.match(ascii_host):
+        raise ConfigError("PRIVATE_BACKEND_URL has an invalid hostname: %r" % (host,))
+    return ascii_host
 
 
 def _number(name: str, value: str, kind: Callable, minimum) -> float:
@@ -171,7 +194,7 @@ def _number(name: str, value: str, kind: Callable, minimum) -> float:
         number = kind(value)
     except (TypeError, ValueError):
         raise ConfigError("%s must be a number, got %r" % (name, value))
-    if number < minimum:
+    if not math.isfinite(number) or number < minimum:
         raise ConfigError("%s must be at least %s, got %r" % (name, minimum, value))
     return number
 
@@ -215,7 +238,10 @@ def _origins(value: Optional[str]) -> tuple:
         return ()
     origins = tuple(o.strip().rstrip("/") for o in value.split(",") if o.strip())
     for origin in origins:
-        if origin != "*" and urlsplit(origin).scheme not in ("http", "https"):
+        parts = urlsplit(origin)
+        if origin != "*" and (
+            parts.scheme not in ("http", "https") or not parts.netloc or parts.path or parts.query
+        ):
             raise ConfigError(
                 "CORS_ALLOW_ORIGINS must list origins like https://example.com (or *), got %r"
                 % (origin,)

@@ -66,7 +66,8 @@ class CorsPolicy:
         out.append((b"Access-Control-Allow-Credentials", [b"true"]))
         for i, (name, values) in enumerate(out):
             if name.lower() == b"vary":
-                if not any(b"origin" in v.lower() or v.strip() == b"*" for v in values):
+                listed = {t.strip().lower() for v in values for t in v.split(b",")}
+                if not listed & {b"origin", b"*"}:
                     out[i] = (name, values + [b"Origin"])
                 return out
         out.append((b"Vary", [b"Origin"]))

@@ -190,7 +190,8 @@ def rewrite_location(
         port = parts.port
     except ValueError:
         return location
-    scheme = parts.scheme.lower()
+    # A scheme-relative //host/path takes the scheme of the page: the backend's.
+    scheme = parts.scheme.lower() or (backend_origin[0] if location.startswith(b"//") else b"")
     if scheme not in _DEFAULT_PORTS or not parts.hostname:
         return location
     origin = (scheme, parts.hostname.lower(), port or _DEFAULT_PORTS[scheme])

@@ -1,0 +1,112 @@
+"""Settings that change what the gateway answers: DASHBOARD_PATH,
+CORS_ALLOW_ORIGINS, TOKEN_HEADER and TRUST_PROXY, over real sockets."""
+
+from twisted.internet import defer
+from twisted.trial import unittest
+
+from tests.support.backend import start_backend
+from tests.support.client import fetch
+from tests.support.gateway import TOKEN, start_gateway
+from tests.test_forward_integration import header_values
+
+
+class GatewaySettingsTests(unittest.TestCase):
+
+    @defer.inlineCallbacks
+    def gateway(self, **settings):
+        self.backend, _, origin = yield start_backend(self)
+        _, port = yield start_gateway(self, origin, **settings)
+        return port
+
+    @defer.inlineCallbacks
+    def test_moved_dashboard_frees_the_root_for_the_space(self):
+        port = yield self.gateway(DASHBOARD_PATH="/_gateway/")
+        reply = yield fetch(port, "GET", "/?__theme=dark")
+        self.assertEqual(reply.json()["uri"], "/?__theme=dark")
+        reply = yield fetch(port, "GET", "/_gateway/")
+        self.assertEqual(reply.status, 200)
+        self.assertIn(b"WigHaven Gateway", reply.body)
+        self.assertEqual(reply.get("Content-Type"), "text/html; charset=utf-8")
+        reply = yield fetch(port, "GET", "/gateway-health")
+        self.assertEqual(reply.json()["status"], "ok")
+
+    @defer.inlineCallbacks
+    def test_dashboard_never_shows_the_token(self):
+        port = yield self.gateway()
+        for _ in range(3):
+            yield fetch(port, "GET", "/cookies")
+        reply = yield fetch(port, "GET", "/")
+        self.assertNotIn(TOKEN.encode(), reply.body)
+        self.assertIn(b"localhost", reply.body)
+        self.assertIn(b'data-stat="requests">3<', reply.body)
+
+    @defer.inlineCallbacks
+    def test_backend_cors_untouched_without_setting(self):
+        port = yield self.gateway()
+        reply = yield fetch(
+            port, "OPTIONS", "/echo",
+            {"Origin": "https://app.example", "Access-Control-Request-Method": "POST"},
+        )
+        # Forwarded to the backend as any request (it answered with its echo).
+        self.assertEqual(reply.json()["method"], "OPTIONS")
+        self.assertIsNone(reply.get("Access-Control-Allow-Origin"))
+
+    @defer.inlineCallbacks
+    def test_cors_preflight_answered_for_allowed_origin(self):
+        port = yield self.gateway(CORS_ALLOW_ORIGINS="https://app.example, https://other.example")
+        reply = yield fetch(
+            port, "OPTIONS", "/api",
+            {
+                "Origin": "https://app.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type, x-custom",
+            },
+        )
+        self.assertEqual(reply.status, 204)
+        self.assertEqual(reply.get("Access-Control-Allow-Origin"), "https://app.example")
+        self.assertEqual(reply.get("Access-Control-Allow-Headers"), "content-type, x-custom")
+        self.assertIn("POST", reply.get("Access-Control-Allow-Methods"))
+        self.assertEqual(self.backend.requests, [])
+
+        reply = yield fetch(port, "GET", "/echo", {"Origin": "https://app.example"})
+        self.assertEqual(reply.get("Access-Control-Allow-Origin"), "https://app.example")
+        self.assertIn("Origin", reply.get("Vary"))
+
+        reply = yield fetch(port, "GET", "/echo", {"Origin": "https://evil.example"})
+        self.assertIsNone(reply.get("Access-Control-Allow-Origin"))
+
+    @defer.inlineCallbacks
+    def test_token_in_x_hf_authorization_leaves_client_authorization(self):
+        port = yield self.gateway(TOKEN_HEADER="x-hf-authorization")
+        reply = yield fetch(
+            port, "GET", "/echo",
+            {"Authorization": "Basic dXNlcjpwYXNz", "X-HF-Authorization": "Bearer forged"},
+        )
+        echo = reply.json()
+        self.assertEqual(header_values(echo, "authorization"), ["Basic dXNlcjpwYXNz"])
+        self.assertEqual(header_values(echo, "x-hf-authorization"), ["Bearer " + TOKEN])
+
+    @defer.inlineCallbacks
+    def test_no_token_configured_forwards_no_token(self):
+        port = yield self.gateway(HF_TOKEN=None)
+        reply = yield fetch(port, "GET", "/echo")
+        self.assertEqual(header_values(reply.json(), "authorization"), [])
+
+    @defer.inlineCallbacks
+    def test_trusted_proxy_headers_shape_location(self):
+        port = yield self.gateway(TRUST_PROXY="true")
+        headers = {"Host": "internal:7860", "X-Forwarded-Proto": "https",
+                   "X-Forwarded-Host": "owner-gateway.hf.space"}
+        reply = yield fetch(port, "GET", "/redirect-internal", headers)
+        self.assertEqual(reply.get("Location"), "https://owner-gateway.hf.space/landed?x=1")
+
+    @defer.inlineCallbacks
+    def test_untrusted_proxy_headers_ignored(self):
+        port = yield self.gateway()
+        headers = {"Host": "gw.example", "X-Forwarded-Proto": "https",
+                   "X-Forwarded-Host": "evil.example"}
+        reply = yield fetch(port, "GET", "/redirect-internal", headers)
+        self.assertEqual(reply.get("Location"), "http://gw.example/landed?x=1")
+        reply = yield fetch(port, "GET", "/echo", headers)
+        self.assertEqual(header_values(reply.json(), "x-forwarded-proto"), ["http"])
+        self.assertEqual(header_values(reply.json(), "x-forwarded-host"), ["gw.example"])
