@@ -28,9 +28,12 @@ RUN pip install --no-cache-dir -r requirements.txt
 
 # Then the project itself (a normal install: twistd only finds the plugin
 # in site-packages/twisted/plugins/, which an editable install does not fill).
+# Twisted's plugin cache (dropin.cache) is written here, as root, so the
+# non-root user never needs to write into site-packages. -I keeps /app off
+# sys.path, so only the installed plugin directories are scanned.
 COPY . .
 RUN pip install --no-cache-dir --no-deps . \
-    && python -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"
+    && python -I -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"
 
 # A Space sits behind Hugging Face's proxy, whose X-Forwarded-* headers
 # describe the client's view. PORT is read by the gateway itself.

@@ -63,6 +63,21 @@ class StartupTests(unittest.TestCase):
             {"PRIVATE_BACKEND_URL": "https://u:p@x.example", "HF_TOKEN": TOKEN}, "user:password@"
         )
 
+    def test_port_in_use_stops_startup(self):
+        import socket
+
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            result = run_twistd(
+                {"PRIVATE_BACKEND_URL": "https://x.example", "INTERFACE": "127.0.0.1"},
+                ["--port", str(port)],
+            )
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("wighaven: cannot listen on 127.0.0.1:%d: Address already in use" % port,
+                      result.stdout + result.stderr)
+
     def test_option_is_validated_like_the_variable(self):
         self.assertOneLineRefusal(
             {"PRIVATE_BACKEND_URL": "https://x.example"}, "UPSTREAM_TIMEOUT",

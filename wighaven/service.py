@@ -8,9 +8,12 @@ is reached for globally, so tests build the same service on port 0.
 
 from __future__ import annotations
 
+import sys
+
 from twisted.application import service
-from twisted.internet import defer, endpoints
-from twisted.logger import Logger
+from twisted.internet import defer
+from twisted.internet.error import CannotListenError
+from twisted.logger import ILogObserver, Logger
 from twisted.web.client import HTTPConnectionPool
 
 from . import __version__
@@ -38,7 +41,7 @@ class GatewayService(service.Service):
     Listens on the configured port and forwards to the backend over one
     shared, persistent connection pool, closed again on stop.
 
-    @ivar listening: fires with the listening port once it is bound.
+    @ivar listening: fires with the listening port once the service runs.
     """
 
     _log = Logger(namespace="wighaven.service")
@@ -50,7 +53,6 @@ class GatewayService(service.Service):
         self.pool = HTTPConnectionPool(reactor, persistent=True)
         self.pool.maxPersistentPerHost = config.pool_max_per_host
         self.pool.cachedConnectionTimeout = config.pool_idle_timeout
-        self.pool.retryAutomatically = True
         agent = BackendAgent(
             reactor,
             config.backend_origin.encode("ascii"),
@@ -66,15 +68,31 @@ class GatewayService(service.Service):
         """Under twistd, hand it the LOG_LEVEL-filtered observer it logs with."""
         super().setServiceParent(parent)
         if self._log_observer is not None and hasattr(parent, "setComponent"):
-            from twisted.logger import ILogObserver
-
             parent.setComponent(ILogObserver, self._log_observer)
 
-    def _endpoint(self):
-        kind = endpoints.TCP6ServerEndpoint if ":" in self.config.interface else endpoints.TCP4ServerEndpoint
-        return kind(self._reactor, self.config.port, backlog=1024, interface=self.config.interface)
+    def privilegedStartService(self):
+        """
+        Bind the port now, before the reactor runs: a port that can't be had
+        stops start-up with one line and exit status 1, instead of a gateway
+        that runs without listening.
+        """
+        super().privilegedStartService()
+        config = self.config
+        try:
+            self._port = self._reactor.listenTCP(
+                config.port, self.site, backlog=1024, interface=config.interface
+            )
+        except CannotListenError as e:
+            sys.stderr.write(
+                "wighaven: cannot listen on %s:%d: %s\n"
+                % (config.interface, config.port, e.socketError.strerror if e.socketError else e)
+            )
+            sys.stderr.flush()
+            raise SystemExit(1)
 
     def startService(self):
+        if self._port is None:
+            self.privilegedStartService()
         super().startService()
         config = self.config
         if config.hf_token is None:
@@ -83,42 +101,24 @@ class GatewayService(service.Service):
                 "(a private Space will answer 404)"
             )
         elif config.backend_scheme == "http" and config.backend_host not in _LOOPBACK:
-            self._log.warn(
-                "the backend is plain http: the token crosses the network unencrypted"
-            )
-        d = self._endpoint().listen(self.site)
-        d.addCallback(self._listening)
-        d.addErrback(self._listen_failed)
-
-    def _listening(self, port):
-        self._port = port
-        address = port.getHost()
+            self._log.warn("the backend is plain http: the token crosses the network unencrypted")
+        address = self._port.getHost()
         self._log.info(
             "WigHaven Gateway {version} listening on {host}:{port}, forwarding to {backend} "
             "(pool: {pool} idle connections kept, upstream timeout {timeout}s)",
             version=__version__,
             host=address.host,
             port=address.port,
-            backend=self.config.backend_netloc,
-            pool=self.config.pool_max_per_host,
-            timeout=self.config.upstream_timeout,
+            backend=config.backend_netloc,
+            pool=config.pool_max_per_host,
+            timeout=config.upstream_timeout,
         )
-        self.listening.callback(port)
-
-    def _listen_failed(self, failure):
-        self._log.error(
-            "cannot listen on {host}:{port}: {why}",
-            host=self.config.interface,
-            port=self.config.port,
-            why=failure.getErrorMessage(),
-        )
-        self.listening.errback(failure)
-        if self._reactor.running:
-            self._reactor.stop()
+        self.listening.callback(self._port)
 
     @defer.inlineCallbacks
     def stopService(self):
         super().stopService()
         if self._port is not None:
             yield self._port.stopListening()
+            self._port = None
         yield self.pool.closeCachedConnections()
