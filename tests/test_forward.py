@@ -505,6 +505,9 @@ class SiteGateway:
         data += b"\r\n" + (body or b"")
         channel, transport = self.connect()
         channel.dataReceived(data)
+        # A forwarded request starts when its head is in; an answer that is
+        # ready at once is written on the reactor's next turn.
+        self.reactor.advance(0)
         return channel, transport
 
     def fetch(self, method, target, extra=b"", body=None):

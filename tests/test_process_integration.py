@@ -196,6 +196,24 @@ class MemoryTests(unittest.TestCase):
         self.assertLess(growth, MEMORY_BOUND_KIB)
 
 
+    @defer.inlineCallbacks
+    def test_slow_backend_slows_the_uploading_client(self):
+        """The backend stops reading for 3 s: the client waits, the gateway holds no pile."""
+        self.backend_site.stall_uploads_for = 3.0
+        size = 200 * MiB
+        started = time.monotonic()
+        status, body, digest = yield deferToThread(_upload, self.gateway.port, size)
+        elapsed = time.monotonic() - started
+        self.assertEqual(status, 200)
+        import json
+
+        self.assertEqual(json.loads(body), {"length": size, "sha256": digest})
+        self.assertGreater(elapsed, 2.5)
+        growth = self.growth_kib()
+        self.report("200 MiB upload to a backend stalled 3 s", growth)
+        self.assertLess(growth, MEMORY_BOUND_KIB)
+
+
 class SecretTests(unittest.TestCase):
     """The token reaches the backend and nothing else: no response, no log line."""
 

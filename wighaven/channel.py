@@ -20,6 +20,8 @@ import json
 
 from twisted.web import http, server
 
+from .headers import origin_form
+
 __all__ = ["GatewayChannel", "GatewayRequest"]
 
 MAX_REQUEST_LINE = 8 * 1024
@@ -29,11 +31,13 @@ MAX_HEADERS = 100
 
 _REASONS = {
     400: b"Bad Request",
+    413: b"Content Too Large",
     414: b"URI Too Long",
     431: b"Request Header Fields Too Large",
 }
 _DETAILS = {
     400: "malformed request",
+    413: "request body larger than MAX_BODY_SIZE",
     414: "request line longer than %d bytes" % MAX_REQUEST_LINE,
     431: "request headers too large (%d bytes per line, %d in all, %d lines at most)"
     % (MAX_HEADER_LINE, MAX_HEADER_BLOCK, MAX_HEADERS),
@@ -51,10 +55,27 @@ def refusal(status: int) -> bytes:
 
 
 class GatewayRequest(server.Request):
-    """A request that knows when it started and whether it was forwarded."""
+    """
+    A request that knows when it started, and that can be forwarded while
+    its body is still arriving.
+
+    Twisted reads a whole request body (into memory or a temporary file)
+    before rendering. For forwarded requests the gateway instead starts the
+    upstream request as soon as the head is in (L{gotLength}), and hands
+    each piece of the body on as it arrives (L{handleContentChunk}); the
+    site decides which requests stream (L{GatewaySite.begin}). Requests for
+    the gateway's own pages, or answered by the gateway itself, take
+    Twisted's usual path.
+
+    An absolute-form target (C{GET http://host/path}) is reduced to its
+    origin form first, so the dispatch and the log see the real path.
+    """
 
     forwarded = False
     broken_off = False
+    refused = False
+    body = None  # the StreamingBody when the body streams upstream
+    body_received = 0
 
     def __init__(self, channel, *args, **kwargs):
         super().__init__(channel, *args, **kwargs)
@@ -68,11 +89,68 @@ class GatewayRequest(server.Request):
         self._logged = True
         return True
 
+    def gotLength(self, length):
+        channel = self.channel
+        self.method, self.clientproto = channel._command, channel._version
+        self.uri = origin_form(channel._path)
+        self.path = self.uri.split(b"?", 1)[0]
+        site = channel.factory
+        if site.max_body_size and length is not None and length > site.max_body_size:
+            self.refuse(413)
+        elif not site.begin(self, length):
+            super().gotLength(length)
+
+    def handleContentChunk(self, data):
+        if self.refused:
+            return
+        self.body_received += len(data)
+        limit = self.channel.factory.max_body_size
+        if limit and self.body_received > limit:
+            self.refuse(413)
+        elif self.body is not None:
+            self.body.write(data)
+        elif self.forwarded:
+            pass  # a body nobody wants (the upstream request is over)
+        else:
+            super().handleContentChunk(data)
+
+    def requestReceived(self, command, path, version):
+        if self.refused:
+            return
+        if self.forwarded:
+            # The upstream request is under way already: no render.
+            if self.body is not None:
+                self.body.end()
+            return
+        super().requestReceived(command, origin_form(path), version)
+
+    @property
+    def body_complete(self) -> bool:
+        """Has the whole request body been read from the client?"""
+        return self.body is None or self.body.ended
+
+    def refuse(self, status: int):
+        """Answer C{status} at once and close the connection, whatever the state."""
+        self.refused = True
+        self.setResponseCode(status)
+        if self.body is not None:
+            self.body.stopProducing()
+        self.channel.refuse(status)
+
+    def finish(self):
+        if not self.body_complete:
+            # Answered before the whole body came in: the rest of it must
+            # never be read as a next request, so this connection ends here.
+            self.channel.persistent = False
+            if not self.startedWriting:
+                self.responseHeaders.setRawHeaders(b"Connection", [b"close"])
+        return super().finish()
+
     def connectionLost(self, reason):
         site = self.channel.factory if self.channel is not None else None
         super().connectionLost(reason)
         if not self.finished and site is not None:
-            site.log(self, aborted=True)
+            site.log(self, aborted=not self.refused)
 
 
 class GatewayChannel(http.HTTPChannel):
@@ -90,23 +168,41 @@ class GatewayChannel(http.HTTPChannel):
         first_line = self._HTTPChannel__first_line
         if first_line:
             if len(line) > MAX_REQUEST_LINE:
-                return self._refuse(414)
+                return self.refuse(414)
             self._header_lines = 0
         elif line:
             self._header_lines += 1
             if len(line) > MAX_HEADER_LINE or self._header_lines > MAX_HEADERS:
-                return self._refuse(431)
+                return self.refuse(431)
         if self._receivedHeaderSize + len(line) > self.totalHeadersSize:
-            return self._refuse(431)
+            return self.refuse(431)
         return super().lineReceived(line)
 
     def lineLengthExceeded(self, line):
-        self._refuse(414 if self._HTTPChannel__first_line else 431)
+        self.refuse(414 if self._HTTPChannel__first_line else 431)
 
     def _respondToBadRequestAndDisconnect(self):
-        self._refuse(400)
+        self.refuse(400)
 
-    def _refuse(self, status: int):
+    def refuse(self, status: int):
+        """Send a self-framed error answer and close; read nothing more."""
+        if self._refused:
+            return
         self._refused = True
         self.transport.write(refusal(status))
         self.loseConnection()
+
+    def _send100Continue(self):
+        # The gateway says 100 Continue only to a request it goes on with.
+        if self.requests and not self.requests[-1].refused:
+            super()._send100Continue()
+
+    def allContentReceived(self):
+        if self._refused or not self.requests:
+            return
+        super().allContentReceived()
+
+    def rawDataReceived(self, data):
+        if self._refused or not self.requests:
+            return
+        super().rawDataReceived(data)

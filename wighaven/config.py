@@ -91,6 +91,12 @@ SETTINGS = (
         "sets CORS headers. Unset: the backend's own CORS headers pass through untouched.",
     ),
     Setting(
+        "MAX_BODY_SIZE",
+        "1073741824",
+        "Largest request body in bytes (0 = unlimited). A larger declared Content-Length is "
+        "refused with 413 before the body is read; a chunked body is cut at the limit.",
+    ),
+    Setting(
         "TRUST_PROXY",
         "false",
         "true when the gateway runs behind a trusted proxy (a Hugging Face Docker Space): "
@@ -123,6 +129,7 @@ class Config:
     dashboard_path: str
     cors_allow_origins: tuple
     trust_proxy: bool
+    max_body_size: int
 
     @property
     def backend_netloc(self) -> str:
@@ -307,4 +314,5 @@ def load_config(env: Mapping[str, str], overrides: Mapping[str, Optional[str]] =
         dashboard_path=_dashboard_path(raw["DASHBOARD_PATH"]),
         cors_allow_origins=_origins(raw["CORS_ALLOW_ORIGINS"]),
         trust_proxy=_boolean("TRUST_PROXY", raw["TRUST_PROXY"]),
+        max_body_size=int(_number("MAX_BODY_SIZE", raw["MAX_BODY_SIZE"], int, 0)),
     )

@@ -40,6 +40,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from . import errors
+from .body import StreamingBody
 from .cors import CorsPolicy
 from .headers import client_origin, downstream_headers, upstream_headers, upstream_target
 
@@ -76,21 +77,43 @@ class ForwardResource(Resource):
         self._trust_proxy = config.trust_proxy
         self._cors = CorsPolicy(config.cors_allow_origins) if config.cors_allow_origins else None
 
+    def can_stream(self, request) -> bool:
+        """
+        Will C{request} be forwarded (rather than answered by the gateway)?
+        Called when only its head is in, to start forwarding at once.
+        """
+        return (
+            request.method.upper() not in _REFUSED_METHODS
+            and upstream_target(request.uri) is not None
+            and not self._is_preflight(request)
+        )
+
+    def start(self, request, length):
+        """Forward C{request} now; its body (if any) follows as it arrives."""
+        if _declares_body(request):
+            request.body = StreamingBody(request.channel.transport, length)
+        self._forward(request, upstream_target(request.uri), request.body, in_head=True)
+
     def render(self, request):
+        """Forward a request whose body has been read already, or answer it."""
         if request.method.upper() in _REFUSED_METHODS:
             return errors.respond_with_error(request, errors.METHOD_NOT_ALLOWED)
         target = upstream_target(request.uri)
         if target is None:
             return errors.respond_with_error(request, errors.BAD_REQUEST_TARGET)
+        if self._is_preflight(request):
+            return self._answer_preflight(request, _origin_of(request))
+        self._forward(request, target, _body_of(request))
+        return NOT_DONE_YET
 
-        origin = request.requestHeaders.getRawHeaders(b"origin", [None])[0]
-        if self._cors is not None and self._cors.is_preflight(
+    def _is_preflight(self, request) -> bool:
+        return self._cors is not None and self._cors.is_preflight(
             request.method,
-            origin,
+            _origin_of(request),
             request.requestHeaders.getRawHeaders(b"access-control-request-method", [None])[0],
-        ):
-            return self._answer_preflight(request, origin)
+        )
 
+    def _forward(self, request, target, body, in_head=False):
         headers = Headers()
         for name, values in upstream_headers(
             request.requestHeaders.getAllRawHeaders(),
@@ -103,11 +126,10 @@ class ForwardResource(Resource):
         ):
             headers.setRawHeaders(name, values)
 
-        relay = _Relay(self, request, origin)
+        relay = _Relay(self, request, _origin_of(request))
         request.notifyFinish().addErrback(relay.client_gone)
-        d = self._agent.request(request.method, target, headers, _body_of(request))
-        relay.wait_for(d, self._reactor.callLater(self._timeout, relay.time_out))
-        return NOT_DONE_YET
+        d = self._agent.request(request.method, target, headers, body)
+        relay.wait_for(d, self._reactor.callLater(self._timeout, relay.time_out), in_head)
 
     def _answer_preflight(self, request, origin):
         request.setResponseCode(204)
@@ -141,18 +163,25 @@ class ForwardResource(Resource):
         return headers
 
 
+def _origin_of(request) -> Optional[bytes]:
+    return request.requestHeaders.getRawHeaders(b"origin", [None])[0]
+
+
 def _peer_address(request) -> bytes:
     peer = request.getClientAddress()
     host = getattr(peer, "host", None)
     return host.encode("ascii") if host else b"unknown"
 
 
-def _body_of(request):
-    """A producer for the client's request body, or None when it sent none."""
+def _declares_body(request) -> bool:
+    """Did the client frame a body (even an empty one)?"""
     headers = request.requestHeaders
-    if not headers.hasHeader(b"content-length") and not headers.hasHeader(b"transfer-encoding"):
-        return None
-    return FileBodyProducer(request.content)
+    return headers.hasHeader(b"content-length") or headers.hasHeader(b"transfer-encoding")
+
+
+def _body_of(request):
+    """A producer for the client's request body read already, or None."""
+    return FileBodyProducer(request.content) if _declares_body(request) else None
 
 
 class _Relay:
@@ -168,11 +197,20 @@ class _Relay:
         self._body = None
         self.client_disconnected = False
 
-    def wait_for(self, response_deferred, timer):
-        """Wait for the response headers until C{timer} (a DelayedCall) fires."""
+    def wait_for(self, response_deferred, timer, in_head=False):
+        """
+        Wait for the response headers until C{timer} (a DelayedCall) fires.
+        C{in_head}: the request's head is still being parsed, so an answer
+        that is already there must wait for the reactor's next turn.
+        """
         self._waiting = response_deferred
         self._timer = timer
-        response_deferred.addCallbacks(self.response_received, self.request_failed)
+        if in_head and response_deferred.called:
+            self._resource._reactor.callLater(
+                0, response_deferred.addCallbacks, self.response_received, self.request_failed
+            )
+        else:
+            response_deferred.addCallbacks(self.response_received, self.request_failed)
 
     def time_out(self):
         """No response headers within UPSTREAM_TIMEOUT: give up on the backend."""

@@ -76,6 +76,15 @@ def end_to_end(raw_headers: RawHeaders) -> HeaderList:
     ]
 
 
+def origin_form(uri: bytes) -> bytes:
+    """C{uri} with an absolute-form scheme and authority removed (RFC 9112 3.2.2)."""
+    match = _ABSOLUTE_FORM.match(uri)
+    if match is None:
+        return uri
+    uri = uri[match.end():]
+    return uri if uri.startswith(b"/") else b"/" + uri
+
+
 def upstream_target(uri: bytes) -> Optional[bytes]:
     """
     The request target to send upstream, or None when it is not acceptable.
@@ -87,11 +96,7 @@ def upstream_target(uri: bytes) -> Optional[bytes]:
     control characters, raw non-ASCII bytes that a client should have
     percent-encoded) is refused.
     """
-    match = _ABSOLUTE_FORM.match(uri)
-    if match is not None:
-        uri = uri[match.end():]
-        if not uri.startswith(b"/"):
-            uri = b"/" + uri
+    uri = origin_form(uri)
     if not uri.startswith(b"/") or b"#" in uri:
         return None
     if any(byte < 0x21 or byte > 0x7E for byte in uri):

@@ -96,16 +96,37 @@ class GatewaySite(Site):
         self._stats = stats
         self._own_paths = frozenset([config.dashboard_path.encode(), HEALTH_PATH.encode()])
         self._own_prefix = GATEWAY_PREFIX.encode()
+        self.max_body_size = config.max_body_size
+
+    def is_own_path(self, path: bytes) -> bool:
+        """Does C{path} belong to the gateway rather than the backend?"""
+        return path in self._own_paths or path.startswith(self._own_prefix)
+
+    def begin(self, request, length) -> bool:
+        """
+        The head of C{request} is in: start forwarding it now, its body to
+        follow as it arrives. False when the request is not forwarded as a
+        stream (the gateway's own pages, requests the gateway answers).
+        """
+        if self.is_own_path(request.path) or not self._forward.can_stream(request):
+            return False
+        request.site = self
+        self._count(request)
+        self._forward.start(request, length)
+        return True
 
     def getResourceFor(self, request):
         request.site = self
         request.sitepath = []
-        path = request.path
-        if path in self._own_paths or path.startswith(self._own_prefix):
+        if self.is_own_path(request.path):
             return resource.getChildForRequest(self.resource, request)
-        request.forwarded = True
-        self._stats.request_started()
+        self._count(request)
         return self._forward
+
+    def _count(self, request):
+        if not getattr(request, "forwarded", False):
+            request.forwarded = True
+            self._stats.request_started()
 
     def log(self, request, aborted=False):
         if not request.mark_logged():

@@ -208,15 +208,39 @@ class Backend(resource.Resource):
         return b"" if request.method == b"HEAD" else b"h" * 1234
 
 
+class RecordingRequest(server.Request):
+    """Notes when request body bytes arrive, and can stall reading them."""
+
+    def handleContentChunk(self, data):
+        site = self.channel.site
+        if site.body_bytes == 0:
+            site.first_body_at = reactor.seconds()
+            if site.stall_uploads_for:
+                transport = self.channel.transport
+                transport.pauseProducing()
+                reactor.callLater(site.stall_uploads_for, transport.resumeProducing)
+        site.body_bytes += len(data)
+        super().handleContentChunk(data)
+
+
 class CountingSite(server.Site):
-    """A site that counts the connections it accepts and tracks open ones."""
+    """
+    A site that counts the connections it accepts, tracks open ones, and
+    records when request body bytes first arrive (C{first_body_at},
+    C{body_bytes}); C{stall_uploads_for} seconds makes it stop reading a
+    body after its first bytes, like a slow backend.
+    """
 
     noisy = False
+    requestFactory = RecordingRequest
 
     def __init__(self, resource):
         super().__init__(resource)
         self.connections = 0
         self.open = []
+        self.first_body_at = None
+        self.body_bytes = 0
+        self.stall_uploads_for = 0
 
     def buildProtocol(self, addr):
         self.connections += 1

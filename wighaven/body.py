@@ -1,0 +1,112 @@
+"""The client's request body, streamed to the backend as it arrives.
+
+Rule: bytes go upstream the moment they are read from the client; nothing is
+spooled. Backpressure works both ways through the client's transport: when
+the upstream connection can't take more (the backend reads slowly), the
+client connection stops being read, so the client slows down instead of the
+gateway's memory growing; when the upstream connection drains, reading
+resumes. Before the upstream connection exists (connect, TLS handshake) at
+most L{PENDING_LIMIT} bytes are held before the client is paused.
+
+It is an IBodyProducer for Twisted's HTTP client: C{length} is the client's
+Content-Length (the backend gets the same framing) or UNKNOWN_LENGTH for a
+chunked upload (sent chunked).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from twisted.internet import defer
+from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
+from zope.interface import implementer
+
+__all__ = ["StreamingBody", "PENDING_LIMIT"]
+
+PENDING_LIMIT = 64 * 1024
+
+
+@implementer(IBodyProducer)
+class StreamingBody:
+    """
+    A request body fed by L{write} and L{end} as the client sends it.
+
+    @param client: the client's transport (an IPushProducer: it is paused and
+        resumed to apply backpressure).
+    @param length: the body's length when the client declared it, else None.
+    """
+
+    def __init__(self, client, length: Optional[int]):
+        self.length = UNKNOWN_LENGTH if length is None else length
+        self._client = client
+        self._consumer = None
+        self._pending = []
+        self._pending_size = 0
+        self._ended = False
+        self._stopped = False
+        self._client_paused = False
+        self._done = None
+
+    @property
+    def ended(self) -> bool:
+        """Has the client sent the whole body?"""
+        return self._ended
+
+    def startProducing(self, consumer):
+        self._consumer = consumer
+        self._done = defer.Deferred(lambda _: self.stopProducing())
+        pending, self._pending, self._pending_size = self._pending, [], 0
+        for chunk in pending:
+            consumer.write(chunk)
+        if self._ended:
+            self._finish()
+        elif not self._stopped:
+            self._resume_client()
+        return self._done
+
+    def write(self, data: bytes) -> None:
+        """A piece of the body has arrived from the client."""
+        if self._stopped:
+            return
+        if self._consumer is None:
+            self._pending.append(data)
+            self._pending_size += len(data)
+            if self._pending_size > PENDING_LIMIT:
+                self._pause_client()
+        else:
+            self._consumer.write(data)
+
+    def end(self) -> None:
+        """The client has sent the whole body."""
+        self._ended = True
+        if self._consumer is not None:
+            self._finish()
+
+    def _finish(self):
+        if not self._stopped and self._done is not None and not self._done.called:
+            self._done.callback(None)
+
+    # IPushProducer, driven by the upstream connection.
+
+    def pauseProducing(self):
+        self._pause_client()
+
+    def resumeProducing(self):
+        if not self._stopped:
+            self._resume_client()
+
+    def stopProducing(self):
+        """The upstream request is over (failed or cancelled): drop what comes."""
+        self._stopped = True
+        self._pending = []
+        self._resume_client()
+
+    def _pause_client(self):
+        if not self._client_paused and not self._ended:
+            self._client_paused = True
+            self._client.pauseProducing()
+
+    def _resume_client(self):
+        if self._client_paused:
+            self._client_paused = False
+            self._client.resumeProducing()
