@@ -97,6 +97,12 @@ SETTINGS = (
         "refused with 413 before the body is read; a chunked body is cut at the limit.",
     ),
     Setting(
+        "WS_IDLE_TIMEOUT",
+        "0",
+        "Seconds a WebSocket may stay silent both ways before the gateway closes it "
+        "(0 = never; the backend's and the client's pings keep it open).",
+    ),
+    Setting(
         "TRUST_PROXY",
         "false",
         "true when the gateway runs behind a trusted proxy (a Hugging Face Docker Space): "
@@ -130,6 +136,7 @@ class Config:
     cors_allow_origins: tuple
     trust_proxy: bool
     max_body_size: int
+    ws_idle_timeout: float
 
     @property
     def backend_netloc(self) -> str:
@@ -315,4 +322,5 @@ def load_config(env: Mapping[str, str], overrides: Mapping[str, Optional[str]] =
         cors_allow_origins=_origins(raw["CORS_ALLOW_ORIGINS"]),
         trust_proxy=_boolean("TRUST_PROXY", raw["TRUST_PROXY"]),
         max_body_size=int(_number("MAX_BODY_SIZE", raw["MAX_BODY_SIZE"], int, 0)),
+        ws_idle_timeout=_number("WS_IDLE_TIMEOUT", raw["WS_IDLE_TIMEOUT"], float, 0),
     )

@@ -43,6 +43,7 @@ from . import errors
 from .body import StreamingBody
 from .cors import CorsPolicy
 from .headers import client_origin, downstream_headers, upstream_headers, upstream_target
+from .websocket import WebSocketRelay, is_websocket_upgrade
 
 __all__ = ["ForwardResource"]
 
@@ -75,6 +76,7 @@ class ForwardResource(Resource):
         self._token = config.hf_token.encode("utf-8") if config.hf_token else None
         self._token_header = config.token_header.encode("ascii")
         self._trust_proxy = config.trust_proxy
+        self._ws_idle_timeout = config.ws_idle_timeout
         self._cors = CorsPolicy(config.cors_allow_origins) if config.cors_allow_origins else None
 
     def can_stream(self, request) -> bool:
@@ -90,9 +92,16 @@ class ForwardResource(Resource):
 
     def start(self, request, length):
         """Forward C{request} now; its body (if any) follows as it arrives."""
+        target = upstream_target(request.uri)
+        if is_websocket_upgrade(request.method, request.requestHeaders):
+            WebSocketRelay(
+                request, self._agent.endpoint, target, self._upstream_headers(request),
+                self._reactor, self._timeout, self._ws_idle_timeout,
+            )
+            return
         if _declares_body(request):
             request.body = StreamingBody(request.channel.transport, length)
-        self._forward(request, upstream_target(request.uri), request.body, in_head=True)
+        self._forward(request, target, request.body, in_head=True)
 
     def render(self, request):
         """Forward a request whose body has been read already, or answer it."""
@@ -113,9 +122,8 @@ class ForwardResource(Resource):
             request.requestHeaders.getRawHeaders(b"access-control-request-method", [None])[0],
         )
 
-    def _forward(self, request, target, body, in_head=False):
-        headers = Headers()
-        for name, values in upstream_headers(
+    def _upstream_headers(self, request):
+        return upstream_headers(
             request.requestHeaders.getAllRawHeaders(),
             backend_host=self._backend_host,
             peer=_peer_address(request),
@@ -123,7 +131,11 @@ class ForwardResource(Resource):
             token=self._token,
             token_header=self._token_header,
             trust_proxy=self._trust_proxy,
-        ):
+        )
+
+    def _forward(self, request, target, body, in_head=False):
+        headers = Headers()
+        for name, values in self._upstream_headers(request):
             headers.setRawHeaders(name, values)
 
         relay = _Relay(self, request, _origin_of(request))

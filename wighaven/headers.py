@@ -37,6 +37,7 @@ HOP_BY_HOP = frozenset(
         b"proxy-authorization",
         b"proxy-authenticate",
         b"proxy-connection",
+        b"http2-settings",  # h2c upgrades are not honoured (RFC 7540 3.2.1)
     ]
 )
 

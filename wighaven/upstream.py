@@ -63,8 +63,11 @@ class BackendAgent:
         pool.retryAutomatically = False
         self._pool = pool
         self._uri = URI.fromBytes(origin + b"/")
-        self._endpoint = agent._getEndpoint(self._uri)
+        self.endpoint = agent._getEndpoint(self._uri)
         self._key = (self._uri.scheme, self._uri.host, self._uri.port)
+
+    # endpoint: connects to the backend (TLS verified); also used on its own
+    # for connections that leave HTTP (WebSocket tunnels).
 
     def request(self, method: bytes, target: bytes, headers, body_producer):
         """
@@ -83,7 +86,7 @@ class BackendAgent:
         return self._send(method, target, headers, None)
 
     def _send(self, method, target, headers, body_producer):
-        d = self._pool.getConnection(self._key, self._endpoint)
+        d = self._pool.getConnection(self._key, self.endpoint)
         return d.addCallback(self._send_on, method, target, headers, body_producer)
 
     def _send_on(self, protocol, method, target, headers, body_producer):
