@@ -76,6 +76,13 @@ SETTINGS = (
         "Seconds to wait for the backend's response headers before answering 504. "
         "A response that is streaming has no total time limit.",
     ),
+    Setting(
+        "UPSTREAM_MAX_CONNECTIONS",
+        "256",
+        "Requests in flight to the backend at once; more wait in line (the wait counts "
+        "against UPSTREAM_TIMEOUT). Event streams and WebSockets don't hold a place once "
+        "their headers are in.",
+    ),
     Setting("POOL_MAX_PER_HOST", "50", "Idle persistent connections kept open to the backend."),
     Setting("POOL_IDLE_TIMEOUT", "90", "Seconds an idle backend connection is kept."),
     Setting(
@@ -131,6 +138,7 @@ class Config:
     backend_ca_bundle: Optional[str]
     upstream_timeout: float
     pool_max_per_host: int
+    upstream_max_connections: int
     pool_idle_timeout: float
     dashboard_path: str
     cors_allow_origins: tuple
@@ -317,6 +325,9 @@ def load_config(env: Mapping[str, str], overrides: Mapping[str, Optional[str]] =
         backend_ca_bundle=_ca_bundle(raw["BACKEND_CA_BUNDLE"]),
         upstream_timeout=_number("UPSTREAM_TIMEOUT", raw["UPSTREAM_TIMEOUT"], float, 0.001),
         pool_max_per_host=int(_number("POOL_MAX_PER_HOST", raw["POOL_MAX_PER_HOST"], int, 1)),
+        upstream_max_connections=int(
+            _number("UPSTREAM_MAX_CONNECTIONS", raw["UPSTREAM_MAX_CONNECTIONS"], int, 1)
+        ),
         pool_idle_timeout=_number("POOL_IDLE_TIMEOUT", raw["POOL_IDLE_TIMEOUT"], float, 0.001),
         dashboard_path=_dashboard_path(raw["DASHBOARD_PATH"]),
         cors_allow_origins=_origins(raw["CORS_ALLOW_ORIGINS"]),

@@ -208,6 +208,7 @@ class _Relay:
         self._timed_out = False
         self._body = None
         self.client_disconnected = False
+        self.release = lambda: None
 
     def wait_for(self, response_deferred, timer, in_head=False):
         """
@@ -241,9 +242,13 @@ class _Relay:
         self._stop_waiting()
         request = self._request
         response = upstream.response
+        self.release = upstream.release
         if self.client_disconnected:
-            response.deliverBody(_Discard())
+            response.deliverBody(_Discard(self.release))
             return
+        if _is_event_stream(response):
+            # A live stream may last hours: it must not hold a slot others wait for.
+            self.release()
         request.setResponseCode(response.code, response.phrase)
         request.defaultContentType = None
         out = request.responseHeaders
@@ -277,6 +282,7 @@ class _Relay:
             self._body.stop()
 
     def body_ended(self, reason):
+        self.release()
         request = self._request
         if self.client_disconnected:
             return
@@ -317,5 +323,16 @@ class _BodyRelay(Protocol):
 class _Discard(Protocol):
     """Reads a body nobody wants any more, by closing its connection."""
 
+    def __init__(self, release):
+        self._release = release
+
     def connectionMade(self):
         self.transport.stopProducing()
+
+    def connectionLost(self, reason):
+        self._release()
+
+
+def _is_event_stream(response) -> bool:
+    content_type = response.headers.getRawHeaders(b"content-type", [b""])[0]
+    return content_type.split(b";", 1)[0].strip().lower() == b"text/event-stream"

@@ -58,6 +58,7 @@ class GatewayService(service.Service):
             config.backend_origin.encode("ascii"),
             self.pool,
             BackendTLSPolicy(config.backend_ca_bundle),
+            config.upstream_max_connections,
         )
         self.stats = GatewayStats(reactor)
         self.site = build_site(config, agent, reactor, self.stats)

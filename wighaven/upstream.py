@@ -22,7 +22,7 @@ once more on a fresh connection when a kept-alive one died before answering.
 from __future__ import annotations
 
 import attrs
-from twisted.internet.defer import CancelledError
+from twisted.internet.defer import CancelledError, DeferredSemaphore
 from twisted.web._newclient import (
     Request,
     RequestNotSent,
@@ -39,10 +39,36 @@ _RETRYABLE = (RequestNotSent, RequestTransmissionFailed, ResponseNeverReceived)
 
 @attrs.frozen
 class UpstreamResponse:
-    """The backend's response with the connection headers Twisted keeps apart."""
+    """
+    The backend's response with the connection headers Twisted keeps apart,
+    and C{release}: call it when the exchange no longer needs its slot (the
+    body is done, or the response is a long-lived stream); calling it again
+    does nothing.
+    """
 
     response: object
     connection_headers: object  # twisted.web.http_headers.Headers
+    release: object = lambda: None
+
+
+class _Slot:
+    """One request's place among the UPSTREAM_MAX_CONNECTIONS in flight."""
+
+    def __init__(self, semaphore):
+        self._semaphore = semaphore
+        self._held = False
+
+    def taken(self, _):
+        self._held = True
+
+    def release(self):
+        if self._held:
+            self._held = False
+            self._semaphore.release()
+
+    def release_on_failure(self, failure):
+        self.release()
+        return failure
 
 
 def _cancelled(failure) -> bool:
@@ -58,8 +84,9 @@ class BackendAgent:
     @param tls_policy: an IPolicyForHTTPS (verifies certificate and hostname).
     """
 
-    def __init__(self, reactor, origin: bytes, pool, tls_policy):
+    def __init__(self, reactor, origin: bytes, pool, tls_policy, max_connections: int = 256):
         agent = Agent(reactor, contextFactory=tls_policy, pool=pool)
+        self._slots = DeferredSemaphore(max_connections)
         pool.retryAutomatically = False
         self._pool = pool
         self._uri = URI.fromBytes(origin + b"/")
@@ -73,12 +100,25 @@ class BackendAgent:
         """
         Send C{method} C{target} (the raw request target, starting with /).
 
+        At most C{max_connections} requests are in flight at once; the rest
+        wait in line (cancelling the returned Deferred leaves the line).
+
         @return: a Deferred firing with an L{UpstreamResponse}.
         """
-        d = self._send(method, target, headers, body_producer)
+        slot = _Slot(self._slots)
+        d = self._slots.acquire()
+        d.addCallback(slot.taken)
+        d.addCallback(lambda _: self._send(method, target, headers, body_producer))
         if body_producer is None and method in _IDEMPOTENT:
             d.addErrback(self._retry, method, target, headers)
+        d.addCallback(lambda upstream: attrs.evolve(upstream, release=slot.release))
+        d.addErrback(slot.release_on_failure)
         return d
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting in line for a free slot."""
+        return len(self._slots.waiting)
 
     def _retry(self, failure, method, target, headers):
         if not failure.check(*_RETRYABLE) or _cancelled(failure):
