@@ -31,13 +31,17 @@ MAX_HEADERS = 100
 
 _REASONS = {
     400: b"Bad Request",
+    408: b"Request Timeout",
     413: b"Content Too Large",
+    429: b"Too Many Requests",
     414: b"URI Too Long",
     431: b"Request Header Fields Too Large",
 }
 _DETAILS = {
     400: "malformed request",
+    408: "request head not complete within HEADER_TIMEOUT",
     413: "request body larger than MAX_BODY_SIZE",
+    429: "too many connections from this address",
     414: "request line longer than %d bytes" % MAX_REQUEST_LINE,
     431: "request headers too large (%d bytes per line, %d in all, %d lines at most)"
     % (MAX_HEADER_LINE, MAX_HEADER_BLOCK, MAX_HEADERS),
@@ -154,19 +158,80 @@ class GatewayRequest(server.Request):
 
 
 class GatewayChannel(http.HTTPChannel):
-    """HTTPChannel with the gateway's limits on request heads."""
+    """
+    HTTPChannel with the gateway's limits on request heads, and its timers:
+    - a request head must be complete within HEADER_TIMEOUT of its first
+      byte (or of the connection opening), in all: a client trickling a
+      byte at a time gets 408, however steadily it trickles;
+    - between requests, a keep-alive connection stays open KEEPALIVE_TIMEOUT;
+    - while a request body is read, Twisted's own idle timer (reset by every
+      byte, set to STREAM_IDLE_TIMEOUT by the site) cuts a silent upload.
+    """
 
     MAX_LENGTH = MAX_HEADER_BLOCK + 1
     totalHeadersSize = MAX_HEADER_BLOCK
     maxHeaders = MAX_HEADERS
     _header_lines = 0
     _refused = False
+    _phase_timer = None
+    _between_requests = False
+    _head_pending = True
+
+    def connectionMade(self):
+        super().connectionMade()
+        self._await_head()
+
+    def _set_phase_timer(self, seconds, expired):
+        if self._phase_timer is not None and self._phase_timer.active():
+            self._phase_timer.cancel()
+        self._phase_timer = self.callLater(seconds, expired) if expired else None
+
+    def _await_head(self):
+        self._between_requests = False
+        self._head_pending = True
+        self._set_phase_timer(self.factory.header_timeout, self._head_timed_out)
+
+    def _head_timed_out(self):
+        self._phase_timer = None
+        self.refuse(408)
+
+    def _await_next_request(self):
+        self._between_requests = True
+        self._set_phase_timer(self.factory.keepalive_timeout, self._idle_timed_out)
+
+    def _idle_timed_out(self):
+        self._phase_timer = None
+        self.loseConnection()
+
+    def dataReceived(self, data):
+        if self._between_requests:
+            self._await_head()
+        super().dataReceived(data)
+
+    def allHeadersReceived(self):
+        self._head_pending = False
+        self._set_phase_timer(0, None)
+        super().allHeadersReceived()
+
+    def requestDone(self, request):
+        super().requestDone(request)
+        if self._refused or self.transport is None or not self.persistent:
+            return
+        if not self.requests:
+            self._await_next_request()
+        elif self._head_pending and not self._between_requests and self._phase_timer is None:
+            self._await_head()
+
+    def connectionLost(self, reason):
+        self._set_phase_timer(0, None)
+        super().connectionLost(reason)
 
     def lineReceived(self, line):
         if self._refused:
             return
         first_line = self._HTTPChannel__first_line
         if first_line:
+            self._head_pending = True
             if len(line) > MAX_REQUEST_LINE:
                 return self.refuse(414)
             self._header_lines = 0
@@ -189,6 +254,7 @@ class GatewayChannel(http.HTTPChannel):
         if self._refused:
             return
         self._refused = True
+        self._set_phase_timer(0, None)
         self.transport.write(refusal(status))
         self.loseConnection()
 

@@ -104,6 +104,29 @@ SETTINGS = (
         "refused with 413 before the body is read; a chunked body is cut at the limit.",
     ),
     Setting(
+        "HEADER_TIMEOUT",
+        "30",
+        "Seconds a client has to send a complete request head (in all, not per byte: "
+        "slow-loris clients get 408 and are closed).",
+    ),
+    Setting(
+        "KEEPALIVE_TIMEOUT",
+        "75",
+        "Seconds an idle keep-alive connection is kept open between requests.",
+    ),
+    Setting(
+        "STREAM_IDLE_TIMEOUT",
+        "300",
+        "Seconds a body may go silent (a response stream from the backend, or an upload from "
+        "the client) before the exchange is cut. There is no limit on a stream's total time.",
+    ),
+    Setting(
+        "MAX_CONNECTIONS_PER_IP",
+        "0",
+        "Open connections allowed from one client address (0 = no limit); more are "
+        "answered 429 and closed.",
+    ),
+    Setting(
         "WS_IDLE_TIMEOUT",
         "0",
         "Seconds a WebSocket may stay silent both ways before the gateway closes it "
@@ -145,6 +168,10 @@ class Config:
     trust_proxy: bool
     max_body_size: int
     ws_idle_timeout: float
+    header_timeout: float
+    keepalive_timeout: float
+    stream_idle_timeout: float
+    max_connections_per_ip: int
 
     @property
     def backend_netloc(self) -> str:
@@ -334,4 +361,12 @@ def load_config(env: Mapping[str, str], overrides: Mapping[str, Optional[str]] =
         trust_proxy=_boolean("TRUST_PROXY", raw["TRUST_PROXY"]),
         max_body_size=int(_number("MAX_BODY_SIZE", raw["MAX_BODY_SIZE"], int, 0)),
         ws_idle_timeout=_number("WS_IDLE_TIMEOUT", raw["WS_IDLE_TIMEOUT"], float, 0),
+        header_timeout=_number("HEADER_TIMEOUT", raw["HEADER_TIMEOUT"], float, 0.001),
+        keepalive_timeout=_number("KEEPALIVE_TIMEOUT", raw["KEEPALIVE_TIMEOUT"], float, 0.001),
+        stream_idle_timeout=_number(
+            "STREAM_IDLE_TIMEOUT", raw["STREAM_IDLE_TIMEOUT"], float, 0.001
+        ),
+        max_connections_per_ip=int(
+            _number("MAX_CONNECTIONS_PER_IP", raw["MAX_CONNECTIONS_PER_IP"], int, 0)
+        ),
     )

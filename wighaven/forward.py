@@ -77,6 +77,7 @@ class ForwardResource(Resource):
         self._token_header = config.token_header.encode("ascii")
         self._trust_proxy = config.trust_proxy
         self._ws_idle_timeout = config.ws_idle_timeout
+        self._stream_idle_timeout = config.stream_idle_timeout
         self._cors = CorsPolicy(config.cors_allow_origins) if config.cors_allow_origins else None
 
     def can_stream(self, request) -> bool:
@@ -298,23 +299,42 @@ class _Relay:
 
 
 class _BodyRelay(Protocol):
-    """Writes the backend's body to the client as it arrives, with backpressure."""
+    """
+    Writes the backend's body to the client as it arrives, with backpressure.
+    A body that goes silent for STREAM_IDLE_TIMEOUT (the backend sends
+    nothing, or the client has stopped reading and so paused it) is cut.
+    """
 
     def __init__(self, relay: _Relay):
         self._relay = relay
         self._request = relay._request
+        self._reactor = relay._resource._reactor
+        self._idle_limit = relay._resource._stream_idle_timeout
+        self._idle_timer = None
 
     def connectionMade(self):
         self._request.registerProducer(self.transport, True)
+        self._idle_timer = self._reactor.callLater(self._idle_limit, self._went_idle)
 
     def dataReceived(self, data):
+        self._idle_timer.reset(self._idle_limit)
         self._request.write(data)
+
+    def _went_idle(self):
+        self._idle_timer = None
+        self._relay._resource._log.info(
+            "stream idle for {seconds}s: cut", seconds=self._idle_limit
+        )
+        self.stop()
 
     def stop(self):
         if self.transport is not None:
             self.transport.stopProducing()
 
     def connectionLost(self, reason):
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
         if not self._relay.client_disconnected:
             self._request.unregisterProducer()
         self._relay.body_ended(reason)

@@ -18,6 +18,7 @@ from twisted.web.client import HTTPConnectionPool
 
 from . import __version__
 from .forward import ForwardResource
+from .limits import PeerConnectionLimit
 from .site import GatewayPages, GatewaySite
 from .stats import GatewayStats
 from .tls import BackendTLSPolicy
@@ -26,6 +27,10 @@ from .upstream import BackendAgent
 __all__ = ["GatewayService", "build_site"]
 
 _LOOPBACK = ("localhost", "127.0.0.1", "::1")
+# A burst of thousands of connections must queue in the kernel, not be
+# dropped: Twisted's default backlog of 50 makes clients wait for SYN
+# retransmits (1 s, 3 s, 7 s...). The kernel caps it at net.core.somaxconn.
+LISTEN_BACKLOG = 8192
 
 
 def build_site(config, agent, reactor, stats=None) -> GatewaySite:
@@ -71,6 +76,12 @@ class GatewayService(service.Service):
         if self._log_observer is not None and hasattr(parent, "setComponent"):
             parent.setComponent(ILogObserver, self._log_observer)
 
+    def _factory(self):
+        """The site, behind the per-address connection limit when one is set."""
+        if self.config.max_connections_per_ip:
+            return PeerConnectionLimit(self.site, self.config.max_connections_per_ip)
+        return self.site
+
     def privilegedStartService(self):
         """
         Bind the port now, before the reactor runs: a port that can't be had
@@ -81,7 +92,7 @@ class GatewayService(service.Service):
         config = self.config
         try:
             self._port = self._reactor.listenTCP(
-                config.port, self.site, backlog=1024, interface=config.interface
+                config.port, self._factory(), backlog=LISTEN_BACKLOG, interface=config.interface
             )
         except CannotListenError as e:
             sys.stderr.write(

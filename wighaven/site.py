@@ -91,7 +91,10 @@ class GatewaySite(Site):
     _log = Logger(namespace="wighaven.access")
 
     def __init__(self, pages, forward, config, stats, reactor):
-        super().__init__(pages, reactor=reactor)
+        # Twisted's own per-byte idle timer: it governs request bodies being read.
+        super().__init__(pages, reactor=reactor, timeout=config.stream_idle_timeout)
+        self.header_timeout = config.header_timeout
+        self.keepalive_timeout = config.keepalive_timeout
         self._forward = forward
         self._stats = stats
         self._own_paths = frozenset([config.dashboard_path.encode(), HEALTH_PATH.encode()])
