@@ -8,6 +8,7 @@ shows up in a response or a log line.
 import hashlib
 import http.client
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -272,3 +273,110 @@ class SecretTests(unittest.TestCase):
         log = gateway.output()
         self.assertNotIn("GET /cookies", log)
         self.assertNotIn("listening on", log)
+
+
+def _open_stream(port, target):
+    """Start reading a response; returns (connection, response)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("GET", target)
+    return conn, conn.getresponse()
+
+
+class DrainTests(unittest.TestCase):
+    """SIGTERM: stop accepting, finish what is in flight, exit 0."""
+
+    timeout = 120
+
+    @defer.inlineCallbacks
+    def start(self, **settings):
+        self.backend, _, origin = yield start_backend(self)
+        log_dir = tempfile.mkdtemp(prefix="wighaven-drain-")
+        self.gateway = GatewayProcess(origin, os.path.join(log_dir, "gateway.log"), **settings)
+        self.addCleanup(self.gateway.stop)
+        yield deferToThread(self.gateway.wait_ready)
+
+    def connect_refused(self):
+        import socket
+
+        try:
+            socket.create_connection(("127.0.0.1", self.gateway.port), timeout=2).close()
+        except ConnectionRefusedError:
+            return True
+        return False
+
+    @defer.inlineCallbacks
+    def test_streams_in_flight_finish_then_exit_0(self):
+        yield self.start()
+        port = self.gateway.port
+        # An idle keep-alive connection and a busy one with a 2.4 s event stream.
+        idle = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        idle.request("GET", "/gateway-health")
+        idle.getresponse().read()
+        conn, stream = yield deferToThread(_open_stream, port, "/sse?n=9&every=0.3")
+        first = yield deferToThread(stream.read1, 100)
+        self.assertIn(b"event 0", first)
+        started = time.monotonic()
+        self.gateway.proc.send_signal(signal.SIGTERM)
+
+        refused = yield deferToThread(_poll, self.connect_refused, 2.0)
+        self.assertTrue(refused, "still accepting after SIGTERM")
+        health = yield deferToThread(_poll_health, idle)
+        self.assertIn(health, ("closed", 503))
+
+        rest = yield deferToThread(stream.read)
+        conn.close()
+        self.assertEqual((first + rest).count(b"data: event"), 9)
+        code = yield deferToThread(self.gateway.proc.wait, 30)
+        elapsed = time.monotonic() - started
+        self.assertEqual(code, 0, self.gateway.output())
+        self.assertGreater(elapsed, 2.0)
+        self.assertLess(elapsed, 10.0)
+
+    @defer.inlineCallbacks
+    def test_drain_timeout_cuts_what_is_left(self):
+        yield self.start(DRAIN_TIMEOUT="1")
+        conn, stream = yield deferToThread(_open_stream, self.gateway.port, "/sse?n=1000&every=0.2")
+        yield deferToThread(stream.read1, 100)
+        started = time.monotonic()
+        self.gateway.proc.send_signal(signal.SIGTERM)
+        code = yield deferToThread(self.gateway.proc.wait, 30)
+        self.assertEqual(code, 0, self.gateway.output())
+        self.assertLess(time.monotonic() - started, 5.0)
+        with self.assertRaises(http.client.IncompleteRead):
+            yield deferToThread(stream.read)
+        conn.close()
+
+    @defer.inlineCallbacks
+    def test_second_sigterm_exits_at_once(self):
+        yield self.start(DRAIN_TIMEOUT="60")
+        conn, stream = yield deferToThread(_open_stream, self.gateway.port, "/sse?n=1000&every=0.2")
+        yield deferToThread(stream.read1, 100)
+        self.gateway.proc.send_signal(signal.SIGTERM)
+        yield deferToThread(time.sleep, 0.5)
+        self.assertIsNone(self.gateway.proc.poll())  # draining, not gone
+        started = time.monotonic()
+        self.gateway.proc.send_signal(signal.SIGTERM)
+        code = yield deferToThread(self.gateway.proc.wait, 10)
+        self.assertLess(time.monotonic() - started, 2.0)
+        self.assertEqual(code, 1)
+        conn.close()
+
+
+def _poll(predicate, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _poll_health(conn):
+    """Ask an open keep-alive connection for health: its status, or 'closed'."""
+    try:
+        conn.request("GET", "/gateway-health")
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    except (http.client.HTTPException, OSError):
+        return "closed"

@@ -110,3 +110,17 @@ class GatewaySettingsTests(unittest.TestCase):
         reply = yield fetch(port, "GET", "/echo", headers)
         self.assertEqual(header_values(reply.json(), "x-forwarded-proto"), ["http"])
         self.assertEqual(header_values(reply.json(), "x-forwarded-host"), ["gw.example"])
+
+
+class DrainingHealthTests(unittest.TestCase):
+    @defer.inlineCallbacks
+    def test_health_and_dashboard_say_draining(self):
+        _, _, origin = yield start_backend(self)
+        gateway, port = yield start_gateway(self, origin)
+        gateway.stats.draining = True
+        reply = yield fetch(port, "GET", "/gateway-health")
+        self.assertEqual(reply.status, 503)
+        self.assertEqual(reply.json()["status"], "draining")
+        self.assertEqual(reply.get("Connection"), "close")
+        reply = yield fetch(port, "GET", "/")
+        self.assertIn(b'data-stat="status">draining<', reply.body)

@@ -224,7 +224,22 @@ class GatewayChannel(http.HTTPChannel):
 
     def connectionLost(self, reason):
         self._set_phase_timer(0, None)
+        self.factory.channels.discard(self)
         super().connectionLost(reason)
+
+    def writeHeaders(self, version, code, reason, headers):
+        if self.factory.draining:
+            # Shutting down: this answer is the connection's last.
+            self.persistent = False
+            headers.setRawHeaders(b"Connection", [b"close"])
+        super().writeHeaders(version, code, reason, headers)
+
+    def close_if_idle(self) -> bool:
+        """Close the connection if no request is in progress on it."""
+        if self.requests or self.transport is None:
+            return False
+        self.loseConnection()
+        return True
 
     def lineReceived(self, line):
         if self._refused:

@@ -127,6 +127,12 @@ SETTINGS = (
         "answered 429 and closed.",
     ),
     Setting(
+        "DRAIN_TIMEOUT",
+        "30",
+        "On SIGTERM, seconds in-flight requests and streams (SSE, WebSocket, uploads) may "
+        "run on after the gateway stopped accepting; then the rest are cut and it exits.",
+    ),
+    Setting(
         "WS_IDLE_TIMEOUT",
         "0",
         "Seconds a WebSocket may stay silent both ways before the gateway closes it "
@@ -172,6 +178,7 @@ class Config:
     keepalive_timeout: float
     stream_idle_timeout: float
     max_connections_per_ip: int
+    drain_timeout: float
 
     @property
     def backend_netloc(self) -> str:
@@ -366,6 +373,7 @@ def load_config(env: Mapping[str, str], overrides: Mapping[str, Optional[str]] =
         stream_idle_timeout=_number(
             "STREAM_IDLE_TIMEOUT", raw["STREAM_IDLE_TIMEOUT"], float, 0.001
         ),
+        drain_timeout=_number("DRAIN_TIMEOUT", raw["DRAIN_TIMEOUT"], float, 0),
         max_connections_per_ip=int(
             _number("MAX_CONNECTIONS_PER_IP", raw["MAX_CONNECTIONS_PER_IP"], int, 0)
         ),

@@ -8,6 +8,7 @@ is reached for globally, so tests build the same service on port 0.
 
 from __future__ import annotations
 
+import signal
 import sys
 
 from twisted.application import service
@@ -17,6 +18,7 @@ from twisted.logger import ILogObserver, Logger
 from twisted.web.client import HTTPConnectionPool
 
 from . import __version__
+from .drain import Drain, exit_now
 from .forward import ForwardResource
 from .limits import PeerConnectionLimit
 from .site import GatewayPages, GatewaySite
@@ -51,8 +53,9 @@ class GatewayService(service.Service):
 
     _log = Logger(namespace="wighaven.service")
 
-    def __init__(self, config, reactor, log_observer=None):
+    def __init__(self, config, reactor, log_observer=None, handle_signals=False):
         self.config = config
+        self._handle_signals = handle_signals
         self._reactor = reactor
         self._log_observer = log_observer
         self.pool = HTTPConnectionPool(reactor, persistent=True)
@@ -69,6 +72,7 @@ class GatewayService(service.Service):
         self.site = build_site(config, agent, reactor, self.stats)
         self.listening = defer.Deferred()
         self._port = None
+        self.drain = Drain(self.site, self.stats, reactor, config.drain_timeout)
 
     def setServiceParent(self, parent):
         """Under twistd, hand it the LOG_LEVEL-filtered observer it logs with."""
@@ -126,11 +130,29 @@ class GatewayService(service.Service):
             timeout=config.upstream_timeout,
         )
         self.listening.callback(self._port)
+        if self._handle_signals:
+            self._reactor.callWhenRunning(self._install_sigterm)
+
+    def _install_sigterm(self):
+        """SIGTERM drains (then stops the reactor, exit 0); a second one exits at once."""
+
+        def on_sigterm(signum, frame):
+            if self.drain.started:
+                exit_now(1)
+            self._reactor.callFromThread(self._drain_then_stop)
+
+        signal.signal(signal.SIGTERM, on_sigterm)
+
+    def _drain_then_stop(self):
+        d = self.drain.run(self._stop_listening)
+        d.addBoth(lambda _: self._reactor.stop())
+
+    def _stop_listening(self):
+        port, self._port = self._port, None
+        return port.stopListening() if port is not None else None
 
     @defer.inlineCallbacks
     def stopService(self):
         super().stopService()
-        if self._port is not None:
-            yield self._port.stopListening()
-            self._port = None
+        yield self.drain.run(self._stop_listening)
         yield self.pool.closeCachedConnections()

@@ -14,6 +14,7 @@ keeps the counters the dashboard shows.
 from __future__ import annotations
 
 import json
+import weakref
 
 from klein import Klein
 from twisted.logger import Logger
@@ -48,9 +49,12 @@ class GatewayPages:
         snap = self._stats.snapshot()
         request.setHeader(b"Content-Type", b"application/json")
         request.setHeader(b"Cache-Control", b"no-store")
+        if snap.draining:
+            # A load balancer must stop sending here.
+            request.setResponseCode(503)
         return json.dumps(
             {
-                "status": "ok",
+                "status": "draining" if snap.draining else "ok",
                 "service": "wighaven-gateway",
                 "version": __version__,
                 "uptime_seconds": round(snap.uptime_seconds, 3),
@@ -69,7 +73,11 @@ class GatewayPages:
             b"default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
             b"connect-src 'self'",
         )
-        return render_dashboard(self._stats.snapshot(), self._backend_host, __version__, HEALTH_PATH)
+        snap = self._stats.snapshot()
+        return render_dashboard(
+            snap, self._backend_host, __version__, HEALTH_PATH,
+            status="draining" if snap.draining else "ok",
+        )
 
     def not_found(self, request):
         return errors.respond_with_error(request, errors.NOT_FOUND)
@@ -100,6 +108,16 @@ class GatewaySite(Site):
         self._own_paths = frozenset([config.dashboard_path.encode(), HEALTH_PATH.encode()])
         self._own_prefix = GATEWAY_PREFIX.encode()
         self.max_body_size = config.max_body_size
+        self.channels = weakref.WeakSet()  # open connections, for draining
+
+    @property
+    def draining(self) -> bool:
+        return self._stats.draining
+
+    def buildProtocol(self, addr):
+        channel = super().buildProtocol(addr)
+        self.channels.add(channel)
+        return channel
 
     def is_own_path(self, path: bytes) -> bool:
         """Does C{path} belong to the gateway rather than the backend?"""

@@ -22,6 +22,7 @@ class StatsSnapshot:
     errors: int
     in_flight: int
     mean_latency_ms: float
+    draining: bool = False
 
     @property
     def uptime_seconds(self) -> float:
@@ -37,6 +38,7 @@ class GatewayStats:
         self.requests = 0
         self.errors = 0
         self.in_flight = 0
+        self.draining = False  # set on SIGTERM: finishing what is in flight
         self._latency_total = 0.0
 
     def request_started(self) -> None:
@@ -59,4 +61,5 @@ class GatewayStats:
             errors=self.errors,
             in_flight=self.in_flight,
             mean_latency_ms=mean,
+            draining=self.draining,
         )

@@ -50,4 +50,4 @@ def makeService(options):
         sys.stderr.flush()
         raise SystemExit(1)
     observer = twistd_observer(getattr(options, "parent", None), config.log_level)
-    return GatewayService(config, reactor, log_observer=observer)
+    return GatewayService(config, reactor, log_observer=observer, handle_signals=True)
