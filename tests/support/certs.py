@@ -104,9 +104,12 @@ class TestPKI:
         return path
 
     def _server(self, name, ca_key, ca_cert, dns, ips=()):
+        """Writes NAME.pem (key and certificate), NAME.key and NAME.crt."""
         key, cert = make_server_cert(ca_key, ca_cert, dns, ips)
-        pem = _pem_key(key) + cert.public_bytes(serialization.Encoding.PEM)
-        return self._write(name + ".pem", pem)
+        cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+        self._write(name + ".key", _pem_key(key))
+        self._write(name + ".crt", cert_pem)
+        return self._write(name + ".pem", _pem_key(key) + cert_pem)
 
 
 _pki = None
