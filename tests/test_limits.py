@@ -475,17 +475,30 @@ class RawClient(Protocol):
         self.lost.callback(None)
 
     def responses(self):
-        """The number of complete responses read (each with a Content-Length)."""
+        """The number of complete responses read (Content-Length or chunked)."""
         count, rest = 0, self.data
-        while b"\r\n\r\n" in rest:
-            head, _, rest = rest.partition(b"\r\n\r\n")
-            lengths = [int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                       if line.lower().startswith(b"content-length:")]
-            if not lengths or len(rest) < lengths[0]:
-                break
-            rest = rest[lengths[0]:]
+        while True:
+            head, found, rest = rest.partition(b"\r\n\r\n")
+            if not found:
+                return count
+            fields = {}
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                fields[name.strip().lower()] = value.strip()
+            if fields.get(b"transfer-encoding") == b"chunked":
+                while True:
+                    size, found, rest = rest.partition(b"\r\n")
+                    if not found or len(rest) < int(size, 16) + 2:
+                        return count
+                    rest = rest[int(size, 16) + 2:]
+                    if int(size, 16) == 0:
+                        break
+            else:
+                length = int(fields.get(b"content-length", b"0"))
+                if len(rest) < length:
+                    return count
+                rest = rest[length:]
             count += 1
-        return count
 
 
 class PeerConnectionLimitIntegrationTests(TestCase):

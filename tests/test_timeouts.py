@@ -29,6 +29,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.client import PotentialDataLoss
 from twisted.web._newclient import Response, ResponseFailed
 from twisted.web.http_headers import Headers
 
@@ -320,6 +321,52 @@ class HeaderTimeoutTests(SiteTestsMixin, SynchronousTestCase):
         self.assert408(transport, before=written)
 
 
+    def test_pipelined_fragment_without_line_end_gets_head_timer(self):
+        """Even a next request's first bytes with no line end yet are timed as a head."""
+        channel, transport = self.connect()
+        channel.dataReceived(get(b"/upstream") + b"GET /gateway-he")
+        [call] = self.agent.calls
+        answered = HEADER_TIMEOUT * 5
+        self.advance_to(answered)
+        backend = BackendResponse()
+        call.deferred.callback(backend.upstream())
+        backend.end()
+        written = transport.value()
+        self.advance_to(answered + HEADER_TIMEOUT)
+        self.assert408(transport, before=written)
+
+
+class ShortStreamIdleTimeoutTests(SiteTestsMixin, SynchronousTestCase):
+    """STREAM_IDLE_TIMEOUT shorter than the others governs bodies only."""
+
+    settings = {"STREAM_IDLE_TIMEOUT": "1"}
+
+    def test_head_timer_not_cut_short(self):
+        channel, transport = self.connect()
+        self.advance_to(HEADER_TIMEOUT - 0.01)
+        self.assertOpen(transport)
+        self.advance_to(HEADER_TIMEOUT)
+        self.assert408(transport)
+
+    def test_keepalive_not_cut_short(self):
+        channel, transport = self.connect()
+        channel.dataReceived(get())
+        self.advance_to(KEEPALIVE_TIMEOUT - 0.01)
+        self.assertOpen(transport)
+        self.advance_to(KEEPALIVE_TIMEOUT)
+        self.assertTrue(transport.disconnecting)
+
+    def test_silent_upload_cut(self):
+        channel, transport = self.connect()
+        channel.dataReceived(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nhalf!")
+        self.advance_to(0.9)
+        channel.dataReceived(b"1")  # every byte restarts the body timer
+        self.advance_to(1.8)
+        self.assertOpen(transport)
+        self.advance_to(1.9)
+        self.assertTrue(transport.disconnecting)
+
+
 # --- KEEPALIVE_TIMEOUT -----------------------------------------------------------
 
 
@@ -440,6 +487,17 @@ class ResponseIdleTimeoutTests(SiteTestsMixin, SynchronousTestCase):
         self.advance_to(self.reactor.seconds() + STREAM_IDLE_TIMEOUT * 3)
         self.assertEqual(backend.transport.producerState, "producing")
         self.assertEqual(transport.value(), body)
+
+    def test_cut_of_a_close_delimited_body_is_never_a_clean_end(self):
+        """A body without length ends when its connection closes: a cut must still abort."""
+        transport, backend = self.start_stream(b"text/plain")
+        backend.send(b"partial-body")
+        self.advance_to(STREAM_IDLE_TIMEOUT)
+        self.assertEqual(backend.transport.producerState, "stopped")
+        # Twisted reports a close-delimited body's end as PotentialDataLoss.
+        backend.response._bodyDataFinished(Failure(PotentialDataLoss()))
+        self.assertTrue(transport.disconnected)
+        self.assertFalse(transport.value().endswith(b"0\r\n\r\n"))
 
     def test_silence_before_the_first_chunk_counts(self):
         transport, backend = self.start_stream(b"application/octet-stream")

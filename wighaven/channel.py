@@ -164,8 +164,10 @@ class GatewayChannel(http.HTTPChannel):
       byte (or of the connection opening), in all: a client trickling a
       byte at a time gets 408, however steadily it trickles;
     - between requests, a keep-alive connection stays open KEEPALIVE_TIMEOUT;
-    - while a request body is read, Twisted's own idle timer (reset by every
-      byte, set to STREAM_IDLE_TIMEOUT by the site) cuts a silent upload.
+    - while a request body is read, STREAM_IDLE_TIMEOUT of silence (reset by
+      every byte) cuts the upload.
+    Twisted's own idle timer (reset by every byte, in every phase) is off:
+    the site passes timeout=None.
     """
 
     MAX_LENGTH = MAX_HEADER_BLOCK + 1
@@ -176,6 +178,7 @@ class GatewayChannel(http.HTTPChannel):
     _phase_timer = None
     _between_requests = False
     _head_pending = True
+    _reading_body = False
 
     def connectionMade(self):
         super().connectionMade()
@@ -203,14 +206,25 @@ class GatewayChannel(http.HTTPChannel):
         self._phase_timer = None
         self.loseConnection()
 
+    def _body_went_silent(self):
+        self._phase_timer = None
+        self.loseConnection()
+
     def dataReceived(self, data):
         if self._between_requests:
             self._await_head()
+        elif self._reading_body and self._phase_timer is not None:
+            self._phase_timer.reset(self.factory.stream_idle_timeout)
         super().dataReceived(data)
 
     def allHeadersReceived(self):
         self._head_pending = False
-        self._set_phase_timer(0, None)
+        # A body follows unless the length is 0 (None: chunked).
+        self._reading_body = self.length != 0
+        if self._reading_body:
+            self._set_phase_timer(self.factory.stream_idle_timeout, self._body_went_silent)
+        else:
+            self._set_phase_timer(0, None)
         super().allHeadersReceived()
 
     def requestDone(self, request):
@@ -218,7 +232,10 @@ class GatewayChannel(http.HTTPChannel):
         if self._refused or self.transport is None or not self.persistent:
             return
         if not self.requests:
-            self._await_next_request()
+            if self._buffer:  # a next request's first bytes, still without a line end
+                self._await_head()
+            else:
+                self._await_next_request()
         elif self._head_pending and not self._between_requests and self._phase_timer is None:
             self._await_head()
 
@@ -279,6 +296,9 @@ class GatewayChannel(http.HTTPChannel):
             super()._send100Continue()
 
     def allContentReceived(self):
+        if self._reading_body:
+            self._reading_body = False
+            self._set_phase_timer(0, None)
         if self._refused or not self.requests:
             return
         super().allContentReceived()

@@ -209,6 +209,7 @@ class _Relay:
         self._timed_out = False
         self._body = None
         self.client_disconnected = False
+        self.stream_cut = False  # cut by the gateway for silence: never a clean end
         self.release = lambda: None
 
     def wait_for(self, response_deferred, timer, in_head=False):
@@ -287,7 +288,7 @@ class _Relay:
         request = self._request
         if self.client_disconnected:
             return
-        if reason.check(ResponseDone, PotentialDataLoss):
+        if reason.check(ResponseDone, PotentialDataLoss) and not self.stream_cut:
             request.finish()
             return
         # The backend broke off mid-body: make sure the client can tell.
@@ -322,6 +323,7 @@ class _BodyRelay(Protocol):
 
     def _went_idle(self):
         self._idle_timer = None
+        self._relay.stream_cut = True
         self._relay._resource._log.info(
             "stream idle for {seconds}s: cut", seconds=self._idle_limit
         )

@@ -99,10 +99,11 @@ class GatewaySite(Site):
     _log = Logger(namespace="wighaven.access")
 
     def __init__(self, pages, forward, config, stats, reactor):
-        # Twisted's own per-byte idle timer: it governs request bodies being read.
-        super().__init__(pages, reactor=reactor, timeout=config.stream_idle_timeout)
+        # Twisted's own idle timer is off: GatewayChannel times each phase itself.
+        super().__init__(pages, reactor=reactor, timeout=None)
         self.header_timeout = config.header_timeout
         self.keepalive_timeout = config.keepalive_timeout
+        self.stream_idle_timeout = config.stream_idle_timeout
         self._forward = forward
         self._stats = stats
         self._own_paths = frozenset([config.dashboard_path.encode(), HEALTH_PATH.encode()])
