@@ -8,6 +8,7 @@ is reached for globally, so tests build the same service on port 0.
 
 from __future__ import annotations
 
+import resource
 import signal
 import sys
 
@@ -33,6 +34,24 @@ _LOOPBACK = ("localhost", "127.0.0.1", "::1")
 # dropped: Twisted's default backlog of 50 makes clients wait for SYN
 # retransmits (1 s, 3 s, 7 s...). The kernel caps it at net.core.somaxconn.
 LISTEN_BACKLOG = 8192
+
+
+def raise_open_files_limit(ceiling: int = 1 << 20) -> int:
+    """
+    Raise the soft limit on open files to the hard one: every proxied
+    exchange holds two descriptors, and a soft limit of 1024 (a common
+    default) would refuse connections long before the machine is busy.
+    Returns the limit now in force.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = ceiling if hard == resource.RLIM_INFINITY else min(hard, ceiling)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):
+            pass
+    return soft
 
 
 def build_site(config, agent, reactor, stats=None) -> GatewaySite:
@@ -93,6 +112,7 @@ class GatewayService(service.Service):
         that runs without listening.
         """
         super().privilegedStartService()
+        raise_open_files_limit()
         config = self.config
         try:
             self._port = self._reactor.listenTCP(
@@ -121,13 +141,16 @@ class GatewayService(service.Service):
         address = self._port.getHost()
         self._log.info(
             "WigHaven Gateway {version} listening on {host}:{port}, forwarding to {backend} "
-            "(pool: {pool} idle connections kept, upstream timeout {timeout}s)",
+            "(pool: {pool} idle connections kept, {inflight} requests in flight at most, "
+            "upstream timeout {timeout}s, open files limit {files})",
             version=__version__,
             host=address.host,
             port=address.port,
             backend=config.backend_netloc,
             pool=config.pool_max_per_host,
+            inflight=config.upstream_max_connections,
             timeout=config.upstream_timeout,
+            files=resource.getrlimit(resource.RLIMIT_NOFILE)[0],
         )
         self.listening.callback(self._port)
         if self._handle_signals:
