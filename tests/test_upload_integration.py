@@ -5,7 +5,8 @@ import http.client
 import socket
 import time
 
-from twisted.internet import defer
+from twisted.internet import defer, reactor
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.threads import deferToThread
 from twisted.trial import unittest
 
@@ -148,3 +149,45 @@ class StreamingUploadTests(unittest.TestCase):
             yield deferToThread(time.sleep, 0.02)
         self.assertEqual(self.backend_site.open, [])
         self.assertEqual(self.backend.requests, [])  # the backend never got a whole request
+
+
+class _EarlyAnswer(Protocol):
+    """A backend that answers as soon as a request head is in, body unread (like nginx's `return`)."""
+
+    def dataReceived(self, data):
+        if b"\r\n\r\n" in data and not getattr(self, "answered", False):
+            self.answered = True
+            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nearly\n")
+
+
+class EarlyAnswerTests(unittest.TestCase):
+    """The backend answers before the body is in: the client's connection stays usable."""
+
+    @defer.inlineCallbacks
+    def test_rest_of_body_dropped_then_next_request_served(self):
+        port = reactor.listenTCP(0, Factory.forProtocol(_EarlyAnswer), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        _, gw_port = yield start_gateway(
+            self, "http://127.0.0.1:%d" % port.getHost().port, BACKEND_CA_BUNDLE=None
+        )
+        body = b"G" * (4 * MiB)  # holds what looks like a request line: it must stay body
+        body = b"GET /gateway-health HTTP/1.1\r\nHost: smuggled\r\n\r\n" + body[60:]
+
+        def exchange():
+            with socket.create_connection(("127.0.0.1", gw_port), timeout=10) as s:
+                s.sendall(b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(body))
+                s.sendall(body)
+                s.sendall(b"GET /gateway-health HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+                data = b""
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        return data
+                    data += chunk
+
+        out = yield deferToThread(exchange)
+        self.assertTrue(out.startswith(b"HTTP/1.1 200 OK"), out[:80])
+        self.assertIn(b"early\n", out)
+        # Exactly one more answer: the real second request, not one smuggled in the body.
+        self.assertEqual(out.count(b"HTTP/1.1 "), 2, out)
+        self.assertIn(b'"service": "wighaven-gateway"', out)

@@ -80,6 +80,7 @@ class GatewayRequest(server.Request):
     refused = False
     body = None  # the StreamingBody when the body streams upstream
     body_received = 0
+    _cleanup_when_body_done = False
 
     def __init__(self, channel, *args, **kwargs):
         super().__init__(channel, *args, **kwargs)
@@ -125,6 +126,8 @@ class GatewayRequest(server.Request):
             # The upstream request is under way already: no render.
             if self.body is not None:
                 self.body.end()
+            if self._cleanup_when_body_done:
+                super()._cleanup()
             return
         super().requestReceived(command, origin_form(path), version)
 
@@ -141,14 +144,14 @@ class GatewayRequest(server.Request):
             self.body.stopProducing()
         self.channel.refuse(status)
 
-    def finish(self):
-        if not self.body_complete:
-            # Answered before the whole body came in: the rest of it must
-            # never be read as a next request, so this connection ends here.
-            self.channel.persistent = False
-            if not self.startedWriting:
-                self.responseHeaders.setRawHeaders(b"Connection", [b"close"])
-        return super().finish()
+    def _cleanup(self):
+        if not self.body_complete and not self._disconnected:
+            # Answered before the whole body came in (the backend did not
+            # wait for it): the rest is read and dropped first, so that a
+            # next request on this connection can never start inside it.
+            self._cleanup_when_body_done = True
+            return
+        super()._cleanup()
 
     def connectionLost(self, reason):
         site = self.channel.factory if self.channel is not None else None
