@@ -644,7 +644,11 @@ class WireTests(SynchronousTestCase):
         gw.reactor.advance(0.25)
         reply = Reply(transport.value())
         self.assertEqual(reply.status, 504)
-        self.assertEqual(reply.json(), TIMED_OUT)
+        # Through the site, an error body also names the exchange's request id.
+        body = reply.json()
+        request_id = body.pop("request_id")
+        self.assertEqual(body, TIMED_OUT)
+        self.assertEqual(reply.header(b"x-request-id"), [request_id.encode()])
         self.assertEqual(agent.cancelled, agent.calls)
 
 

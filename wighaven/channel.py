@@ -17,6 +17,8 @@ those that never finish normally.
 from __future__ import annotations
 
 import json
+import os
+import re
 
 from twisted.web import http, server
 
@@ -28,6 +30,7 @@ MAX_REQUEST_LINE = 8 * 1024
 MAX_HEADER_LINE = 16 * 1024
 MAX_HEADER_BLOCK = 64 * 1024
 MAX_HEADERS = 100
+_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:+=@/-]{1,128}$")
 
 _REASONS = {
     400: b"Bad Request",
@@ -78,6 +81,9 @@ class GatewayRequest(server.Request):
     forwarded = False
     broken_off = False
     refused = False
+    headers_at = None  # when the backend's response headers arrived
+    exchange = None  # an ExchangeRecord when LOG_BODIES is on
+    _request_id = None
     body = None  # the StreamingBody when the body streams upstream
     body_received = 0
     _cleanup_when_body_done = False
@@ -86,6 +92,20 @@ class GatewayRequest(server.Request):
         super().__init__(channel, *args, **kwargs)
         self.started = channel.factory.reactor.seconds()
         self._logged = False
+
+    @property
+    def request_id(self) -> bytes:
+        """
+        The client's X-Request-ID when it is sane (up to 128 safe
+        characters), else a fresh random one; sent upstream and back.
+        """
+        if self._request_id is None:
+            given = self.requestHeaders.getRawHeaders(b"x-request-id")
+            if given and _REQUEST_ID.match(given[0]):
+                self._request_id = given[0]
+            else:
+                self._request_id = os.urandom(12).hex().encode("ascii")
+        return self._request_id
 
     def mark_logged(self) -> bool:
         """True the first time only: one access line per request."""
@@ -113,6 +133,8 @@ class GatewayRequest(server.Request):
         if limit and self.body_received > limit:
             self.refuse(413)
         elif self.body is not None:
+            if self.exchange is not None:
+                self.exchange.request_body(data)
             self.body.write(data)
         elif self.forwarded:
             pass  # a body nobody wants (the upstream request is over)

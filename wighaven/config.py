@@ -65,6 +65,28 @@ SETTINGS = (
     Setting("INTERFACE", "0.0.0.0", "Address to listen on."),
     Setting("LOG_LEVEL", "info", "debug, info, warn or error."),
     Setting(
+        "LOG_FORMAT",
+        "text",
+        "text (one readable line per event) or json (one JSON object per line).",
+    ),
+    Setting(
+        "LOG_REDACT_QUERY",
+        "false",
+        "true to log paths without their query strings (they may carry personal data).",
+    ),
+    Setting(
+        "LOG_BODIES",
+        "off",
+        "off, headers or full: log each forwarded exchange's headers (and the first "
+        "LOG_BODIES_MAX bytes of its bodies), secrets redacted. For debugging a Space.",
+    ),
+    Setting("LOG_BODIES_MAX", "4096", "Bytes of each body logged with LOG_BODIES=full."),
+    Setting(
+        "METRICS",
+        "on",
+        "on or off: count requests for /_gateway/metrics and the live dashboard.",
+    ),
+    Setting(
         "BACKEND_CA_BUNDLE",
         None,
         "PEM file of extra CA certificates trusted for the backend, on top of the system "
@@ -164,6 +186,11 @@ class Config:
     port: int
     interface: str
     log_level: str
+    log_format: str
+    log_redact_query: bool
+    log_bodies: str
+    log_bodies_max: int
+    metrics: bool
     backend_ca_bundle: Optional[str]
     upstream_timeout: float
     pool_max_per_host: int
@@ -356,6 +383,11 @@ def load_config(env: Mapping[str, str], overrides: Mapping[str, Optional[str]] =
         port=_port(raw["PORT"]),
         interface=_interface(raw["INTERFACE"]),
         log_level=_choice("LOG_LEVEL", raw["LOG_LEVEL"], _LOG_LEVELS),
+        log_format=_choice("LOG_FORMAT", raw["LOG_FORMAT"], ("text", "json")),
+        log_redact_query=_boolean("LOG_REDACT_QUERY", raw["LOG_REDACT_QUERY"]),
+        log_bodies=_choice("LOG_BODIES", raw["LOG_BODIES"], ("off", "headers", "full")),
+        log_bodies_max=int(_number("LOG_BODIES_MAX", raw["LOG_BODIES_MAX"], int, 0)),
+        metrics=_boolean("METRICS", raw["METRICS"]),
         backend_ca_bundle=_ca_bundle(raw["BACKEND_CA_BUNDLE"]),
         upstream_timeout=_number("UPSTREAM_TIMEOUT", raw["UPSTREAM_TIMEOUT"], float, 0.001),
         pool_max_per_host=int(_number("POOL_MAX_PER_HOST", raw["POOL_MAX_PER_HOST"], int, 1)),

@@ -86,7 +86,12 @@ def error_body(err: GatewayError, **extra) -> bytes:
 
 def respond_with_error(request, err: GatewayError) -> bytes:
     """Set status and headers of C{request} for C{err}; return the body to write."""
-    body = error_body(err)
+    request_id = getattr(request, "request_id", None)
+    if request_id is not None:
+        request.responseHeaders.setRawHeaders(b"X-Request-ID", [request_id])
+        body = error_body(err, request_id=request_id.decode("ascii"))
+    else:
+        body = error_body(err)
     request.setResponseCode(err.status)
     request.responseHeaders.setRawHeaders(b"Content-Type", [b"application/json"])
     request.responseHeaders.setRawHeaders(b"Cache-Control", [b"no-store"])

@@ -42,7 +42,9 @@ from twisted.web.server import NOT_DONE_YET
 from . import errors
 from .body import StreamingBody
 from .cors import CorsPolicy
+from .exchange_log import ExchangeLog
 from .headers import client_origin, downstream_headers, upstream_headers, upstream_target
+from .metrics import RouteMetrics
 from .websocket import WebSocketRelay, is_websocket_upgrade
 
 __all__ = ["ForwardResource"]
@@ -62,8 +64,9 @@ class ForwardResource(Resource):
     isLeaf = True
     _log = Logger(namespace="wighaven.forward")
 
-    def __init__(self, agent, config, reactor):
+    def __init__(self, agent, config, reactor, route=None):
         super().__init__()
+        self.route = route if route is not None else RouteMetrics("backend", reactor)
         self._agent = agent
         self._reactor = reactor
         self._timeout = config.upstream_timeout
@@ -78,6 +81,11 @@ class ForwardResource(Resource):
         self._trust_proxy = config.trust_proxy
         self._ws_idle_timeout = config.ws_idle_timeout
         self._stream_idle_timeout = config.stream_idle_timeout
+        self._exchange_log = (
+            ExchangeLog(config.log_bodies, config.log_bodies_max, self._token)
+            if config.log_bodies != "off"
+            else None
+        )
         self._cors = CorsPolicy(config.cors_allow_origins) if config.cors_allow_origins else None
 
     def can_stream(self, request) -> bool:
@@ -97,7 +105,7 @@ class ForwardResource(Resource):
         if is_websocket_upgrade(request.method, request.requestHeaders):
             WebSocketRelay(
                 request, self._agent.endpoint, target, self._upstream_headers(request),
-                self._reactor, self._timeout, self._ws_idle_timeout,
+                self._reactor, self._timeout, self._ws_idle_timeout, self.route,
             )
             return
         if _declares_body(request):
@@ -132,12 +140,17 @@ class ForwardResource(Resource):
             token=self._token,
             token_header=self._token_header,
             trust_proxy=self._trust_proxy,
+            request_id=getattr(request, "request_id", None),
         )
 
     def _forward(self, request, target, body, in_head=False):
         headers = Headers()
-        for name, values in self._upstream_headers(request):
+        sent = self._upstream_headers(request)
+        for name, values in sent:
             headers.setRawHeaders(name, values)
+        if self._exchange_log is not None:
+            request.exchange = self._exchange_log.record()
+            request.exchange.request_headers = self._exchange_log.headers(sent)
 
         relay = _Relay(self, request, _origin_of(request))
         request.notifyFinish().addErrback(relay.client_gone)
@@ -210,6 +223,7 @@ class _Relay:
         self._body = None
         self.client_disconnected = False
         self.stream_cut = False  # cut by the gateway for silence: never a clean end
+        self.stream_open = False  # an event stream is counted open
         self.release = lambda: None
 
     def wait_for(self, response_deferred, timer, in_head=False):
@@ -248,9 +262,14 @@ class _Relay:
         if self.client_disconnected:
             response.deliverBody(_Discard(self.release))
             return
+        request.headers_at = self._resource._reactor.seconds()
+        route = self._resource.route
+        route.backend_ok()
         if _is_event_stream(response):
             # A live stream may last hours: it must not hold a slot others wait for.
             self.release()
+            route.stream_opened()
+            self.stream_open = True
         request.setResponseCode(response.code, response.phrase)
         request.defaultContentType = None
         out = request.responseHeaders
@@ -258,6 +277,14 @@ class _Relay:
         out.removeHeader(b"date")
         for name, values in self._resource.response_headers(request, upstream, self._origin):
             out.setRawHeaders(name, values)
+        request_id = getattr(request, "request_id", None)
+        if request_id is not None:
+            out.setRawHeaders(b"X-Request-ID", [request_id])
+        exchange = getattr(request, "exchange", None)
+        if exchange is not None:
+            exchange.response_headers = self._resource._exchange_log.headers(
+                upstream.response.headers.getAllRawHeaders()
+            )
         self._body = _BodyRelay(self)
         response.deliverBody(self._body)
 
@@ -266,6 +293,9 @@ class _Relay:
         if self.client_disconnected:
             return
         err = errors.GATEWAY_TIMEOUT if self._timed_out else errors.classify_failure(failure)
+        route = self._resource.route
+        route.upstream_error("timeout" if err.status == 504 else "connect")
+        route.backend_failed(err.detail)
         self._resource._log.warn(
             "upstream request failed: {detail} ({kind})",
             detail=err.detail,
@@ -285,6 +315,9 @@ class _Relay:
 
     def body_ended(self, reason):
         self.release()
+        if self.stream_open:
+            self.stream_open = False
+            self._resource.route.stream_closed()
         request = self._request
         if self.client_disconnected:
             return
@@ -312,6 +345,7 @@ class _BodyRelay(Protocol):
         self._reactor = relay._resource._reactor
         self._idle_limit = relay._resource._stream_idle_timeout
         self._idle_timer = None
+        self._exchange = getattr(self._request, "exchange", None)
 
     def connectionMade(self):
         self._request.registerProducer(self.transport, True)
@@ -319,6 +353,8 @@ class _BodyRelay(Protocol):
 
     def dataReceived(self, data):
         self._idle_timer.reset(self._idle_limit)
+        if self._exchange is not None:
+            self._exchange.response_body(data)
         self._request.write(data)
 
     def _went_idle(self):

@@ -141,6 +141,7 @@ def upstream_headers(
     token: Optional[bytes],
     token_header: bytes,
     trust_proxy: bool = False,
+    request_id: Optional[bytes] = None,
 ) -> HeaderList:
     """
     The headers of the upstream request, from the client's C{raw_headers}.
@@ -152,6 +153,7 @@ def upstream_headers(
     @param token_header: the lower-cased header that carries the token.
     @param trust_proxy: keep the client's X-Forwarded-Proto and -Host (they
         come from a trusted proxy in front of the gateway).
+    @param request_id: the exchange's X-Request-ID, replacing the client's.
     """
     kept = end_to_end(raw_headers)
     lowered = [(name.lower(), name, values) for name, values in kept]
@@ -162,7 +164,9 @@ def upstream_headers(
     out = [
         (name, values)
         for low, name, values in lowered
-        if low not in _REBUILT_UPSTREAM and not (token is not None and low == token_header)
+        if low not in _REBUILT_UPSTREAM
+        and not (token is not None and low == token_header)
+        and not (request_id is not None and low == b"x-request-id")
     ]
     out.insert(0, (b"Host", [backend_host]))
 
@@ -176,6 +180,8 @@ def upstream_headers(
     if trust_proxy and by_name.get(b"x-forwarded-proto"):
         proto = by_name[b"x-forwarded-proto"][0]
     out.append((b"X-Forwarded-Proto", [proto]))
+    if request_id is not None:
+        out.append((b"X-Request-ID", [request_id]))
     if token is not None:
         out.append((token_header, [b"Bearer " + token]))
     return out

@@ -57,8 +57,8 @@ def raise_open_files_limit(ceiling: int = 1 << 20) -> int:
 def build_site(config, agent, reactor, stats=None) -> GatewaySite:
     """The gateway's site over C{agent} (a L{BackendAgent})."""
     stats = stats or GatewayStats(reactor)
-    pages = GatewayPages(config, stats).resource()
-    forward = ForwardResource(agent, config, reactor)
+    pages = GatewayPages(config, stats, reactor).resource()
+    forward = ForwardResource(agent, config, reactor, stats.route)
     return GatewaySite(pages, forward, config, stats, reactor)
 
 

@@ -24,23 +24,47 @@ from twisted.web.server import Site
 from . import __version__, errors
 from .channel import GatewayChannel, GatewayRequest
 from .dashboard import render_dashboard
+from .live import LiveFeed, LiveMessages
+from .metrics import GatewayCollector, exposition
 
 __all__ = ["GatewayPages", "GatewaySite", "HEALTH_PATH", "GATEWAY_PREFIX"]
 
 HEALTH_PATH = "/gateway-health"
 GATEWAY_PREFIX = "/_gateway/"
+METRICS_PATH = GATEWAY_PREFIX + "metrics"
+LIVE_PATH = GATEWAY_PREFIX + "live"
 
 
 class GatewayPages:
-    """The Klein app of the gateway's own pages: dashboard, health, /_gateway/."""
+    """
+    The Klein app of the gateway's own pages: dashboard, health, and under
+    /_gateway/ the Prometheus metrics and the dashboard's live feed (when
+    METRICS is on).
+    """
 
-    def __init__(self, config, stats):
+    def __init__(self, config, stats, clock):
         self._stats = stats
         self._backend_host = config.backend_netloc
         self.app = app = Klein()
         app.route(config.dashboard_path, methods=["GET", "HEAD"])(self.dashboard)
         app.route(HEALTH_PATH, methods=["GET", "HEAD"])(self.health)
+        self.live = None
+        if config.metrics:
+            self._collector = GatewayCollector(self._metrics_snapshot)
+            self.live = LiveFeed(LiveMessages(stats.route, stats, self._backend_host, clock), clock)
+            app.route(METRICS_PATH, methods=["GET", "HEAD"])(self.metrics)
+            app.route(LIVE_PATH, methods=["GET"])(lambda request: self.live.resource())
         app.route(GATEWAY_PREFIX, branch=True)(self.not_found)
+
+    def _metrics_snapshot(self):
+        route = self._stats.route
+        return {"time": self._stats.snapshot().now, "routes": {route.name: route.snapshot()}}
+
+    def metrics(self, request):
+        body, content_type = exposition(self._collector)
+        request.setHeader(b"Content-Type", content_type.encode("ascii"))
+        request.setHeader(b"Cache-Control", b"no-store")
+        return body
 
     def resource(self):
         return self.app.resource()
@@ -109,6 +133,8 @@ class GatewaySite(Site):
         self._own_paths = frozenset([config.dashboard_path.encode(), HEALTH_PATH.encode()])
         self._own_prefix = GATEWAY_PREFIX.encode()
         self.max_body_size = config.max_body_size
+        self._redact_query = config.log_redact_query
+        self._count_metrics = config.metrics
         self.channels = weakref.WeakSet()  # open connections, for draining
 
     @property
@@ -155,14 +181,42 @@ class GatewaySite(Site):
             return
         duration = self.reactor.seconds() - request.started
         failed = aborted or request.broken_off
+        # No status when the exchange broke off before an answer was sent.
+        status = request.code if (request.startedWriting or not aborted) else None
+        path = request.uri
+        if self._redact_query:
+            path = path.split(b"?", 1)[0]
+        to_headers = None if request.headers_at is None else request.headers_at - request.started
         if request.forwarded:
-            self._stats.request_ended(request.code, duration, failed=failed)
+            if self._count_metrics:
+                self._stats.request_ended(
+                    status, duration, failed, method=request.method, to_headers=to_headers,
+                    bytes_in=request.body_received, bytes_out=request.sentLength, path=path,
+                )
+            else:
+                self._stats.route.in_flight -= 1  # the drain still needs it
         self._log.info(
-            "{method} {path} {status} {bytes} {ms:.1f}ms {peer}",
+            "{method} {path} {status} {bytes_out} {duration_ms:.1f}ms {peer} {request_id}",
             method=request.method.decode("ascii", "replace"),
-            path=request.uri.decode("latin-1"),
-            status=("%d aborted" % request.code) if failed else request.code,
-            bytes=request.sentLength,
-            ms=duration * 1000.0,
+            path=path.decode("latin-1"),
+            status=("%s aborted" % (status or "-")) if failed else status,
+            bytes_in=request.body_received,
+            bytes_out=request.sentLength,
+            duration_ms=round(duration * 1000.0, 3),
+            upstream_ms=None if to_headers is None else round(to_headers * 1000.0, 3),
             peer=getattr(request.getClientAddress(), "host", "-"),
+            request_id=request.request_id.decode("ascii"),
+            user_agent=request.requestHeaders.getRawHeaders(b"user-agent", [b"-"])[0].decode(
+                "latin-1"
+            ),
         )
+        if request.exchange is not None:
+            self._log.info(
+                "exchange {request_id}: {method} {path} -> {status}; request headers "
+                "{request_headers}; response headers {response_headers}",
+                method=request.method.decode("ascii", "replace"),
+                path=path.decode("latin-1"),
+                status=status,
+                request_id=request.request_id.decode("ascii"),
+                **request.exchange.fields(),
+            )

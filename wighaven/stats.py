@@ -1,20 +1,23 @@
-"""Counters the dashboard and the health endpoint show.
+"""The gateway's state as the dashboard and the health endpoint show it.
 
-Rule: one L{GatewayStats} per gateway, updated once per finished request
-(in the access-log hook), read as an immutable L{StatsSnapshot}. Cheap
-enough for the hot path: a handful of integer and float additions.
+Rule: L{GatewayStats} is a thin view over the metrics of the backend route
+(L{wighaven.metrics.RouteMetrics}), plus what is not a metric: when the
+gateway started and whether it is draining. Counting happens once, in the
+route; nothing here keeps a second copy of a counter.
 """
 
 from __future__ import annotations
 
 import attrs
 
+from .metrics import RouteMetrics
+
 __all__ = ["GatewayStats", "StatsSnapshot"]
 
 
 @attrs.frozen
 class StatsSnapshot:
-    """The counters at one moment, for rendering."""
+    """The figures at one moment, for rendering."""
 
     started: float
     now: float
@@ -30,36 +33,40 @@ class StatsSnapshot:
 
 
 class GatewayStats:
-    """Running totals of proxied requests. C{clock} gives seconds (a reactor)."""
+    """
+    Start time, draining state and a view of the backend route's counters.
+    C{clock} gives seconds (a reactor); C{route} is created when not given.
+    """
 
-    def __init__(self, clock):
+    def __init__(self, clock, route: RouteMetrics = None):
         self._clock = clock
+        self.route = route if route is not None else RouteMetrics("backend", clock)
         self.started = clock.seconds()
-        self.requests = 0
-        self.errors = 0
-        self.in_flight = 0
         self.draining = False  # set on SIGTERM: finishing what is in flight
-        self._latency_total = 0.0
+
+    @property
+    def in_flight(self) -> int:
+        return self.route.in_flight
 
     def request_started(self) -> None:
-        self.in_flight += 1
+        self.route.request_started()
 
-    def request_ended(self, status: int, duration: float, failed: bool = False) -> None:
+    def request_ended(self, status, duration: float, failed: bool = False, *, method=b"GET",
+                      to_headers=None, bytes_in=0, bytes_out=0, path=None) -> None:
         """Count one forwarded request; 5xx answers and broken streams are errors."""
-        self.in_flight -= 1
-        self.requests += 1
-        self._latency_total += duration
-        if failed or status >= 500:
-            self.errors += 1
+        self.route.request_ended(
+            method, status, duration, to_headers, bytes_in, bytes_out, failed, path=path
+        )
 
     def snapshot(self) -> StatsSnapshot:
-        mean = (self._latency_total / self.requests * 1000.0) if self.requests else 0.0
+        route = self.route
+        latency = route.total_latency
         return StatsSnapshot(
             started=self.started,
             now=self._clock.seconds(),
-            requests=self.requests,
-            errors=self.errors,
-            in_flight=self.in_flight,
-            mean_latency_ms=mean,
+            requests=sum(route.requests.values()),
+            errors=route.errors,
+            in_flight=route.in_flight,
+            mean_latency_ms=(latency.sum / latency.count * 1000.0) if latency.count else 0.0,
             draining=self.draining,
         )

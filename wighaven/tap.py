@@ -49,5 +49,7 @@ def makeService(options):
         sys.stderr.write("wighaven: %s\n" % (e,))
         sys.stderr.flush()
         raise SystemExit(1)
-    observer = twistd_observer(getattr(options, "parent", None), config.log_level)
+    observer = twistd_observer(
+        getattr(options, "parent", None), config.log_level, config.log_format
+    )
     return GatewayService(config, reactor, log_observer=observer, handle_signals=True)

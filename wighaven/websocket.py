@@ -99,9 +99,10 @@ class WebSocketRelay:
     _log = Logger(namespace="wighaven.websocket")
 
     def __init__(self, request, endpoint, target: bytes, headers: HeaderList, reactor,
-                 timeout: float, idle_timeout: float = 0):
+                 timeout: float, idle_timeout: float = 0, route=None):
         self._request = request
         self._reactor = reactor
+        self._route = route
         self._idle_timeout = idle_timeout
         self._idle_timer = None
         self._head = request_head(b"GET", target, list(headers) + _UPGRADE_PAIR)
@@ -174,6 +175,9 @@ class WebSocketRelay:
     def _tunnel(self, reason, headers, rest):
         request = self._request
         request.setResponseCode(101, reason)
+        request.headers_at = self._reactor.seconds()
+        if self._route is not None:
+            self._route.websocket_opened()
         channel = request.channel
         transport = channel.transport
         transport.write(response_head(101, reason or b"Switching Protocols",
@@ -226,6 +230,8 @@ class WebSocketRelay:
         if other is not None and other.transport is not None:
             other.transport.loseConnection()
         if side is self._client:
+            if self._route is not None:
+                self._route.websocket_closed()
             self._request.channel.factory.log(self._request)
 
     # Any other answer: a normal response.
