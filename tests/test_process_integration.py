@@ -251,7 +251,7 @@ class SecretTests(unittest.TestCase):
         self.assertTrue(auth)
         self.assertEqual(set(auth), {"Bearer " + TOKEN})
 
-        gateway.stop()
+        yield deferToThread(gateway.stop)
         log = gateway.output()
         self.assertIn("GET /cookies 200", log)
         self.assertIn("did not answer in time", log)
@@ -269,7 +269,7 @@ class SecretTests(unittest.TestCase):
         yield deferToThread(gateway.wait_ready)
         reply = yield fetch(gateway.port, "GET", "/cookies")
         self.assertEqual(reply.status, 200)
-        gateway.stop()
+        yield deferToThread(gateway.stop)
         log = gateway.output()
         self.assertNotIn("GET /cookies", log)
         self.assertNotIn("listening on", log)

@@ -28,7 +28,7 @@ class Drain:
     flight) and a clock.
     """
 
-    _log = Logger(namespace="wighaven.drain")
+    _log = Logger()
 
     def __init__(self, site, stats, reactor, timeout: float):
         self._site = site

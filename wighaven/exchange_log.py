@@ -30,14 +30,19 @@ class ExchangeLog:
         self.limit = limit if self.full else 0
         self._token = token
 
-    def redact(self, data: bytes) -> bytes:
+    def redact(self, data: bytes, truncated: bool = False) -> bytes:
+        """
+        C{data} with the token replaced; when C{truncated} (a capture cut at
+        the limit), also a start of the token left at the very end.
+        """
         token = self._token
         if not token:
             return data
         data = data.replace(token, REDACTED)
-        for k in range(min(len(token) - 1, len(data)), 0, -1):
-            if data.endswith(token[:k]):  # a token cut short by the capture limit
-                return data[:-k] + REDACTED
+        if truncated:
+            for k in range(min(len(token) - 1, len(data)), 0, -1):
+                if data.endswith(token[:k]):
+                    return data[:-k] + REDACTED
         return data
 
     def headers(self, raw_headers) -> list:
@@ -63,6 +68,7 @@ class ExchangeRecord:
         self.response_headers = []
         self._request_body = bytearray()
         self._response_body = bytearray()
+        self._truncated = set()  # ids of the buffers that dropped bytes
 
     def request_body(self, data: bytes) -> None:
         self._capture(self._request_body, data)
@@ -74,6 +80,8 @@ class ExchangeRecord:
         room = self._policy.limit - len(buffer)
         if room > 0:
             buffer += data[:room]
+        if len(data) > room:
+            self._truncated.add(id(buffer))
 
     def fields(self) -> dict:
         """What the log event carries."""
@@ -82,7 +90,8 @@ class ExchangeRecord:
             "response_headers": self.response_headers,
         }
         if self._policy.full:
-            redact = self._policy.redact
-            fields["request_body"] = redact(bytes(self._request_body)).decode("utf-8", "replace")
-            fields["response_body"] = redact(bytes(self._response_body)).decode("utf-8", "replace")
+            for name, buffer in (("request_body", self._request_body),
+                                 ("response_body", self._response_body)):
+                shown = self._policy.redact(bytes(buffer), id(buffer) in self._truncated)
+                fields[name] = shown.decode("utf-8", "replace")
         return fields

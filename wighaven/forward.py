@@ -62,7 +62,7 @@ class ForwardResource(Resource):
     """
 
     isLeaf = True
-    _log = Logger(namespace="wighaven.forward")
+    _log = Logger()
 
     def __init__(self, agent, config, reactor, route=None):
         super().__init__()

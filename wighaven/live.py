@@ -51,7 +51,7 @@ class LiveMessages:
         self._stats = stats
         self._backend_host = backend_host
         self._clock = clock
-        self._sent_until = clock.seconds()
+        self._sent = route.recent_total  # recent entries already sent in "stats"
 
     def _common(self, kind, now):
         route = self._route
@@ -87,17 +87,23 @@ class LiveMessages:
         now = self._clock.seconds()
         message = self._common("hello", now)
         message["history"] = self._route.window.history(now, 300)
-        shown = [e for e in self._route.recent if e["time"] <= self._sent_until]
-        message["recent"] = shown[-RECENT_ON_PAGE:]
+        # What the next "stats" will send is left out, so nothing shows twice.
+        message["recent"] = self._recent(upto=self._sent)[-RECENT_ON_PAGE:]
         return message
+
+    def _recent(self, upto: int, since: int = 0) -> list:
+        """Entries number since+1..upto of the route's recent requests (still held)."""
+        route = self._route
+        held = list(route.recent)
+        first = route.recent_total - len(held)  # number of the oldest held, minus one
+        return held[max(since - first, 0): max(upto - first, 0)]
 
     def stats(self) -> dict:
         now = self._clock.seconds()
         message = self._common("stats", now)
         message["point"] = self._route.window.history(now, 2)[0]
-        since, self._sent_until = self._sent_until, now
-        fresh = [e for e in self._route.recent if since < e["time"] <= now]
-        message["recent"] = fresh[-RECENT_ON_PAGE:]
+        since, self._sent = self._sent, self._route.recent_total
+        message["recent"] = self._recent(upto=self._sent, since=since)[-RECENT_ON_PAGE:]
         return message
 
 

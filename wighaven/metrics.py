@@ -329,6 +329,7 @@ class RouteMetrics:
         self.total_latency = Histogram()
         self.window = Window(window_seconds)
         self.recent = deque(maxlen=RECENT_SIZE)
+        self.recent_total = 0  # entries ever added to recent: tells a reader what is new
         self.backend = _empty_backend()
 
     # Gauges.
@@ -416,6 +417,7 @@ class RouteMetrics:
                 method = method.decode("ascii", "replace")
             if isinstance(path, bytes):
                 path = path.decode("latin-1")
+            self.recent_total += 1
             self.recent.append(
                 {
                     "time": now,

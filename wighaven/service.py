@@ -70,7 +70,7 @@ class GatewayService(service.Service):
     @ivar listening: fires with the listening port once the service runs.
     """
 
-    _log = Logger(namespace="wighaven.service")
+    _log = Logger()
 
     def __init__(self, config, reactor, log_observer=None, handle_signals=False):
         self.config = config

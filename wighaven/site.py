@@ -120,7 +120,7 @@ class GatewaySite(Site):
     protocol = GatewayChannel
     requestFactory = GatewayRequest
     noisy = False
-    _log = Logger(namespace="wighaven.access")
+    _log = Logger()
 
     def __init__(self, pages, forward, config, stats, reactor):
         # Twisted's own idle timer is off: GatewayChannel times each phase itself.

@@ -96,7 +96,7 @@ class WebSocketRelay:
     @param headers: the upstream headers (token in, hop-by-hop out).
     """
 
-    _log = Logger(namespace="wighaven.websocket")
+    _log = Logger()
 
     def __init__(self, request, endpoint, target: bytes, headers: HeaderList, reactor,
                  timeout: float, idle_timeout: float = 0, route=None):

@@ -1,0 +1,391 @@
+"""Tests for L{wighaven.live}: the messages of the dashboard's live feed,
+built from a route's metrics (L{LiveMessages}), and the feed itself
+(L{LiveFeed}): hello at once, one stats a second, and a timer that runs
+only while someone watches. Driven with task.Clock and fake watchers.
+"""
+
+import json
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from wighaven import __version__
+from wighaven.live import RECENT_ON_PAGE, LiveFeed, LiveMessages
+from wighaven.metrics import RouteMetrics
+from wighaven.stats import GatewayStats
+
+START = 1000.0
+COMMON_KEYS = {
+    "type", "time", "status", "version", "backend", "uptime_seconds", "requests_per_second",
+    "latency_ms", "error_rate", "requests", "errors", "in_flight", "open_websockets",
+    "open_streams", "bytes_in", "bytes_out", "recent", "backend_status",
+}
+
+
+def finish(route, method=b"GET", status=200, total=0.05, headers=0.01, bytes_in=0,
+           bytes_out=0, failed=False, path=b"/"):
+    """One whole request through C{route}, as the site counts it."""
+    route.request_started()
+    route.request_ended(method, status, total, headers, bytes_in, bytes_out, failed, path=path)
+
+
+def uniform(n, high=1.0):
+    """n latencies spread evenly over (0, high], the last exactly high."""
+    return [high * i / n for i in range(1, n + 1)]
+
+
+class Fixture:
+    def __init__(self, start=START):
+        self.clock = Clock()
+        self.clock.advance(start)
+        self.route = RouteMetrics("backend", self.clock)
+        self.stats = GatewayStats(self.clock, self.route)
+        self.messages = LiveMessages(self.route, self.stats, "user-space.hf.space", self.clock)
+
+
+class LiveMessagesTests(SynchronousTestCase):
+
+    def setUp(self):
+        self.f = Fixture()
+
+    def test_hello_when_idle(self):
+        f = self.f
+        f.clock.advance(2.5)
+        hello = f.messages.hello()
+        self.assertEqual(set(hello), COMMON_KEYS | {"history"})
+        self.assertEqual(hello["type"], "hello")
+        self.assertEqual(hello["time"], START + 2.5)
+        self.assertEqual(hello["status"], "ok")
+        self.assertEqual(hello["version"], __version__)
+        self.assertEqual(hello["backend"], "user-space.hf.space")
+        self.assertEqual(hello["uptime_seconds"], 2.5)
+        self.assertEqual(hello["requests_per_second"], 0)
+        self.assertEqual(hello["latency_ms"], {"p50": None, "p95": None, "p99": None})
+        self.assertEqual(hello["error_rate"], 0)
+        for key in ("requests", "errors", "in_flight", "open_websockets", "open_streams",
+                    "bytes_in", "bytes_out"):
+            self.assertEqual(hello[key], 0, key)
+        self.assertEqual(hello["recent"], [])
+        self.assertEqual(
+            hello["backend_status"], {"reachable": None, "last_error": None, "last_error_at": None}
+        )
+        json.dumps(hello)  # JSON as it is
+
+    def test_hello_history_is_300_seconds_oldest_first(self):
+        f = self.f
+        finish(f.route)  # second 1000
+        f.clock.advance(1)
+        finish(f.route, status=503)  # second 1001, an error
+        finish(f.route)
+        f.clock.advance(0.5)
+        hello = f.messages.hello()
+        history = hello["history"]
+        self.assertEqual(len(history), 300)
+        self.assertEqual([e["t"] for e in history], list(range(1001 - 299, 1002)))
+        self.assertEqual(history[-2], {"t": 1000, "requests": 1, "errors": 0})
+        self.assertEqual(history[-1], {"t": 1001, "requests": 2, "errors": 1})
+        self.assertEqual(sum(e["requests"] for e in history[:-2]), 0)
+        self.assertNotIn("point", hello)
+
+    def test_figures_from_the_route(self):
+        f = self.f
+        # 1000 requests with latencies uniform over (0, 1] s: exact percentiles.
+        for i, seconds in enumerate(uniform(1000)):
+            status = 500 if i % 10 == 0 else 200  # 100 errors
+            finish(f.route, method=b"POST" if i % 2 else b"GET", status=status, total=seconds,
+                   bytes_in=3, bytes_out=7)
+        f.route.request_started()  # one still in flight
+        f.route.websocket_opened()
+        f.route.stream_opened()
+        f.route.stream_opened()
+        f.clock.advance(0.25)
+        message = f.messages.stats()
+        self.assertEqual(message["type"], "stats")
+        self.assertEqual(message["requests_per_second"], 100.0)  # 1000 over 10 s
+        self.assertAlmostEqual(message["latency_ms"]["p50"], 500.0, places=2)
+        self.assertAlmostEqual(message["latency_ms"]["p95"], 950.0, places=2)
+        self.assertAlmostEqual(message["latency_ms"]["p99"], 990.0, places=2)
+        self.assertEqual(message["error_rate"], 0.1)
+        self.assertEqual(message["requests"], 1000)
+        self.assertEqual(message["errors"], 100)
+        self.assertEqual(message["in_flight"], 1)
+        self.assertEqual(message["open_websockets"], 1)
+        self.assertEqual(message["open_streams"], 2)
+        self.assertEqual(message["bytes_in"], 3000)
+        self.assertEqual(message["bytes_out"], 7000)
+
+    def test_latency_in_milliseconds(self):
+        f = self.f
+        for _ in range(100):
+            finish(f.route, total=0.05)  # all in the (25 ms, 50 ms] bucket
+        latency = f.messages.hello()["latency_ms"]
+        self.assertAlmostEqual(latency["p50"], 37.5)
+        self.assertAlmostEqual(latency["p95"], 48.75)
+        self.assertAlmostEqual(latency["p99"], 49.75)
+
+    def test_rate_error_rate_and_latency_forget_old_seconds(self):
+        f = self.f
+        for _ in range(20):
+            finish(f.route, status=500, total=2.0)
+        f.clock.advance(30)
+        for _ in range(10):
+            finish(f.route, total=0.05)
+        message = f.messages.stats()
+        # 10 s window for the rate: only the later ten.
+        self.assertEqual(message["requests_per_second"], 1.0)
+        # One minute for the error rate and latency: both batches.
+        self.assertAlmostEqual(message["error_rate"], 20 / 30, places=4)
+        self.assertGreater(message["latency_ms"]["p99"], 1000)
+        f.clock.advance(45)  # the errors are over a minute old now
+        message = f.messages.stats()
+        self.assertEqual(message["requests_per_second"], 0)
+        self.assertEqual(message["error_rate"], 0)
+        self.assertAlmostEqual(message["latency_ms"]["p50"], 37.5)
+        # Totals never forget.
+        self.assertEqual((message["requests"], message["errors"]), (30, 20))
+
+    def test_stats_point_is_the_newest_complete_second(self):
+        f = self.f
+        finish(f.route)
+        finish(f.route, status=502)
+        f.clock.advance(1)
+        finish(f.route)  # the current second, still filling
+        f.clock.advance(0.5)
+        message = f.messages.stats()
+        self.assertEqual(message["point"], {"t": 1000, "requests": 2, "errors": 1})
+        self.assertNotIn("history", message)
+
+    def test_stats_recent_only_since_the_previous_message(self):
+        f = self.f
+        f.clock.advance(0.1)
+        finish(f.route, path=b"/a", total=0.012)
+        first = f.messages.stats()
+        self.assertEqual(first["recent"], [
+            {"time": START + 0.1, "method": "GET", "path": "/a", "status": 200, "ms": 12.0}
+        ])
+        f.clock.advance(0.5)
+        finish(f.route, method=b"POST", path=b"/b", status=404)
+        f.clock.advance(0.5)
+        second = f.messages.stats()
+        self.assertEqual([(e["method"], e["path"], e["status"]) for e in second["recent"]],
+                         [("POST", "/b", 404)])
+        f.clock.advance(1)
+        self.assertEqual(f.messages.stats()["recent"], [])
+
+    def test_stats_recent_keeps_the_newest_twenty(self):
+        f = self.f
+        for i in range(30):
+            f.clock.advance(0.01)
+            finish(f.route, path=b"/r%d" % i)
+        recent = f.messages.stats()["recent"]
+        self.assertEqual(len(recent), RECENT_ON_PAGE)
+        self.assertEqual([e["path"] for e in recent], ["/r%d" % i for i in range(10, 30)])
+
+    def test_hello_recent_holds_what_was_sent_already(self):
+        """A new watcher's hello shows the requests the feed has sent; the
+        newer ones come with the next stats, so nothing shows twice."""
+        f = self.f
+        f.clock.advance(0.2)
+        finish(f.route, path=b"/old")
+        self.assertEqual(f.messages.hello()["recent"], [])  # not sent yet
+        f.clock.advance(0.3)
+        f.messages.stats()
+        f.clock.advance(0.2)
+        finish(f.route, path=b"/new")
+        hello = f.messages.hello()
+        self.assertEqual([e["path"] for e in hello["recent"]], ["/old"])
+        self.assertEqual([e["path"] for e in f.messages.stats()["recent"]], ["/new"])
+
+    def test_status_draining(self):
+        f = self.f
+        self.assertEqual(f.messages.stats()["status"], "ok")
+        f.stats.draining = True
+        self.assertEqual(f.messages.stats()["status"], "draining")
+        self.assertEqual(f.messages.hello()["status"], "draining")
+
+    def test_backend_status(self):
+        f = self.f
+        f.clock.advance(3)
+        f.route.backend_failed("the backend refused the connection")
+        self.assertEqual(f.messages.stats()["backend_status"], {
+            "reachable": False,
+            "last_error": "the backend refused the connection",
+            "last_error_at": START + 3,
+        })
+        f.clock.advance(1)
+        f.route.backend_ok()
+        status = f.messages.hello()["backend_status"]
+        self.assertEqual(status, {
+            "reachable": True,
+            "last_error": "the backend refused the connection",
+            "last_error_at": START + 3,
+        })
+
+
+class FakeTransport:
+    def __init__(self):
+        self.lost = 0
+        self.text = []
+
+    def loseConnection(self):
+        self.lost += 1
+
+    def sendTextMessage(self, text):
+        self.text.append(text)
+
+
+class FakeWatcher:
+    """What the feed needs of a watcher: send(text) and a transport."""
+
+    def __init__(self):
+        self.sent = []
+        self.transport = FakeTransport()
+
+    def send(self, text):
+        self.sent.append(json.loads(text))
+
+    def types(self):
+        return [m["type"] for m in self.sent]
+
+
+class LiveFeedTests(SynchronousTestCase):
+
+    def setUp(self):
+        self.f = Fixture()
+        self.clock = self.f.clock
+        self.feed = LiveFeed(self.f.messages, self.clock)
+
+    def test_no_watcher_no_timer(self):
+        self.assertEqual(self.feed.watchers, 0)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.clock.advance(10)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_hello_at_once_then_one_stats_a_second(self):
+        watcher = FakeWatcher()
+        self.feed.joined(watcher)
+        self.assertEqual(watcher.types(), ["hello"])
+        self.assertEqual(len(watcher.sent[0]["history"]), 300)
+        self.assertEqual(self.feed.watchers, 1)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.clock.advance(0.99)
+        self.assertEqual(watcher.types(), ["hello"])
+        self.clock.advance(0.01)
+        self.assertEqual(watcher.types(), ["hello", "stats"])
+        self.assertEqual(watcher.sent[1]["time"], START + 1)
+        self.clock.pump([1, 1, 1])
+        self.assertEqual(watcher.types(), ["hello"] + ["stats"] * 4)
+        self.assertEqual([m["time"] for m in watcher.sent[1:]], [START + s for s in (1, 2, 3, 4)])
+
+    def test_stats_carry_new_requests(self):
+        watcher = FakeWatcher()
+        self.feed.joined(watcher)
+        self.clock.advance(0.4)
+        finish(self.f.route, path=b"/predict")
+        self.clock.advance(0.6)
+        stats = watcher.sent[-1]
+        self.assertEqual(stats["type"], "stats")
+        self.assertEqual([e["path"] for e in stats["recent"]], ["/predict"])
+        self.assertEqual(stats["requests"], 1)
+        self.clock.advance(1)
+        self.assertEqual(watcher.sent[-1]["recent"], [])
+
+    def test_one_timer_for_all_watchers(self):
+        a, b = FakeWatcher(), FakeWatcher()
+        self.feed.joined(a)
+        self.clock.advance(0.5)
+        self.feed.joined(b)
+        self.assertEqual(b.types(), ["hello"])
+        self.assertEqual(self.feed.watchers, 2)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.clock.advance(0.5)
+        # Both get the same stats message, on the shared tick.
+        self.assertEqual(a.types(), ["hello", "stats"])
+        self.assertEqual(b.types(), ["hello", "stats"])
+        self.assertEqual(a.sent[-1], b.sent[-1])
+
+    def test_timer_stops_with_the_last_watcher(self):
+        a, b = FakeWatcher(), FakeWatcher()
+        self.feed.joined(a)
+        self.feed.joined(b)
+        self.clock.advance(1)
+        self.feed.left(a)
+        self.assertEqual(self.feed.watchers, 1)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.clock.advance(1)
+        self.assertEqual(a.types(), ["hello", "stats"])
+        self.assertEqual(b.types(), ["hello", "stats", "stats"])
+        self.feed.left(b)
+        self.assertEqual(self.feed.watchers, 0)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.clock.advance(5)
+        self.assertEqual(b.types(), ["hello", "stats", "stats"])
+
+    def test_timer_starts_again_with_a_new_watcher(self):
+        a = FakeWatcher()
+        self.feed.joined(a)
+        self.feed.left(a)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.clock.advance(10.5)
+        b = FakeWatcher()
+        self.feed.joined(b)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.clock.advance(1)
+        self.assertEqual(b.types(), ["hello", "stats"])
+        self.assertEqual(b.sent[-1]["time"], START + 11.5)
+        self.assertEqual(a.types(), ["hello"])
+        self.feed.left(b)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_leaving_twice_is_harmless(self):
+        a = FakeWatcher()
+        self.feed.joined(a)
+        self.feed.left(a)
+        self.feed.left(a)
+        self.assertEqual(self.feed.watchers, 0)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_close_closes_every_watcher(self):
+        watchers = [FakeWatcher() for _ in range(3)]
+        for watcher in watchers:
+            self.feed.joined(watcher)
+        self.feed.close()
+        self.assertEqual([w.transport.lost for w in watchers], [1, 1, 1])
+        # Their connections end: each leaves, and the timer stops.
+        for watcher in watchers:
+            self.feed.left(watcher)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_a_real_watcher_protocol(self):
+        """The protocol the WebSocket server builds: hello once negotiated,
+        stats through its transport, and leaving when its connection ends."""
+        watcher = self.feed.buildProtocol(object())
+        transport = FakeTransport()
+        watcher.negotiationStarted(transport)
+        self.assertEqual(transport.text, [])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        watcher.negotiationFinished()
+        self.assertEqual([json.loads(t)["type"] for t in transport.text], ["hello"])
+        self.assertEqual(self.feed.watchers, 1)
+        watcher.textMessageReceived("ignored")  # the feed only talks
+        self.clock.advance(1)
+        self.assertEqual([json.loads(t)["type"] for t in transport.text], ["hello", "stats"])
+        self.feed.close()
+        self.assertEqual(transport.lost, 1)
+        watcher.connectionLost(None)
+        self.assertEqual(self.feed.watchers, 0)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class TiedTimesTests(SynchronousTestCase):
+    """A request ending at the very time of a tick still reaches the next stats."""
+
+    def test_request_at_tick_time_sent_once(self):
+        f = Fixture()
+        f.clock.advance(1)
+        f.messages.stats()  # the tick at START + 1
+        finish(f.route, path=b"/tied")  # ends at START + 1 too
+        first = f.messages.stats()
+        second = f.messages.stats()
+        self.assertEqual([e["path"] for e in first["recent"]], ["/tied"])
+        self.assertEqual(second["recent"], [])
