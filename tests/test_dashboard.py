@@ -1,15 +1,34 @@
-"""Tests for L{wighaven.dashboard} and L{wighaven.stats}: uptime formatting,
-the self-contained dashboard page (escaped backend host, the figures, no
-external URL), and the counters of L{GatewayStats} driven by a task.Clock.
+"""Tests for L{wighaven.dashboard} and L{wighaven.stats}: the formatters,
+the chart, the self-contained dashboard page (its first paint from a
+snapshot or a live message, escaping, no external URL, the script that
+opens the live feed, accessible markup), and the counters of
+L{GatewayStats} driven by a task.Clock.
+
+What the page does in a browser is in test_dashboard_browser.
 """
 
+import json
 import re
+from html.parser import HTMLParser
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from wighaven.dashboard import format_uptime, render_dashboard
+from wighaven.dashboard import (
+    HISTORY_SECONDS,
+    LIVE_PATH,
+    chart,
+    format_bytes,
+    format_count,
+    format_ms,
+    format_percent,
+    format_rate,
+    format_uptime,
+    render_dashboard,
+)
 from wighaven.stats import GatewayStats, StatsSnapshot
+
+DASH = "\u2014"
 
 
 def snapshot(**values):
@@ -18,16 +37,102 @@ def snapshot(**values):
     return StatsSnapshot(**fields)
 
 
-def render(snap=None, backend="user-space.hf.space", version="1.2.3", status="ok"):
-    page = render_dashboard(snap or snapshot(), backend, version, "/gateway-health", status)
+def render(snap=None, backend="user-space.hf.space", version="1.2.3", status="ok", **kw):
+    page = render_dashboard(snap or snapshot(), backend, version, "/gateway-health", status, **kw)
     return page.decode("utf-8")
+
+
+class _Page(HTMLParser):
+    """Collects the text of data-stat / data-unit elements, tags and attributes."""
+
+    def __init__(self, page):
+        super().__init__(convert_charrefs=True)
+        self.stats, self.units, self.classes, self.tags = {}, {}, {}, []
+        self._open = []  # (tag, key or None)
+        self.rows = []
+        self._row = None
+        self.feed(page)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.tags.append((tag, attrs))
+        key = None
+        if "data-stat" in attrs:
+            key = ("stat", attrs["data-stat"])
+            self.stats[attrs["data-stat"]] = ""
+            self.classes[attrs["data-stat"]] = attrs.get("class", "")
+        elif "data-unit" in attrs:
+            key = ("unit", attrs["data-unit"])
+            self.units[attrs["data-unit"]] = ""
+        if tag == "tr" and self._in_tbody():
+            self._row = []
+            self.rows.append(self._row)
+        if tag == "td" and self._row is not None:
+            self._row.append("")
+        if tag not in ("meta", "br", "img", "input", "link", "path", "rect"):
+            self._open.append((tag, key))
+
+    def _in_tbody(self):
+        return any(tag == "tbody" for tag, _ in self._open)
+
+    def handle_endtag(self, tag):
+        while self._open:
+            open_tag, _ = self._open.pop()
+            if open_tag == tag:
+                break
+        if tag == "tbody":
+            self._row = None
+
+    def handle_data(self, data):
+        for _, key in self._open:
+            if key is not None:
+                (self.stats if key[0] == "stat" else self.units)[key[1]] += data
+        if self._row is not None and self._row and any(t == "td" for t, _ in self._open):
+            self._row[-1] += data
 
 
 def stat(page, name):
     """The text of the element with data-stat=C{name}."""
-    match = re.search(r'data-stat="%s">([^<]*)<' % re.escape(name), page)
-    assert match is not None, name
-    return match.group(1)
+    parsed = _Page(page)
+    assert name in parsed.stats, name
+    return parsed.stats[name]
+
+
+def figure(page, name):
+    parsed = _Page(page)
+    unit = parsed.units.get(name, "")
+    return parsed.stats[name] + (" " + unit if unit else "")
+
+
+def hello(**changes):
+    message = {
+        "type": "hello",
+        "time": 1700000100.5,
+        "status": "ok",
+        "version": "0.1.0",
+        "backend": "user-space.hf.space",
+        "uptime_seconds": 93784.2,
+        "requests_per_second": 3.4,
+        "latency_ms": {"p50": 12.3, "p95": 45.2, "p99": 1250.0},
+        "error_rate": 0.0025,
+        "requests": 1234567,
+        "errors": 31,
+        "in_flight": 2,
+        "open_websockets": 3,
+        "open_streams": 1,
+        "bytes_in": 1258291,
+        "bytes_out": 3 * 1024 ** 3,
+        "history": [{"t": 1700000099 - i, "requests": 4, "errors": 1} for i in range(10)][::-1],
+        "recent": [
+            {"time": 1700000098.25, "method": "GET", "path": "/first", "status": 200, "ms": 8.5},
+            {"time": 1700000099.5, "method": "POST", "path": "/second?q=1", "status": 502,
+             "ms": 30012.0},
+            {"time": 1700000100.0, "method": "GET", "path": "/third", "status": None, "ms": 0.42},
+        ],
+        "backend_status": {"reachable": True, "last_error": None, "last_error_at": None},
+    }
+    message.update(changes)
+    return message
 
 
 class FormatUptimeTests(SynchronousTestCase):
@@ -50,50 +155,295 @@ class FormatUptimeTests(SynchronousTestCase):
             self.assertEqual(format_uptime(seconds), text, seconds)
 
 
+class FormatterTests(SynchronousTestCase):
+    """The Python twins of the page script's formatters (checked against it in the browser)."""
+
+    def test_count(self):
+        for value, text in [(0, "0"), (7, "7"), (1234, "1,234"), (1234567, "1,234,567"),
+                            (None, DASH), ("12", DASH), (True, DASH), (float("nan"), DASH)]:
+            self.assertEqual(format_count(value), text, value)
+
+    def test_rate(self):
+        for value, text in [(0, "0"), (0.0, "0"), (0.004, "0.00"), (0.35, "0.35"), (3.4, "3.40"),
+                            (9.999, "10.00"), (12.34, "12.3"), (123.4, "123"), (1234.5, "1,235"),
+                            (None, DASH), (float("inf"), DASH)]:
+            self.assertEqual(format_rate(value), text, value)
+
+    def test_ms(self):
+        for value, pair in [(0, ("0.00", "ms")), (0.42, ("0.42", "ms")), (2.25, ("2.3", "ms")),
+                            (12.3, ("12", "ms")), (999.4, ("999", "ms")), (1250.0, ("1.25", "s")),
+                            (30012.0, ("30.0", "s")), (3_600_000, ("3,600.0", "s")),
+                            (None, (DASH, ""))]:
+            self.assertEqual(format_ms(value), pair, value)
+
+    def test_percent(self):
+        for value, pair in [(0, ("0", "%")), (0.0025, ("0.25", "%")), (0.025, ("2.5", "%")),
+                            (0.2, ("20", "%")), (1, ("100", "%")), (None, (DASH, ""))]:
+            self.assertEqual(format_percent(value), pair, value)
+
+    def test_bytes(self):
+        for value, pair in [(0, ("0", "B")), (1023, ("1023", "B")), (1024, ("1.0", "KiB")),
+                            (1258291, ("1.2", "MiB")), (150 * 1024 ** 2, ("150", "MiB")),
+                            (3 * 1024 ** 3, ("3.0", "GiB")), (2 * 1024 ** 6, ("2048", "PiB")),
+                            (None, (DASH, ""))]:
+            self.assertEqual(format_bytes(value), pair, value)
+
+    def test_ties_round_like_javascript(self):
+        # JavaScript's toFixed rounds an exact tie up; Python's % would give 2.2.
+        self.assertEqual(format_ms(2.25)[0], "2.3")
+        self.assertEqual(format_rate(0.125), "0.13")
+
+
+class ChartTests(SynchronousTestCase):
+    def points(self, path):
+        return [tuple(float(n) for n in p.split()) for p in path[1:].split(" L")]
+
+    def test_empty(self):
+        drawn = chart([])
+        line = self.points(drawn["requests_line"])
+        self.assertEqual(len(line), HISTORY_SECONDS)
+        self.assertEqual({y for _, y in line}, {100.0})
+        self.assertEqual(drawn["scale"], "1")
+        self.assertEqual(drawn["half"], "0.5")
+        self.assertEqual(drawn["alt"], "No requests in the last 5 minutes.")
+
+    def test_series_scale_and_alt(self):
+        history = [{"t": 1000 + i, "requests": i, "errors": 1 if i == 7 else 0} for i in range(8)]
+        drawn = chart(history)
+        line = self.points(drawn["requests_line"])
+        self.assertEqual(line[-1], (299.0, 32.8))  # the newest second at the right
+        self.assertEqual(line[-8], (292.0, 100.0))
+        self.assertEqual(drawn["scale"], "10")
+        self.assertEqual(drawn["half"], "5")
+        self.assertEqual(
+            drawn["alt"],
+            "Requests per second over the last 5 minutes: 28 requests, 1 error; "
+            "peak 7 per second, latest 7 per second.",
+        )
+        self.assertTrue(drawn["requests_area"].endswith(" L299 100 L0 100 Z"))
+        errors = self.points(drawn["errors_line"])
+        self.assertEqual(errors[-1], (299.0, 90.4))
+
+    def test_missing_seconds_are_zero_and_errors_never_exceed_requests(self):
+        drawn = chart([{"t": 10, "requests": 5, "errors": 9}, {"t": 20, "requests": 5, "errors": 0}])
+        line = self.points(drawn["requests_line"])
+        self.assertEqual(line[-1][1], 4.0)
+        self.assertEqual(line[-2][1], 100.0)
+        self.assertEqual(line[-11][1], 4.0)
+        self.assertEqual(self.points(drawn["errors_line"])[-11][1], 4.0)
+
+    def test_nice_scales(self):
+        for peak, scale in [(0.3, "1"), (1, "1"), (1.5, "2"), (3, "5"), (7, "10"), (10, "10"),
+                            (11, "20"), (77, "100"), (250, "500"), (1200, "2,000")]:
+            self.assertEqual(chart([{"t": 1, "requests": peak, "errors": 0}])["scale"], scale, peak)
+
+    def test_end_given(self):
+        drawn = chart([{"t": 100, "requests": 2, "errors": 0}], end=400)
+        self.assertEqual({y for _, y in self.points(drawn["requests_line"])}, {100.0})
+
+    def test_bad_points_ignored(self):
+        drawn = chart([{"t": "x"}, {"requests": 3}, None, 7,
+                       {"t": 5, "requests": "many", "errors": None}])
+        self.assertEqual(drawn["alt"], "No requests in the last 5 minutes.")
+
+
 class RenderDashboardTests(SynchronousTestCase):
     def test_html_document(self):
         page = render()
         self.assertTrue(page.startswith("<!doctype html>"))
+        self.assertIn('<html lang="en">', page)
         self.assertIn('<meta charset="utf-8">', page)
+        self.assertIn('<meta name="viewport" content="width=device-width, initial-scale=1">', page)
         self.assertIn("</html>", page)
 
-    def test_figures(self):
+    def test_figures_from_snapshot(self):
         page = render(
             snapshot(now=100.0 + 3725, requests=1234, errors=5, in_flight=3, mean_latency_ms=12.345)
         )
-        self.assertEqual(stat(page, "requests"), "1234")
+        self.assertEqual(stat(page, "requests"), "1,234")
         self.assertEqual(stat(page, "errors"), "5")
         self.assertEqual(stat(page, "in_flight"), "3")
-        self.assertEqual(stat(page, "mean_latency_ms"), "12.3")
         self.assertEqual(stat(page, "uptime"), "1h 2m")
         self.assertEqual(stat(page, "version"), "1.2.3")
         self.assertEqual(stat(page, "status"), "ok")
         self.assertEqual(stat(page, "backend"), "user-space.hf.space")
+        # What a snapshot does not hold waits for the live feed.
+        for name in ("requests_per_second", "latency_p50", "latency_p95", "latency_p99",
+                     "error_rate", "open_websockets", "open_streams", "bytes_in", "bytes_out"):
+            self.assertEqual(stat(page, name), DASH, name)
+        self.assertEqual(stat(page, "reachable"), "not checked yet")
+        self.assertEqual(_Page(page).rows, [["Recent requests appear here as they finish."]])
 
     def test_errors_marked(self):
-        self.assertIn('class="v bad" data-stat="errors"', render(snapshot(errors=1)))
-        self.assertIn('class="v" data-stat="errors"', render(snapshot(errors=0)))
+        self.assertEqual(_Page(render(snapshot(errors=1))).classes["errors"], "num bad")
+        self.assertEqual(_Page(render(snapshot(errors=0))).classes["errors"], "num")
+
+    def test_draining(self):
+        page = render(status="draining")
+        self.assertEqual(stat(page, "status"), "draining")
+        self.assertIn('<body data-status="draining"', page)
+
+    def test_figures_from_live_message(self):
+        page = render(live=hello())
+        self.assertEqual(stat(page, "uptime"), "1d 2h")
+        self.assertEqual(stat(page, "requests_per_second"), "3.40")
+        self.assertEqual(figure(page, "latency_p50"), "12 ms")
+        self.assertEqual(figure(page, "latency_p95"), "45 ms")
+        self.assertEqual(figure(page, "latency_p99"), "1.25 s")
+        self.assertEqual(figure(page, "error_rate"), "0.25 %")
+        self.assertEqual(_Page(page).classes["error_rate"], "v warn")
+        self.assertEqual(stat(page, "in_flight"), "2")
+        self.assertEqual(stat(page, "open_websockets"), "3")
+        self.assertEqual(stat(page, "open_streams"), "1")
+        self.assertEqual(figure(page, "bytes_in"), "1.2 MiB")
+        self.assertEqual(figure(page, "bytes_out"), "3.0 GiB")
+        self.assertEqual(stat(page, "requests"), "1,234,567")
+        self.assertEqual(stat(page, "errors"), "31")
+        self.assertEqual(stat(page, "reachable"), "reachable")
+        self.assertEqual(_Page(page).classes["reachable"], "badge ok")
+        self.assertIn('id="last-error" hidden', page)
+        # Newest first; times in UTC until the script repaints them locally.
+        self.assertEqual(
+            _Page(page).rows,
+            [
+                ["22:15:00", "GET", "/third", DASH + "no status (aborted)", "0.42 ms"],
+                ["22:14:59", "POST", "/second?q=1", "502", "30.0 s"],
+                ["22:14:58", "GET", "/first", "200", "8.5 ms"],
+            ],
+        )
+        self.assertIn("peak 4 per second", page)
+        self.assertIn("Gateway ok. Backend reachable. 3.40 requests per second, p95 latency 45 ms",
+                      page)
+
+    def test_live_message_keeps_the_newest_twenty(self):
+        recent = [{"time": 1.0 + i, "method": "GET", "path": "/r/%d" % i, "status": 200, "ms": 1}
+                  for i in range(30)]
+        rows = _Page(render(live=hello(recent=recent))).rows
+        self.assertEqual([row[2] for row in rows], ["/r/%d" % i for i in range(29, 9, -1)])
+
+    def test_live_message_with_unreachable_backend(self):
+        page = render(live=hello(
+            error_rate=0.2,
+            backend_status={"reachable": False, "last_error": "connect <b>refused</b> & gone",
+                            "last_error_at": 1700000000.0},
+        ))
+        self.assertEqual(stat(page, "reachable"), "unreachable")
+        self.assertEqual(_Page(page).classes["reachable"], "badge bad")
+        self.assertEqual(_Page(page).classes["error_rate"], "v bad")
+        self.assertEqual(stat(page, "last_error"), "connect <b>refused</b> & gone")
+        self.assertEqual(stat(page, "last_error_at"), "22:13:20")
+        self.assertNotIn("<b>refused", page)
+        self.assertIn('id="last-error">', page)
+
+    def test_live_message_of_wrong_shape(self):
+        page = render(live=hello(
+            requests="many", latency_ms=None, history="no", recent=[None, 5, {"path": 3}],
+            bytes_in=True, backend_status=[], in_flight=None,
+        ))
+        self.assertEqual(stat(page, "requests"), DASH)
+        self.assertEqual(stat(page, "latency_p95"), DASH)
+        self.assertEqual(stat(page, "bytes_in"), DASH)
+        self.assertEqual(stat(page, "in_flight"), DASH)
+        self.assertEqual(stat(page, "reachable"), "not checked yet")
+        self.assertEqual(_Page(page).rows, [[DASH, "", "3", DASH + "no status (aborted)", DASH]])
 
     def test_backend_host_escaped(self):
         page = render(backend='<script>alert("x")</script>&')
         self.assertNotIn("<script>alert", page)
-        self.assertEqual(stat(page, "backend"), "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;")
+        self.assertIn("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;", page)
+        self.assertEqual(stat(page, "backend"), '<script>alert("x")</script>&')
 
     def test_status_and_version_escaped(self):
         page = render(status="<b>down</b>", version='"><img src=x>')
         self.assertNotIn("<b>down</b>", page)
         self.assertNotIn("<img", page)
 
-    def test_refreshes_from_health_path(self):
-        self.assertIn('fetch("/gateway-health"', render())
+    def test_recent_paths_escaped(self):
+        hostile = '/x"><img src=x onerror=alert(1)></td><script>alert(2)</script>'
+        page = render(live=hello(recent=[
+            {"time": 1.0, "method": "<i>GET</i>", "path": hostile, "status": 200, "ms": 1.0}
+        ]))
+        self.assertNotIn("<img", page)
+        self.assertNotIn("<script>alert", page)
+        self.assertNotIn("<i>GET", page)
+        parsed = _Page(page)
+        self.assertEqual(parsed.rows[0][1:3], ["<i>GET</i>", hostile])
+        titles = [a["title"] for t, a in parsed.tags if t == "td" and "title" in a]
+        self.assertEqual(titles, [hostile])
+
+    def test_script_opens_the_live_feed(self):
+        page = render()
+        config = re.search(
+            r'<script type="application/json" id="dashboard-config">(.*?)</script>', page
+        ).group(1)
+        self.assertEqual(json.loads(config)["live"], "/_gateway/live")
+        self.assertEqual(LIVE_PATH, "/_gateway/live")
+        # ws: or wss: like the page, on the page's own host, wherever the page is served.
+        self.assertIn("new URL(cfg.live, location.href)", page)
+        self.assertIn('u.protocol = u.protocol === "https:" ? "wss:" : "ws:";', page)
+        self.assertIn("new WebSocket(liveUrl())", page)
+        self.assertNotIn("fetch(", page)
+
+    def test_live_path_is_safe_in_the_script(self):
+        page = render(live_path="/_gateway/live</script><script>alert(1)</script>")
+        self.assertNotIn("</script><script>alert", page)
+        self.assertIn("\\u003c/script\\u003e", page)
+
+    def test_without_a_live_feed(self):
+        page = render(live_path=None)
+        config = re.search(r'id="dashboard-config">(.*?)</script>', page).group(1)
+        self.assertIsNone(json.loads(config)["live"])
+        self.assertEqual(stat(page, "connection"), "live updates off")
+        self.assertIn("Live updates are off", page)
+
+    def test_script_writes_text_never_markup(self):
+        page = render()
+        script = page[page.index("<script>"):]
+        for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(",
+                     "new Function", "setTimeout(\"", "createElementNS"):
+            self.assertNotIn(sink, script, sink)
+        self.assertIn("textContent", script)
 
     def test_no_external_url(self):
-        page = render()
-        self.assertNotIn("http://", page)
-        self.assertNotIn("https://", page)
-        self.assertIsNone(re.search(r"""(src|href)\s*=\s*["']?//""", page, re.IGNORECASE))
-        self.assertIsNone(re.search(r"url\(", page))
-        self.assertIsNone(re.search(r"@import", page))
+        for page in (render(), render(live=hello())):
+            self.assertNotIn("http://", page)
+            self.assertNotIn("https://", page)
+            self.assertIsNone(re.search(r"""(src|href)\s*=\s*["']?\s*//""", page, re.IGNORECASE))
+            self.assertIsNone(re.search(r"""url\(\s*["']?\s*(//|[a-z][a-z0-9+.-]*:)""", page,
+                                        re.IGNORECASE))
+            self.assertIsNone(re.search(r"@import", page))
+            for tag, attrs in _Page(page).tags:
+                self.assertNotIn(tag, ("link", "img", "iframe", "object", "embed", "image"))
+                self.assertNotIn("src", attrs, tag)
+                href = attrs.get("href")
+                self.assertTrue(href is None or href.startswith("#"), href)
+
+    def test_accessible_markup(self):
+        page = render(live=hello())
+        tags = _Page(page).tags
+        names = [t for t, _ in tags]
+        for landmark in ("header", "main", "footer"):
+            self.assertEqual(names.count(landmark), 1, landmark)
+        self.assertEqual(names.count("h1"), 1)
+        self.assertGreaterEqual(names.count("h2"), 4)
+        live = [a for _, a in tags if "aria-live" in a]
+        self.assertEqual(live, [{"id": "summary", "class": "sr-only", "aria-live": "polite",
+                                 "aria-atomic": "true"}])
+        headers = [a for t, a in tags if t == "th"]
+        self.assertEqual(len(headers), 5)
+        self.assertTrue(all(a.get("scope") == "col" for a in headers))
+        self.assertIn("caption", names)
+        svg = [a for t, a in tags if t == "svg" and a.get("role") == "img"]
+        self.assertEqual(len(svg), 1)
+        self.assertEqual(svg[0]["aria-labelledby"], "chart-alt")
+        self.assertIn('<figcaption id="chart-alt">', page)
+        # Each region is named by its heading.
+        heading_ids = {a["id"] for t, a in tags if t == "h2"}
+        for _, a in tags:
+            if "aria-labelledby" in a and a.get("role") != "img":
+                self.assertIn(a["aria-labelledby"], heading_ids)
+        self.assertIn("@media (prefers-reduced-motion: reduce)", page)
+        self.assertIn("@media (max-width: 44rem)", page)
 
 
 class GatewayStatsTests(SynchronousTestCase):
@@ -149,11 +499,12 @@ class GatewayStatsTests(SynchronousTestCase):
     def test_dashboard_from_stats(self):
         self.stats.request_started()
         self.stats.request_ended(502, 0.25)
+        self.stats.request_started()
         self.clock.advance(65)
         page = render_dashboard(
             self.stats.snapshot(), "b.example", "0", "/gateway-health"
         ).decode("utf-8")
         self.assertEqual(stat(page, "requests"), "1")
         self.assertEqual(stat(page, "errors"), "1")
-        self.assertEqual(stat(page, "mean_latency_ms"), "250.0")
+        self.assertEqual(stat(page, "in_flight"), "1")
         self.assertEqual(stat(page, "uptime"), "1m 5s")

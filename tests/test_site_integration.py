@@ -124,3 +124,24 @@ class DrainingHealthTests(unittest.TestCase):
         self.assertEqual(reply.get("Connection"), "close")
         reply = yield fetch(port, "GET", "/")
         self.assertIn(b'data-stat="status">draining<', reply.body)
+
+
+class DashboardLiveSettingTests(unittest.TestCase):
+    """The page knows whether a live feed exists."""
+
+    @defer.inlineCallbacks
+    def page(self, **settings):
+        _, _, origin = yield start_backend(self)
+        _, port = yield start_gateway(self, origin, **settings)
+        reply = yield fetch(port, "GET", "/")
+        return reply.body
+
+    @defer.inlineCallbacks
+    def test_metrics_on_page_opens_the_feed(self):
+        body = yield self.page()
+        self.assertIn(b'{"live":"/_gateway/live"', body)
+
+    @defer.inlineCallbacks
+    def test_metrics_off_page_says_live_updates_off(self):
+        body = yield self.page(METRICS="off")
+        self.assertIn(b'{"live":null', body)

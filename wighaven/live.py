@@ -146,6 +146,10 @@ class LiveFeed:
         self._watchers = set()
         self._loop = None
 
+    @property
+    def messages(self) -> LiveMessages:
+        return self._messages
+
     def resource(self):
         return WebSocketResource(self)
 

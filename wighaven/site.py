@@ -98,9 +98,13 @@ class GatewayPages:
             b"connect-src 'self'",
         )
         snap = self._stats.snapshot()
+        live = self.live
         return render_dashboard(
             snap, self._backend_host, __version__, HEALTH_PATH,
             status="draining" if snap.draining else "ok",
+            # The first paint has every figure, even without JavaScript.
+            live=live.messages.hello() if live is not None else None,
+            live_path=LIVE_PATH if live is not None else None,
         )
 
     def not_found(self, request):
