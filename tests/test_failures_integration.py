@@ -3,27 +3,16 @@ backends and clients that go away mid-request, and hostile request heads."""
 
 import time
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer
 from twisted.internet.threads import deferToThread
 from twisted.trial import unittest
 
+from tests.support.waiting import wait_until
 from tests.support.backend import start_backend
 from tests.support.client import fetch, raw
 from tests.support.gateway import free_port, start_gateway
 
 
-def wait_until(predicate, timeout=5.0, step=0.02):
-    """Poll C{predicate} on the reactor; fires with seconds waited, or fails."""
-    start = time.monotonic()
-
-    def check():
-        if predicate():
-            return defer.succeed(time.monotonic() - start)
-        if time.monotonic() - start > timeout:
-            return defer.fail(AssertionError("condition not met in %.1fs" % timeout))
-        return task.deferLater(reactor, step, check)
-
-    return check()
 
 
 class UnreachableBackendTests(unittest.TestCase):

@@ -5,7 +5,7 @@ import hashlib
 import json
 import os
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer
 from twisted.trial import unittest
 
 from tests.support.backend import GZIPPED, start_backend

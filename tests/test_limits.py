@@ -42,6 +42,7 @@ from wighaven.service import build_site
 from wighaven.tls import BackendTLSPolicy
 from wighaven.upstream import BackendAgent
 
+from tests.support.waiting import wait_until
 from tests.support.backend import start_backend
 from tests.support.client import fetch
 from tests.support.gateway import TOKEN, free_port, start_gateway
@@ -54,18 +55,6 @@ def pause(seconds=0.1):
     return task.deferLater(reactor, seconds, lambda: None)
 
 
-def wait_until(predicate, timeout=5.0, step=0.02):
-    """Poll C{predicate} on the reactor; fires with seconds waited, or fails."""
-    start = time.monotonic()
-
-    def check():
-        if predicate():
-            return defer.succeed(time.monotonic() - start)
-        if time.monotonic() - start > timeout:
-            return defer.fail(AssertionError("condition not met in %.1fs" % timeout))
-        return task.deferLater(reactor, step, check)
-
-    return check()
 
 
 # --- a backend that holds every request until the test answers it --------------------

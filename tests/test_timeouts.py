@@ -22,7 +22,7 @@ import json
 import socket
 import time
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -37,6 +37,7 @@ from wighaven.config import load_config
 from wighaven.service import build_site
 from wighaven.upstream import UpstreamResponse
 
+from tests.support.waiting import wait_until
 from tests.support.backend import start_backend
 from tests.support.client import fetch, raw
 from tests.support.gateway import start_gateway
@@ -514,18 +515,6 @@ class ResponseIdleTimeoutTests(SiteTestsMixin, SynchronousTestCase):
 # --- over real sockets -------------------------------------------------------------
 
 
-def wait_until(predicate, timeout=5.0, step=0.02):
-    """Poll C{predicate} on the reactor; fires with seconds waited, or fails."""
-    start = time.monotonic()
-
-    def check():
-        if predicate():
-            return defer.succeed(time.monotonic() - start)
-        if time.monotonic() - start > timeout:
-            return defer.fail(AssertionError("condition not met in %.1fs" % timeout))
-        return task.deferLater(reactor, step, check)
-
-    return check()
 
 
 def timed(d):

@@ -173,19 +173,12 @@ class EarlyAnswerTests(unittest.TestCase):
         body = b"G" * (4 * MiB)  # holds what looks like a request line: it must stay body
         body = b"GET /gateway-health HTTP/1.1\r\nHost: smuggled\r\n\r\n" + body[60:]
 
-        def exchange():
-            with socket.create_connection(("127.0.0.1", gw_port), timeout=10) as s:
-                s.sendall(b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(body))
-                s.sendall(body)
-                s.sendall(b"GET /gateway-health HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-                data = b""
-                while True:
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        return data
-                    data += chunk
-
-        out = yield deferToThread(exchange)
+        out = yield raw(
+            gw_port,
+            b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(body)
+            + body
+            + b"GET /gateway-health HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        )
         self.assertTrue(out.startswith(b"HTTP/1.1 200 OK"), out[:80])
         self.assertIn(b"early\n", out)
         # Exactly one more answer: the real second request, not one smuggled in the body.

@@ -2,7 +2,6 @@
 that (like a private Space) refuses handshakes without the token."""
 
 import os
-import socket
 import tempfile
 import time
 
@@ -13,7 +12,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from tests.support.backend import start_backend
-from tests.support.client import fetch
+from tests.support.client import fetch, raw
 from tests.support.gateway import TOKEN, GatewayProcess, start_gateway
 from tests.support.ws_backend import WebSocketBackend
 
@@ -101,21 +100,12 @@ class WebSocketTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_non_101_answer_keeps_connection_usable(self):
-        def exchange():
-            with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
-                s.sendall(
-                    b"GET /plain HTTP/1.1\r\nHost: gw\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-                    b"GET /gateway-health HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n"
-                )
-                data = b""
-                while True:
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        return data
-                    data += chunk
-
-        out = yield deferToThread(exchange)
+        out = yield raw(
+            self.port,
+            b"GET /plain HTTP/1.1\r\nHost: gw\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            b"GET /gateway-health HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n",
+        )
         self.assertTrue(out.startswith(b"HTTP/1.1 426 "), out[:80])
         self.assertIn(b"X-Plain: yes", out)
         self.assertIn(b"plain answer\n", out)

@@ -11,7 +11,6 @@ can leak into them.
 from __future__ import annotations
 
 import json
-from typing import Tuple
 
 import attrs
 from OpenSSL import SSL

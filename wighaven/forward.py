@@ -31,7 +31,6 @@ from __future__ import annotations
 
 from typing import Optional
 
-from twisted.internet import defer
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.web.client import FileBodyProducer, PotentialDataLoss, ResponseDone

@@ -25,7 +25,7 @@ cover it).
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
