@@ -28,7 +28,6 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
-from twisted.web import http
 from twisted.web._newclient import ResponseNeverReceived
 from twisted.web.client import HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
@@ -48,6 +47,7 @@ from tests.support.client import fetch
 from tests.support.gateway import TOKEN, free_port, start_gateway
 from tests.support.ws_backend import WebSocketBackend
 from tests.test_timeouts import BackendResponse, HandAgent
+from tests.test_upstream import TrackedChannel
 
 
 def pause(seconds=0.1):
@@ -97,24 +97,13 @@ class HoldingResource(Resource):
         self.held.pop(target).channel.transport.abortConnection()
 
 
-class _TrackedChannel(http.HTTPChannel):
-    def connectionMade(self):
-        super().connectionMade()
-        self.lost = defer.Deferred()
-        self.factory.channels.append(self)
-
-    def connectionLost(self, reason):
-        super().connectionLost(reason)
-        self.lost.callback(None)
-
-
 class HoldingServer:
     """A plain HTTP server on 127.0.0.1 over a L{HoldingResource}, for one test."""
 
     def __init__(self, testcase):
         self.resource = HoldingResource()
         self.site = Site(self.resource)
-        self.site.protocol = _TrackedChannel
+        self.site.protocol = TrackedChannel
         self.site.channels = []
         self.port = reactor.listenTCP(0, self.site, interface="127.0.0.1")
         self.origin = "http://127.0.0.1:%d" % self.port.getHost().port
