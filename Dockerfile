@@ -1,8 +1,9 @@
 # WigHaven Gateway as a Hugging Face Docker Space (or any container host).
 #
-# In the Space's settings, set the secrets PRIVATE_BACKEND_URL (the private
-# Space, e.g. https://user-space.hf.space) and HF_TOKEN. Every other setting
-# (see wighaven/config.py) may be set as a variable too.
+# In the Space's settings, add the secret HF_TOKEN and the variable
+# PRIVATE_BACKEND_URL (the private Space, e.g. https://user-space.hf.space).
+# Every other setting (README, "Configuration reference") may be set as a
+# variable too, e.g. DASHBOARD_PATH=/_gateway/.
 FROM python:3.11-slim
 
 # Only the CA bundle is needed from Debian (backend TLS verification).
