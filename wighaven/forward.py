@@ -87,20 +87,18 @@ class ForwardResource(Resource):
         )
         self._cors = CorsPolicy(config.cors_allow_origins) if config.cors_allow_origins else None
 
-    def can_stream(self, request) -> bool:
+    def stream_target(self, request) -> Optional[bytes]:
         """
-        Will C{request} be forwarded (rather than answered by the gateway)?
-        Called when only its head is in, to start forwarding at once.
+        The upstream target of C{request} when it is to be forwarded, or
+        None when the gateway answers it itself. Called when only its head
+        is in, to start forwarding at once.
         """
-        return (
-            request.method.upper() not in _REFUSED_METHODS
-            and upstream_target(request.uri) is not None
-            and not self._is_preflight(request)
-        )
+        if request.method.upper() in _REFUSED_METHODS or self._is_preflight(request):
+            return None
+        return upstream_target(request.uri)
 
-    def start(self, request, length):
-        """Forward C{request} now; its body (if any) follows as it arrives."""
-        target = upstream_target(request.uri)
+    def start(self, request, length, target):
+        """Forward C{request} to C{target} now; its body (if any) follows as it arrives."""
         if is_websocket_upgrade(request.method, request.requestHeaders):
             WebSocketRelay(
                 request, self._agent.endpoint, target, self._upstream_headers(request),
@@ -182,10 +180,20 @@ class ForwardResource(Resource):
         """The client's view of the backend's response headers."""
         raw = list(upstream.response.headers.getAllRawHeaders())
         raw.extend(upstream.connection_headers.getAllRawHeaders())
-        headers = downstream_headers(raw, self._backend_key, self.gateway_origin(request))
+        # The gateway's origin matters only to a Location header: no work without one.
+        origin_seen = (
+            self.gateway_origin(request)
+            if upstream.response.headers.hasHeader(b"location")
+            else None
+        )
+        headers = downstream_headers(raw, self._backend_key, origin_seen)
         if self._cors is not None:
             headers = self._cors.response_headers(headers, origin)
         return headers
+
+
+def _nothing():
+    pass
 
 
 def _origin_of(request) -> Optional[bytes]:
@@ -223,7 +231,7 @@ class _Relay:
         self.client_disconnected = False
         self.stream_cut = False  # cut by the gateway for silence: never a clean end
         self.stream_open = False  # an event stream is counted open
-        self.release = lambda: None
+        self.release = _nothing  # the in-flight slot, once there is one
 
     def wait_for(self, response_deferred, timer, in_head=False):
         """

@@ -160,11 +160,14 @@ class GatewaySite(Site):
         follow as it arrives. False when the request is not forwarded as a
         stream (the gateway's own pages, requests the gateway answers).
         """
-        if self.is_own_path(request.path) or not self._forward.can_stream(request):
+        if self.is_own_path(request.path):
+            return False
+        target = self._forward.stream_target(request)
+        if target is None:
             return False
         request.site = self
         self._count(request)
-        self._forward.start(request, length)
+        self._forward.start(request, length, target)
         return True
 
     def getResourceFor(self, request):
