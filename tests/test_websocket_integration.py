@@ -14,6 +14,7 @@ from websockets.sync.client import connect
 from tests.support.backend import start_backend
 from tests.support.client import fetch, raw
 from tests.support.gateway import TOKEN, GatewayProcess, start_gateway
+from tests.support.waiting import wait_until
 from tests.support.ws_backend import WebSocketBackend
 
 MiB = 1024 * 1024
@@ -117,11 +118,14 @@ class WebSocketTests(unittest.TestCase):
             ws = ws_connect(self.port)
             ws.send("x")
             ws.recv(timeout=5)
+            opened = self.ws.open
             ws.close()
-            return ws.close_code
+            return opened, ws.close_code
 
-        code = yield deferToThread(talk)
-        self.assertEqual(code, 1000)
+        opened, code = yield deferToThread(talk)
+        self.assertEqual((opened, code), (1, 1000))
+        # The backend's side of the tunnel closes too.
+        yield wait_until(lambda: self.ws.open == 0, timeout=3)
 
     @defer.inlineCallbacks
     def test_idle_timeout_closes_silent_tunnel(self):

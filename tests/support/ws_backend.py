@@ -21,6 +21,7 @@ class WebSocketBackend:
     def __init__(self, token):
         self.token = token
         self.handshakes = []  # request headers of each accepted or refused handshake
+        self.open = 0  # WebSocket connections open on the server side now
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -68,11 +69,15 @@ class WebSocketBackend:
         return None
 
     async def _echo(self, websocket):
-        cookie = websocket.request.headers.get("Cookie")
-        if websocket.request.path == "/hello":
-            await websocket.send("hello %s" % cookie)
-        async for message in websocket:
-            await websocket.send(message)
+        self.open += 1
+        try:
+            cookie = websocket.request.headers.get("Cookie")
+            if websocket.request.path == "/hello":
+                await websocket.send("hello %s" % cookie)
+            async for message in websocket:
+                await websocket.send(message)
+        finally:
+            self.open -= 1
 
     def stop(self):
         async def close():
