@@ -66,7 +66,7 @@ class DefaultsTests(SynchronousTestCase):
         self.assertEqual(config.log_level, "info")
         self.assertIsNone(config.backend_ca_bundle)
         self.assertEqual(config.upstream_timeout, 60.0)
-        self.assertEqual(config.pool_max_per_host, 50)
+        self.assertEqual(config.pool_max_per_host, 256)
         self.assertEqual(config.pool_idle_timeout, 90.0)
         self.assertEqual(config.dashboard_path, "/")
         self.assertEqual(config.cors_allow_origins, ())

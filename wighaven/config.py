@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import os
 import re
 from typing import Callable, Mapping, Optional
 from urllib.parse import urlsplit
@@ -63,6 +64,13 @@ SETTINGS = (
     ),
     Setting("PORT", "7860", "TCP port to listen on."),
     Setting("INTERFACE", "0.0.0.0", "Address to listen on."),
+    Setting(
+        "WORKERS",
+        "1",
+        "Gateway processes serving the port (auto = one per CPU core). Above 1, a "
+        "supervising parent binds the port, restarts a worker that dies and adds up "
+        "every worker's figures for /gateway-health, the dashboard and the metrics.",
+    ),
     Setting("LOG_LEVEL", "info", "debug, info, warn or error."),
     Setting(
         "LOG_FORMAT",
@@ -105,7 +113,12 @@ SETTINGS = (
         "against UPSTREAM_TIMEOUT). Event streams and WebSockets don't hold a place once "
         "their headers are in.",
     ),
-    Setting("POOL_MAX_PER_HOST", "50", "Idle persistent connections kept open to the backend."),
+    Setting(
+        "POOL_MAX_PER_HOST",
+        "256",
+        "Idle persistent connections kept open to the backend (as many as may be in "
+        "flight by default, so a steady load never reconnects).",
+    ),
     Setting("POOL_IDLE_TIMEOUT", "90", "Seconds an idle backend connection is kept."),
     Setting(
         "DASHBOARD_PATH",
@@ -145,8 +158,8 @@ SETTINGS = (
     Setting(
         "MAX_CONNECTIONS_PER_IP",
         "0",
-        "Open connections allowed from one client address (0 = no limit); more are "
-        "answered 429 and closed.",
+        "Open connections allowed from one client address (0 = no limit; counted by "
+        "each worker apart when WORKERS is above 1); more are answered 429 and closed.",
     ),
     Setting(
         "DRAIN_TIMEOUT",
@@ -172,6 +185,7 @@ _LOG_LEVELS = ("debug", "info", "warn", "error")
 _TOKEN_HEADERS = ("authorization", "x-hf-authorization")
 _RESERVED_PATHS = ("/gateway-health",)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+MAX_WORKERS = 64
 
 
 @attrs.frozen
@@ -206,6 +220,7 @@ class Config:
     stream_idle_timeout: float
     max_connections_per_ip: int
     drain_timeout: float
+    workers: int = 1
 
     @property
     def backend_netloc(self) -> str:
@@ -354,6 +369,17 @@ def _interface(value: str) -> str:
     return value
 
 
+def _workers(value: str) -> int:
+    value = value.strip().lower()
+    if value == "auto":
+        return max(1, os.cpu_count() or 1)
+    if not value.isdigit() or not 1 <= int(value) <= MAX_WORKERS:
+        raise ConfigError(
+            "WORKERS must be auto or a whole number from 1 to %d, got %r" % (MAX_WORKERS, value)
+        )
+    return int(value)
+
+
 def load_config(env: Mapping[str, str], overrides: Mapping[str, Optional[str]] = {}) -> Config:
     """
     Build the L{Config} from C{env} (the process environment) and C{overrides}
@@ -409,4 +435,5 @@ def load_config(env: Mapping[str, str], overrides: Mapping[str, Optional[str]] =
         max_connections_per_ip=int(
             _number("MAX_CONNECTIONS_PER_IP", raw["MAX_CONNECTIONS_PER_IP"], int, 0)
         ),
+        workers=_workers(raw["WORKERS"]),
     )

@@ -21,10 +21,14 @@ from twisted.internet.task import LoopingCall
 from twisted.web.websocket import WebSocketResource
 
 from . import __version__
+from .metrics import Histogram
 
 __all__ = ["LiveFeed", "LiveMessages"]
 
 RECENT_ON_PAGE = 20
+RATE_SECONDS = 10  # requests_per_second is averaged over this many seconds
+HISTORY_SECONDS = 300
+_RECENT_KEYS = ("time", "method", "path", "status", "ms")
 
 
 def _ms(histogram, q):
@@ -34,9 +38,11 @@ def _ms(histogram, q):
 
 class LiveMessages:
     """
-    Builds the feed's messages from a route's metrics and the gateway's
-    state. Every message has: type ("hello" or "stats"), time, status
-    ("ok" or "draining"), version, backend (host[:port]), uptime_seconds,
+    Builds the feed's messages from the gateway's figures
+    (L{wighaven.stats.GatewayStats.figures}: this process's route, plus the
+    other workers' when there are several) and the gateway's state. Every
+    message has: type ("hello" or "stats"), time, status ("ok" or
+    "draining"), version, backend (host[:port]), uptime_seconds,
     requests_per_second (last 10 s), latency_ms {p50, p95, p99} (last
     minute, null when no request), error_rate (last minute, 0..1),
     requests and errors (totals), in_flight, open_websockets, open_streams,
@@ -47,35 +53,40 @@ class LiveMessages:
     """
 
     def __init__(self, route, stats, backend_host: str, clock):
-        self._route = route
         self._stats = stats
         self._backend_host = backend_host
         self._clock = clock
-        self._sent = route.recent_total  # recent entries already sent in "stats"
+        # Per source process (None: this one), the number of the newest
+        # recent entry already sent in a "stats" message.
+        self._sent = {None: route.recent_total}
 
-    def _common(self, kind, now):
-        route = self._route
-        window = route.window
-        latency = window.latency(now, 60)
-        backend = route.backend
+    def _common(self, kind, now, route):
+        history = route["history"]
+        minute = route["last_minute"]
+        latency = Histogram.from_dict(minute["latency"])
+        backend = route["backend"]
+        span = min(RATE_SECONDS, len(history)) or 1
         return {
             "type": kind,
             "time": now,
             "status": "draining" if self._stats.draining else "ok",
             "version": __version__,
             "backend": self._backend_host,
-            "uptime_seconds": round(now - self._stats.started, 3),
-            "requests_per_second": round(window.rate(now, 10), 3),
+            "uptime_seconds": round(now - self._stats.gateway_started, 3),
+            "requests_per_second": round(
+                sum(entry["requests"] for entry in history[-span:]) / span, 3
+            ),
             "latency_ms": {"p50": _ms(latency, 0.5), "p95": _ms(latency, 0.95),
                            "p99": _ms(latency, 0.99)},
-            "error_rate": round(window.error_rate(now, 60), 5),
-            "requests": sum(route.requests.values()),
-            "errors": route.errors,
-            "in_flight": route.in_flight,
-            "open_websockets": route.open_websockets,
-            "open_streams": route.open_streams,
-            "bytes_in": route.bytes_in,
-            "bytes_out": route.bytes_out,
+            "error_rate": round(minute["errors"] / minute["requests"], 5)
+            if minute["requests"] else 0.0,
+            "requests": sum(n for classes in route["requests"].values() for n in classes.values()),
+            "errors": route["errors"],
+            "in_flight": route["in_flight"],
+            "open_websockets": route["open_websockets"],
+            "open_streams": route["open_streams"],
+            "bytes_in": route["bytes_in"],
+            "bytes_out": route["bytes_out"],
             "backend_status": {
                 "reachable": backend.get("reachable"),
                 "last_error": backend.get("last_error"),
@@ -85,26 +96,36 @@ class LiveMessages:
 
     def hello(self) -> dict:
         now = self._clock.seconds()
-        message = self._common("hello", now)
-        message["history"] = self._route.window.history(now, 300)
+        route = self._stats.route_figures(now)
+        message = self._common("hello", now, route)
+        message["history"] = route["history"][-HISTORY_SECONDS:]
         # What the next "stats" will send is left out, so nothing shows twice.
-        message["recent"] = self._recent(upto=self._sent)[-RECENT_ON_PAGE:]
+        sent = self._sent
+        message["recent"] = _public(
+            entry for entry in route["recent"] if entry["n"] <= sent.get(entry.get("src"), 0)
+        )
         return message
-
-    def _recent(self, upto: int, since: int = 0) -> list:
-        """Entries number since+1..upto of the route's recent requests (still held)."""
-        route = self._route
-        held = list(route.recent)
-        first = route.recent_total - len(held)  # number of the oldest held, minus one
-        return held[max(since - first, 0): max(upto - first, 0)]
 
     def stats(self) -> dict:
         now = self._clock.seconds()
-        message = self._common("stats", now)
-        message["point"] = self._route.window.history(now, 2)[0]
-        since, self._sent = self._sent, self._route.recent_total
-        message["recent"] = self._recent(upto=self._sent, since=since)[-RECENT_ON_PAGE:]
+        route = self._stats.route_figures(now)
+        message = self._common("stats", now, route)
+        history = route["history"]
+        message["point"] = history[-2] if len(history) > 1 else history[-1]
+        sent = self._sent
+        new = [entry for entry in route["recent"] if entry["n"] > sent.get(entry.get("src"), 0)]
+        for entry in new:
+            source = entry.get("src")
+            sent[source] = max(sent.get(source, 0), entry["n"])
+        message["recent"] = _public(new)
         return message
+
+
+def _public(entries) -> list:
+    """The newest RECENT_ON_PAGE entries, without their bookkeeping keys."""
+    return [
+        {key: entry[key] for key in _RECENT_KEYS} for entry in list(entries)[-RECENT_ON_PAGE:]
+    ]
 
 
 class _Watcher:

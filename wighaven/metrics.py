@@ -440,6 +440,7 @@ class RouteMetrics:
         """
         if now is None:
             now = self._clock.seconds()
+        first = self.recent_total - len(self.recent)
         requests = {}
         for (method, cls), n in self.requests.items():
             requests.setdefault(method, {})[cls] = n
@@ -463,7 +464,12 @@ class RouteMetrics:
                 "latency": self.window.latency(now, 60).to_dict(),
             },
             "history": self.window.history(now, self.window.size),
-            "recent": [dict(entry) for entry in self.recent],
+            # "n" numbers each entry (1 = the first ever), so a reader can tell
+            # which it has seen, even across several workers' snapshots.
+            "recent": [
+                dict(entry, n=first + i)
+                for i, entry in enumerate(self.recent, 1)
+            ],
             "backend": dict(self.backend),
         }
 

@@ -8,8 +8,10 @@ is reached for globally, so tests build the same service on port 0.
 
 from __future__ import annotations
 
+import os
 import resource
 import signal
+import socket
 import sys
 
 from twisted.application import service
@@ -25,6 +27,7 @@ from .limits import PeerConnectionLimit
 from .site import GatewayPages, GatewaySite
 from .stats import GatewayStats
 from .tls import BackendTLSPolicy
+from .transport import adopt_port, listen_tcp
 from .upstream import BackendAgent
 
 __all__ = ["GatewayService", "build_site"]
@@ -72,8 +75,9 @@ class GatewayService(service.Service):
 
     _log = Logger()
 
-    def __init__(self, config, reactor, log_observer=None, handle_signals=False):
+    def __init__(self, config, reactor, log_observer=None, handle_signals=False, listen_fd=None):
         self.config = config
+        self._listen_fd = listen_fd  # a worker's socket, bound by its parent
         self._handle_signals = handle_signals
         self._reactor = reactor
         self._log_observer = log_observer
@@ -114,9 +118,15 @@ class GatewayService(service.Service):
         super().privilegedStartService()
         raise_open_files_limit()
         config = self.config
+        if self._listen_fd is not None:
+            family = socket.AF_INET6 if ":" in config.interface else socket.AF_INET
+            self._port = adopt_port(self._reactor, self._listen_fd, family, self._factory())
+            os.close(self._listen_fd)  # the port holds its own copy
+            self._listen_fd = None
+            return
         try:
-            self._port = self._reactor.listenTCP(
-                config.port, self._factory(), backlog=LISTEN_BACKLOG, interface=config.interface
+            self._port = listen_tcp(
+                self._reactor, config.port, self._factory(), LISTEN_BACKLOG, config.interface
             )
         except CannotListenError as e:
             sys.stderr.write(
@@ -162,11 +172,14 @@ class GatewayService(service.Service):
         def on_sigterm(signum, frame):
             if self.drain.started:
                 exit_now(1)
-            self._reactor.callFromThread(self._drain_then_stop)
+            self._reactor.callFromThread(self.drain_then_stop)
 
         signal.signal(signal.SIGTERM, on_sigterm)
 
-    def _drain_then_stop(self):
+    def drain_then_stop(self):
+        """Drain, then stop the reactor (the process exits 0)."""
+        if self.drain.started:
+            return
         d = self.drain.run(self._stop_listening)
         d.addBoth(lambda _: self._reactor.stop())
 

@@ -17,7 +17,7 @@ import json
 import weakref
 
 from klein import Klein
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.web import resource
 from twisted.web.server import Site
 
@@ -25,6 +25,7 @@ from . import __version__, errors
 from .channel import GatewayChannel, GatewayRequest
 from .dashboard import render_dashboard
 from .live import LiveFeed, LiveMessages
+from .logs import LEVELS
 from .metrics import GatewayCollector, exposition
 
 __all__ = ["GatewayPages", "GatewaySite", "HEALTH_PATH", "GATEWAY_PREFIX"]
@@ -50,15 +51,11 @@ class GatewayPages:
         app.route(HEALTH_PATH, methods=["GET", "HEAD"])(self.health)
         self.live = None
         if config.metrics:
-            self._collector = GatewayCollector(self._metrics_snapshot)
+            self._collector = GatewayCollector(stats.figures)
             self.live = LiveFeed(LiveMessages(stats.route, stats, self._backend_host, clock), clock)
             app.route(METRICS_PATH, methods=["GET", "HEAD"])(self.metrics)
             app.route(LIVE_PATH, methods=["GET"])(lambda request: self.live.resource())
         app.route(GATEWAY_PREFIX, branch=True)(self.not_found)
-
-    def _metrics_snapshot(self):
-        route = self._stats.route
-        return {"time": self._stats.snapshot().now, "routes": {route.name: route.snapshot()}}
 
     def metrics(self, request):
         body, content_type = exposition(self._collector)
@@ -86,6 +83,7 @@ class GatewayPages:
                 "errors": snap.errors,
                 "in_flight": snap.in_flight,
                 "mean_latency_ms": round(snap.mean_latency_ms, 3),
+                "workers": snap.workers,
             }
         ).encode("utf-8")
 
@@ -139,6 +137,8 @@ class GatewaySite(Site):
         self.max_body_size = config.max_body_size
         self._redact_query = config.log_redact_query
         self._count_metrics = config.metrics
+        # Access and exchange lines are info: below LOG_LEVEL, don't even build them.
+        self._log_access = LEVELS[config.log_level] <= LogLevel.info
         self.channels = weakref.WeakSet()  # open connections, for draining
 
     @property
@@ -202,6 +202,8 @@ class GatewaySite(Site):
                 )
             else:
                 self._stats.route.in_flight -= 1  # the drain still needs it
+        if not self._log_access:
+            return
         self._log.info(
             "{method} {path} {status} {bytes_out} {duration_ms:.1f}ms {peer} {request_id}",
             method=request.method.decode("ascii", "replace"),

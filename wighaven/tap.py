@@ -40,7 +40,7 @@ def makeService(options):
     """Validate the configuration and build the gateway service."""
     from twisted.internet import reactor
 
-    from .service import GatewayService
+    from .service import GatewayService  # imported late: --help needs no reactor
 
     overrides = {s.env: options[s.option] for s in SETTINGS}
     try:
@@ -52,4 +52,11 @@ def makeService(options):
     observer = twistd_observer(
         getattr(options, "parent", None), config.log_level, config.log_format
     )
+    if config.workers > 1:
+        from .cluster import Supervisor
+
+        # The workers load the same settings from their environment.
+        env = dict(os.environ)
+        env.update({name: value for name, value in overrides.items() if value is not None})
+        return Supervisor(config, reactor, env, log_observer=observer, handle_signals=True)
     return GatewayService(config, reactor, log_observer=observer, handle_signals=True)

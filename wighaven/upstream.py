@@ -31,6 +31,8 @@ from twisted.web._newclient import (
 )
 from twisted.web.client import URI, Agent
 
+from .transport import for_connecting
+
 __all__ = ["BackendAgent", "UpstreamResponse"]
 
 _IDEMPOTENT = frozenset([b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"])
@@ -58,7 +60,7 @@ class _Slot:
         self._semaphore = semaphore
         self._held = False
 
-    def taken(self, _):
+    def taken(self):
         self._held = True
 
     def release(self):
@@ -85,7 +87,8 @@ class BackendAgent:
     """
 
     def __init__(self, reactor, origin: bytes, pool, tls_policy, max_connections: int = 256):
-        agent = Agent(reactor, contextFactory=tls_policy, pool=pool)
+        # Connections made for this agent are the leaner FastClient transports.
+        agent = Agent(for_connecting(reactor), contextFactory=tls_policy, pool=pool)
         self._slots = DeferredSemaphore(max_connections)
         pool.retryAutomatically = False
         self._pool = pool
@@ -107,11 +110,7 @@ class BackendAgent:
         """
         slot = _Slot(self._slots)
         d = self._slots.acquire()
-        d.addCallback(slot.taken)
-        d.addCallback(lambda _: self._send(method, target, headers, body_producer))
-        if body_producer is None and method in _IDEMPOTENT:
-            d.addErrback(self._retry, method, target, headers)
-        d.addCallback(lambda upstream: attrs.evolve(upstream, release=slot.release))
+        d.addCallback(self._send_in_slot, slot, method, target, headers, body_producer)
         d.addErrback(slot.release_on_failure)
         return d
 
@@ -120,16 +119,23 @@ class BackendAgent:
         """Requests waiting in line for a free slot."""
         return len(self._slots.waiting)
 
-    def _retry(self, failure, method, target, headers):
+    def _send_in_slot(self, _, slot, method, target, headers, body_producer):
+        slot.taken()
+        d = self._send(method, target, headers, body_producer, slot.release)
+        if body_producer is None and method in _IDEMPOTENT:
+            d.addErrback(self._retry, method, target, headers, slot.release)
+        return d
+
+    def _retry(self, failure, method, target, headers, release):
         if not failure.check(*_RETRYABLE) or _cancelled(failure):
             return failure
-        return self._send(method, target, headers, None)
+        return self._send(method, target, headers, None, release)
 
-    def _send(self, method, target, headers, body_producer):
+    def _send(self, method, target, headers, body_producer, release):
         d = self._pool.getConnection(self._key, self.endpoint)
-        return d.addCallback(self._send_on, method, target, headers, body_producer)
+        return d.addCallback(self._send_on, method, target, headers, body_producer, release)
 
-    def _send_on(self, protocol, method, target, headers, body_producer):
+    def _send_on(self, protocol, method, target, headers, body_producer, release):
         request = Request._construct(
             method, target, headers, body_producer, persistent=True, parsedURI=self._uri
         )
@@ -137,4 +143,6 @@ class BackendAgent:
         parser = protocol._parser
         if parser is None:  # the request was refused at once (RequestNotSent)
             return d
-        return d.addCallback(lambda response: UpstreamResponse(response, parser.connHeaders))
+        return d.addCallback(
+            lambda response: UpstreamResponse(response, parser.connHeaders, release)
+        )

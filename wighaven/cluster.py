@@ -1,0 +1,392 @@
+"""Several gateway processes on one port (WORKERS above 1).
+
+Why processes: one Python process runs on one core at a time, so a gateway
+that must use every core runs several. The twistd process becomes the
+L{Supervisor}; it serves no request itself. It binds one listening socket
+per worker, all on the same port with SO_REUSEPORT, so the kernel spreads
+new connections evenly across the workers, and hands each worker its socket
+as file descriptor 3 (L{LISTEN_FD}). The parent keeps its copies open: when a
+worker dies, connections the kernel already queued on its socket wait there
+for the replacement instead of being refused.
+
+Figures: a worker counts only what it serves. Once a second each worker
+writes its metrics snapshot (one JSON line) to descriptor 4 (L{REPORT_FD});
+the parent answers on the worker's stdin with the sum of every *other*
+worker's latest snapshot, plus those of workers that died (their counters
+must not vanish from the totals). The worker adds its own live figures to
+that (L{PeerFigures}, read through L{wighaven.stats.GatewayStats.figures}),
+so /gateway-health, the dashboard and /_gateway/metrics show the whole
+gateway whichever worker answers, the other workers' part at most about a
+second old. No other server is involved.
+
+Lifecycle: a worker that exits unasked is restarted (after 1 s, doubling
+up to 30 s while it keeps dying young). SIGTERM to the parent closes its
+sockets and passes SIGTERM on: every worker drains (see L{wighaven.drain})
+and the parent exits 0 once all are gone; a second SIGTERM ends everything
+at once. A worker whose parent disappears (its stdin closes) drains and
+exits too, so no orphan keeps the port.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+
+from twisted.application import service
+from twisted.internet import defer, protocol
+from twisted.logger import Logger
+
+from .drain import exit_now
+from .metrics import merge_snapshots
+
+__all__ = ["LISTEN_FD", "REPORT_FD", "PeerFigures", "Supervisor", "WorkerLink", "listening_sockets"]
+
+LISTEN_FD = 3  # the worker's listening socket
+REPORT_FD = 4  # the worker's snapshots to the parent
+REPORT_INTERVAL = 1.0
+RESTART_DELAY = 1.0
+RESTART_DELAY_MAX = 30.0
+YOUNG = 10.0  # a worker dying sooner than this after its start backs the restarts off
+MAX_LINE = 4 << 20  # bytes of one snapshot line, far above what a snapshot takes
+_GAUGES = ("in_flight", "open_websockets", "open_streams")
+
+
+class _Lines:
+    """Newline-delimited JSON over a byte stream, bounded in length."""
+
+    def __init__(self, on_message):
+        self._buffer = b""
+        self._on_message = on_message
+
+    def feed(self, data: bytes) -> None:
+        self._buffer += data
+        *lines, self._buffer = self._buffer.split(b"\n")
+        if len(self._buffer) > MAX_LINE:
+            raise ValueError("a report line over %d bytes" % MAX_LINE)
+        for line in lines:
+            if line.strip():
+                self._on_message(json.loads(line))
+
+
+def encode(message) -> bytes:
+    return json.dumps(message, separators=(",", ":")).encode("utf-8") + b"\n"
+
+
+def listening_sockets(interface: str, port: int, count: int, backlog: int) -> list:
+    """
+    C{count} listening sockets on one address, with SO_REUSEPORT. With port
+    0 the first one picks a free port and the others join it.
+
+    @raise OSError: the address can't be had (the first bind tells).
+    """
+    family = socket.AF_INET6 if ":" in interface else socket.AF_INET
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((interface, port))
+            port = sock.getsockname()[1]
+            sock.listen(backlog)
+            sock.setblocking(False)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def _retired(snapshot):
+    """A dead worker's last figures: its counters stay, its gauges are zero."""
+    for route in snapshot["routes"].values():
+        for key in _GAUGES:
+            route[key] = 0
+    return snapshot
+
+
+class _Worker(protocol.ProcessProtocol):
+    """The parent's end of one worker process."""
+
+    def __init__(self, supervisor: "Supervisor", slot: int):
+        self.supervisor = supervisor
+        self.slot = slot
+        self.snapshot = None
+        self.started_at = None
+        self.ended = defer.Deferred()
+        self._lines = _Lines(self._report)
+
+    @property
+    def pid(self):
+        return self.transport.pid if self.transport is not None else None
+
+    def childDataReceived(self, fd, data):
+        if fd != REPORT_FD:
+            return
+        try:
+            self._lines.feed(data)
+        except ValueError:  # includes bad JSON: a worker is never trusted blindly
+            self.supervisor._log.warn("worker {slot}: unreadable report, dropped", slot=self.slot)
+            self._lines = _Lines(self._report)
+
+    def _report(self, message):
+        snapshot = message.get("snapshot") if isinstance(message, dict) else None
+        if isinstance(snapshot, dict) and isinstance(snapshot.get("routes"), dict):
+            self.snapshot = snapshot
+            self.send(self.supervisor.peer_message(self))
+
+    def send(self, message):
+        if self.transport is not None and self.transport.pid is not None:
+            self.transport.writeToChild(0, encode(message))
+
+    def signal(self, name):
+        if self.transport is not None and self.transport.pid is not None:
+            try:
+                self.transport.signalProcess(name)
+            except OSError:
+                pass
+
+    def processEnded(self, reason):
+        self.supervisor._worker_ended(self, reason.value)
+        self.ended.callback(None)
+
+
+class Supervisor(service.Service):
+    """
+    The parent of C{config.workers} gateway workers (see the module's doc).
+
+    @param env: the environment the workers get; it carries the whole
+        configuration (command-line values included), so a worker loads the
+        very same settings.
+    """
+
+    _log = Logger()
+
+    def __init__(self, config, reactor, env, log_observer=None, handle_signals=False,
+                 backlog=8192, argv=None):
+        self.config = config
+        self._reactor = reactor
+        self._env = dict(env, WORKERS="1")
+        self._log_observer = log_observer
+        self._handle_signals = handle_signals
+        self._backlog = backlog
+        self._argv = argv or [sys.executable, "-m", "wighaven.worker"]
+        self.started = reactor.seconds()
+        self.workers = []
+        self.retired = None  # figures of workers that died
+        self.restarts = 0
+        self.stopping = False
+        self._sockets = []
+        self._restart_delay = {}
+        self.listening = defer.Deferred()
+        self.port = None
+
+    def setServiceParent(self, parent):
+        """Under twistd, hand it the LOG_LEVEL-filtered observer it logs with."""
+        super().setServiceParent(parent)
+        if self._log_observer is not None and hasattr(parent, "setComponent"):
+            from twisted.logger import ILogObserver
+
+            parent.setComponent(ILogObserver, self._log_observer)
+
+    def privilegedStartService(self):
+        """Bind now: a port that can't be had stops start-up with one line."""
+        super().privilegedStartService()
+        from .service import raise_open_files_limit
+
+        raise_open_files_limit()
+        if self._sockets:
+            return
+        config = self.config
+        try:
+            self._sockets = listening_sockets(
+                config.interface, config.port, config.workers, self._backlog
+            )
+        except OSError as e:
+            sys.stderr.write(
+                "wighaven: cannot listen on %s:%d: %s\n" % (config.interface, config.port, e.strerror)
+            )
+            sys.stderr.flush()
+            raise SystemExit(1)
+        self.port = self._sockets[0].getsockname()[1]
+
+    def startService(self):
+        if not self._sockets:
+            self.privilegedStartService()
+        super().startService()
+        self.workers = [None] * len(self._sockets)
+        for slot in range(len(self._sockets)):
+            self._spawn(slot)
+        self._log.info(
+            "WigHaven Gateway supervising {n} workers on {host}:{port}",
+            n=len(self._sockets), host=self.config.interface, port=self.port,
+        )
+        self.listening.callback(self.port)
+        if self._handle_signals:
+            self._reactor.callWhenRunning(self._install_sigterm)
+
+    def _spawn(self, slot):
+        if self.stopping:
+            return
+        worker = _Worker(self, slot)
+        worker.started_at = self._reactor.seconds()
+        self.workers[slot] = worker
+        self._reactor.spawnProcess(
+            worker,
+            self._argv[0],
+            self._argv,
+            env=self._env,
+            childFDs={0: "w", 1: 1, 2: 2, LISTEN_FD: self._sockets[slot].fileno(), REPORT_FD: "r"},
+        )
+
+    def peer_message(self, worker) -> dict:
+        """What C{worker} is told: everyone else's figures, and the start time."""
+        others = [w.snapshot for w in self.workers if w is not None and w is not worker and w.snapshot]
+        if self.retired is not None:
+            others.append(self.retired)
+        return {
+            "others": merge_snapshots(others) if others else None,
+            "started": self.started,
+            "workers": sum(1 for w in self.workers if w is not None and w.pid is not None),
+        }
+
+    def _worker_ended(self, worker, status):
+        if worker.snapshot is not None:
+            last = _retired(worker.snapshot)
+            self.retired = merge_snapshots([self.retired, last]) if self.retired else last
+        if self.workers[worker.slot] is worker:
+            self.workers[worker.slot] = None
+        if self.stopping:
+            return
+        code = getattr(status, "exitCode", None)
+        lived = self._reactor.seconds() - worker.started_at
+        delay = self._restart_delay.get(worker.slot, RESTART_DELAY)
+        delay = min(delay * 2, RESTART_DELAY_MAX) if lived < YOUNG else RESTART_DELAY
+        self._restart_delay[worker.slot] = delay
+        self.restarts += 1
+        self._log.warn(
+            "worker {slot} exited ({how}) after {lived:.1f}s; restarting in {delay:.0f}s",
+            slot=worker.slot,
+            how="status %s" % code if code is not None else "signal %s" % getattr(status, "signal", "?"),
+            lived=lived,
+            delay=delay,
+        )
+        self._reactor.callLater(delay, self._spawn, worker.slot)
+
+    def _install_sigterm(self):
+        """SIGTERM drains every worker, then exits 0; a second one exits at once."""
+
+        def on_sigterm(signum, frame):
+            if self.stopping:
+                for worker in self._live():
+                    worker.signal("TERM")  # the workers' second SIGTERM: they exit now
+                exit_now(1)
+            self._reactor.callFromThread(self._drain_then_stop)
+
+        signal.signal(signal.SIGTERM, on_sigterm)
+
+    def _live(self):
+        return [w for w in self.workers if w is not None and w.pid is not None]
+
+    def _drain_then_stop(self):
+        d = self.drain()
+        d.addBoth(lambda _: self._reactor.stop())
+
+    def drain(self) -> defer.Deferred:
+        """Stop listening, have every worker drain, fire once all have exited."""
+        self.stopping = True
+        self._log.info("draining {n} workers", n=len(self._live()))
+        for sock in self._sockets:
+            sock.close()
+        self._sockets = []
+        live = self._live()
+        for worker in live:
+            worker.signal("TERM")
+        return defer.gatherResults([w.ended for w in live]) if live else defer.succeed(None)
+
+    @defer.inlineCallbacks
+    def stopService(self):
+        """Workers still running when the service stops are drained, then killed."""
+        super().stopService()
+        if not self._live():
+            return
+        done = self.drain()
+        limit = self.config.drain_timeout + 5.0
+        timer = self._reactor.callLater(limit, self._kill_the_rest)
+        yield done
+        if timer.active():
+            timer.cancel()
+
+    def _kill_the_rest(self):
+        for worker in self._live():
+            worker.signal("KILL")
+
+
+class PeerFigures:
+    """What a worker knows of the others, from its parent's last message."""
+
+    def __init__(self):
+        self._others = None
+        self.started = None
+        self.workers = 1
+
+    def snapshot(self):
+        return self._others
+
+    def update(self, message) -> None:
+        if not isinstance(message, dict):
+            return
+        others = message.get("others")
+        self._others = others if isinstance(others, dict) else None
+        started = message.get("started")
+        self.started = float(started) if isinstance(started, (int, float)) else None
+        workers = message.get("workers")
+        self.workers = workers if isinstance(workers, int) and workers > 0 else 1
+
+
+class WorkerLink(protocol.Protocol):
+    """
+    A worker's end of its parent (over StandardIO: stdin in, REPORT_FD
+    out): sends this worker's figures once a second and keeps the answer in
+    C{stats.peers}. C{parent_gone} is called when the parent's end closes.
+    """
+
+    def __init__(self, stats, clock, parent_gone, interval: float = REPORT_INTERVAL):
+        from twisted.internet.task import LoopingCall
+
+        self._stats = stats
+        self._clock = clock
+        self._peers = stats.peers = PeerFigures()
+        self._parent_gone = parent_gone
+        self._lines = _Lines(self._peers.update)
+        self._source = os.getpid()
+        self._loop = LoopingCall(self.report)
+        self._loop.clock = clock
+        self._interval = interval
+
+    def connectionMade(self):
+        self._loop.start(self._interval, now=True)
+
+    def report(self):
+        route = self._stats.route
+        snapshot = route.snapshot()
+        for entry in snapshot["recent"]:
+            entry["src"] = self._source
+        self.transport.write(
+            encode({"snapshot": {"time": self._clock.seconds(), "routes": {route.name: snapshot}}})
+        )
+
+    def dataReceived(self, data):
+        try:
+            self._lines.feed(data)
+        except ValueError:
+            self._lines = _Lines(self._peers.update)
+
+    def connectionLost(self, reason):
+        if self._loop.running:
+            self._loop.stop()
+        self._parent_gone()

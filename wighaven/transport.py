@@ -1,0 +1,221 @@
+"""TCP transports that spend fewer system calls per proxied request.
+
+Why: a profile of the gateway under many small requests shows about a
+sixth of its time in epoll registration changes, not in proxying. Twisted's
+TCP transport (twisted.internet.tcp) never writes at once: every write
+registers the socket for writability (one epoll_ctl), waits for the next
+reactor turn, writes, and unregisters (another). Every pause of a
+transport (Twisted's HTTP client pauses the backend connection at each
+response's headers and resumes it a moment later, when the body gets its
+reader) unregisters and re-registers it for reading: two more. These
+subclasses change only that:
+
+  - write-through: when nothing is queued, a write goes to the socket at
+    once; only what the kernel does not take is queued (and registered for
+    writability) the usual way. Byte order and backpressure are Twisted's.
+  - lazy pause: pauseProducing only marks the transport paused. If data
+    arrives while it is paused, the transport stops reading for real then
+    (epoll is level-triggered, so nothing is lost); resumeProducing undoes
+    whichever happened. A pause that ends before the peer sends anything,
+    the common case, costs nothing.
+  - the local address is read once per connection (Twisted's HTTP server
+    asks for it on every request).
+
+L{FastPort} listens with L{FastServer} connections; L{FastConnectReactor}
+hands an endpoint (the backend's) L{FastClient} connections. Transports
+that have switched to Twisted's old startTLS keep Twisted's own behaviour.
+Twisted is pinned in requirements.txt; tests/test_transport.py covers the
+private names used here (the write buffer's fields).
+"""
+
+from __future__ import annotations
+
+from twisted.internet import tcp
+from twisted.internet.posixbase import PosixReactorBase
+from zope.interface import directlyProvides, providedBy
+
+__all__ = [
+    "FastClient", "FastConnectReactor", "FastPort", "FastServer", "adopt_port",
+    "for_connecting", "listen_tcp",
+]
+
+
+class _Flusher:
+    """
+    Writes the corked transports of one reactor turn, once, at its end:
+    one timer per turn, whatever the number of writes.
+    """
+
+    def __init__(self, reactor):
+        self._reactor = reactor
+        self._corked = []
+
+    def cork(self, transport) -> None:
+        if not self._corked:
+            self._reactor.callLater(0, self._flush)
+        self._corked.append(transport)
+
+    def _flush(self):
+        corked, self._corked = self._corked, []
+        for transport in corked:
+            transport._flush_corked()
+
+
+_flushers = {}
+
+
+def _flusher_for(reactor) -> _Flusher:
+    flusher = _flushers.get(id(reactor))
+    if flusher is None or flusher._reactor is not reactor:
+        flusher = _flushers[id(reactor)] = _Flusher(reactor)
+    return flusher
+
+
+class _FewerSyscalls:
+    """The mixin over a twisted.internet.tcp connection (see the module doc)."""
+
+    _read_paused = False  # paused by a consumer
+    _read_stopped = False  # ...and data came, so reading is really stopped
+    _corked = False  # writes wait in the buffer for the end of this reactor turn
+    _cached_host = None
+
+    def _can_cork(self) -> bool:
+        """Nothing is being written the usual way (registered for writability)."""
+        return (
+            self.connected
+            and not self.disconnecting
+            and not self._writeDisconnected
+            and not getattr(self, "TLS", False)
+            and self.reactor is not None
+            and self.fileno() not in getattr(self.reactor, "_writes", ())
+        )
+
+    def write(self, data):
+        if self._corked or (data and self._can_cork()):
+            if not self.connected or self._writeDisconnected or not data:
+                return
+            self._tempDataBuffer.append(data)
+            self._tempDataLen += len(data)
+            self._maybePauseProducer()
+            if not self._corked:
+                self._corked = True
+                _flusher_for(self.reactor).cork(self)
+            return
+        super().write(data)
+
+    def writeSequence(self, iovec):
+        if self._corked or self._can_cork():
+            for data in iovec:
+                self.write(data)
+            return
+        super().writeSequence(iovec)
+
+    def startWriting(self):
+        # Registering for writability (loseConnection does) ends the cork:
+        # the reactor's doWrite then sends the buffer, corked bytes first.
+        self._corked = False
+        super().startWriting()
+
+    def _flush_corked(self):
+        """The end of the reactor turn: send what was written during it."""
+        if not self._corked:
+            return
+        self._corked = False
+        if not self.connected:
+            return
+        result = self.doWrite()
+        if result is not None or self._tempDataLen or self.offset < len(self.dataBuffer):
+            # Left over, or an error the reactor's own doWrite will report.
+            super().startWriting()
+
+    def pauseProducing(self):
+        if getattr(self, "TLS", False):
+            return super().pauseProducing()
+        self._read_paused = True
+
+    def resumeProducing(self):
+        if not self._read_paused:
+            return super().resumeProducing()
+        self._read_paused = False
+        if self._read_stopped:
+            self._read_stopped = False
+            super().resumeProducing()
+
+    def doRead(self):
+        if self._read_paused:
+            self._read_stopped = True
+            self.stopReading()
+            return None
+        return super().doRead()
+
+    def getHost(self):
+        if self._cached_host is None:
+            self._cached_host = super().getHost()
+        return self._cached_host
+
+
+class FastServer(_FewerSyscalls, tcp.Server):
+    """An accepted connection (see the module doc)."""
+
+
+class FastClient(_FewerSyscalls, tcp.Client):
+    """An outgoing connection (see the module doc)."""
+
+
+class FastPort(tcp.Port):
+    """A listening port whose connections are L{FastServer}s."""
+
+    transport = FastServer
+
+
+class _FastConnector(tcp.Connector):
+    def _makeTransport(self):
+        return FastClient(self.host, self.port, self.bindAddress, self, self.reactor)
+
+
+class FastConnectReactor:
+    """
+    The reactor as an endpoint sees it, except that connectTCP makes
+    L{FastClient} connections; everything else (name resolution, timers,
+    TLS) is the real reactor's.
+    """
+
+    def __init__(self, reactor):
+        self._reactor = reactor
+        directlyProvides(self, *providedBy(reactor))
+
+    def __getattr__(self, name):
+        return getattr(self._reactor, name)
+
+    def connectTCP(self, host, port, factory, timeout=30, bindAddress=None):
+        connector = _FastConnector(host, port, factory, timeout, bindAddress, self._reactor)
+        connector.connect()
+        return connector
+
+
+def _real(reactor) -> bool:
+    """A real posix reactor (not a test's fake): these transports fit it."""
+    return isinstance(reactor, PosixReactorBase)
+
+
+def for_connecting(reactor):
+    """The reactor to give the backend's endpoint: L{FastConnectReactor} on a real one."""
+    return FastConnectReactor(reactor) if _real(reactor) else reactor
+
+
+def listen_tcp(reactor, port, factory, backlog, interface):
+    """Like reactor.listenTCP, with L{FastServer} connections."""
+    if not _real(reactor):
+        return reactor.listenTCP(port, factory, backlog=backlog, interface=interface)
+    listening = FastPort(port, factory, backlog, interface, reactor)
+    listening.startListening()
+    return listening
+
+
+def adopt_port(reactor, fd, family, factory):
+    """Like reactor.adoptStreamPort, with L{FastServer} connections."""
+    if not _real(reactor):
+        return reactor.adoptStreamPort(fd, family, factory)
+    listening = FastPort._fromListeningDescriptor(reactor, fd, family, factory)
+    listening.startListening()
+    return listening

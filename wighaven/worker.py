@@ -1,0 +1,45 @@
+"""One worker process of a gateway with WORKERS above 1.
+
+Started by L{wighaven.cluster.Supervisor} as C{python -m wighaven.worker},
+never by hand: its configuration comes from the environment its parent
+hands it, its listening socket is descriptor 3 and its parent's end is
+stdin (answers) and descriptor 4 (reports). It serves exactly like a
+single-process gateway (the same L{wighaven.service.GatewayService}); only
+its figures are added up with the other workers'.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from twisted.internet import stdio
+from twisted.logger import globalLogBeginner
+
+from .cluster import LISTEN_FD, REPORT_FD, WorkerLink
+from .config import ConfigError, load_config
+from .logs import filtered_observer
+
+
+def main() -> None:
+    from twisted.internet import reactor
+
+    from .service import GatewayService
+
+    try:
+        config = load_config(os.environ)
+    except ConfigError as e:
+        sys.stderr.write("wighaven worker: %s\n" % (e,))
+        raise SystemExit(1)
+    observer = filtered_observer(config.log_level, sys.stdout, config.log_format)
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+    gateway = GatewayService(config, reactor, handle_signals=True, listen_fd=LISTEN_FD)
+    link = WorkerLink(gateway.stats, reactor, parent_gone=gateway.drain_then_stop)
+    gateway.startService()
+    stdio.StandardIO(link, stdin=0, stdout=REPORT_FD, reactor=reactor)
+    reactor.run()
+    gateway.pool.closeCachedConnections()
+
+
+if __name__ == "__main__":
+    main()
