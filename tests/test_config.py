@@ -243,6 +243,35 @@ class PortTests(ErrorAssertions, SynchronousTestCase):
             self.assertConfigError(env(PORT=value), "PORT must be a number", repr(value))
 
 
+class WorkersTests(ErrorAssertions, SynchronousTestCase):
+    def test_default_is_one(self):
+        self.assertEqual(load_config(env()).workers, 1)
+        self.assertEqual(load_config(env(WORKERS="")).workers, 1)
+
+    def test_whole_numbers(self):
+        for value, workers in (("1", 1), ("2", 2), (" 3 ", 3), ("64", 64)):
+            self.assertEqual(load_config(env(WORKERS=value)).workers, workers, value)
+
+    def test_auto_is_one_per_core(self):
+        self.assertEqual(load_config(env(WORKERS="auto")).workers, os.cpu_count())
+        self.assertEqual(load_config(env(WORKERS="AUTO")).workers, os.cpu_count())
+        self.patch(os, "cpu_count", lambda: 6)
+        self.assertEqual(load_config(env(WORKERS="auto")).workers, 6)
+        self.patch(os, "cpu_count", lambda: None)  # unknown: one
+        self.assertEqual(load_config(env(WORKERS="auto")).workers, 1)
+
+    def test_option_beats_environment(self):
+        config = load_config(env(WORKERS="4"), {"WORKERS": "2"})
+        self.assertEqual(config.workers, 2)
+
+    def test_refused(self):
+        for value in ("0", "-1", "x", "1.5", "65", "2 workers", "0x2"):
+            self.assertConfigError(
+                env(WORKERS=value), "WORKERS must be auto or a whole number from 1 to 64",
+                repr(value),
+            )
+
+
 class NumberTests(ErrorAssertions, SynchronousTestCase):
     def test_values(self):
         config = load_config(

@@ -13,11 +13,12 @@ Figures: a worker counts only what it serves. Once a second each worker
 writes its metrics snapshot (one JSON line) to descriptor 4 (L{REPORT_FD});
 the parent answers on the worker's stdin with the sum of every *other*
 worker's latest snapshot, plus those of workers that died (their counters
-must not vanish from the totals). The worker adds its own live figures to
-that (L{PeerFigures}, read through L{wighaven.stats.GatewayStats.figures}),
-so /gateway-health, the dashboard and /_gateway/metrics show the whole
-gateway whichever worker answers, the other workers' part at most about a
-second old. No other server is involved.
+must not vanish from the totals); a new worker is told the same at once,
+and reads it (L{first_message}) before it serves anything. The worker adds
+its own live figures to that (L{PeerFigures}, read through
+L{wighaven.stats.GatewayStats.figures}), so /gateway-health, the dashboard
+and /_gateway/metrics show the whole gateway whichever worker answers, the
+other workers' part at most about a second old. No other server is involved.
 
 Lifecycle: a worker that exits unasked is restarted (after 1 s, doubling
 up to 30 s while it keeps dying young). SIGTERM to the parent closes its
@@ -31,18 +32,23 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import socket
 import sys
+import time
 
 from twisted.application import service
 from twisted.internet import defer, protocol
 from twisted.logger import Logger
 
 from .drain import exit_now
-from .metrics import merge_snapshots
+from .metrics import Histogram, merge_snapshots
 
-__all__ = ["LISTEN_FD", "REPORT_FD", "PeerFigures", "Supervisor", "WorkerLink", "listening_sockets"]
+__all__ = [
+    "LISTEN_FD", "REPORT_FD", "PeerFigures", "Supervisor", "WorkerLink", "first_message",
+    "listening_sockets",
+]
 
 LISTEN_FD = 3  # the worker's listening socket
 REPORT_FD = 4  # the worker's snapshots to the parent
@@ -102,10 +108,17 @@ def listening_sockets(interface: str, port: int, count: int, backlog: int) -> li
 
 
 def _retired(snapshot):
-    """A dead worker's last figures: its counters stay, its gauges are zero."""
+    """
+    A dead worker's last figures: its counters stay, its gauges are zero, and
+    so is its last minute (a moving window: kept, it would weigh on the error
+    ratio and the percentiles for ever).
+    """
     for route in snapshot["routes"].values():
         for key in _GAUGES:
             route[key] = 0
+        latency = Histogram.from_dict(route["last_minute"]["latency"])
+        latency.reset()
+        route["last_minute"] = {"requests": 0, "errors": 0, "latency": latency.to_dict()}
     return snapshot
 
 
@@ -242,6 +255,11 @@ class Supervisor(service.Service):
             env=self._env,
             childFDs={0: "w", 1: 1, 2: 2, LISTEN_FD: self._sockets[slot].fileno(), REPORT_FD: "r"},
         )
+        # Told at once, not only in answer to its first report: the worker
+        # reads this (first_message) before it serves anything, so no request,
+        # not even one already queued on a replacement's socket, is answered
+        # with its own figures alone.
+        worker.send(self.peer_message(worker))
 
     def peer_message(self, worker) -> dict:
         """What C{worker} is told: everyone else's figures, and the start time."""
@@ -264,9 +282,11 @@ class Supervisor(service.Service):
             return
         code = getattr(status, "exitCode", None)
         lived = self._reactor.seconds() - worker.started_at
-        delay = self._restart_delay.get(worker.slot, RESTART_DELAY)
-        delay = min(delay * 2, RESTART_DELAY_MAX) if lived < YOUNG else RESTART_DELAY
-        self._restart_delay[worker.slot] = delay
+        # 1 s, then twice the last delay (up to 30 s) while it keeps dying young.
+        delay = RESTART_DELAY
+        if lived < YOUNG:
+            delay = self._restart_delay.get(worker.slot, RESTART_DELAY)
+        self._restart_delay[worker.slot] = min(delay * 2, RESTART_DELAY_MAX)
         self.restarts += 1
         self._log.warn(
             "worker {slot} exited ({how}) after {lived:.1f}s; restarting in {delay:.0f}s",
@@ -346,6 +366,29 @@ class PeerFigures:
         self.started = float(started) if isinstance(started, (int, float)) else None
         workers = message.get("workers")
         self.workers = workers if isinstance(workers, int) and workers > 0 else 1
+
+
+def first_message(fd: int = 0, timeout: float = 5.0) -> bytes:
+    """
+    A worker's first message from its parent (sent at spawn), read before
+    the worker serves anything: the bytes read, up to the end of the first
+    line at least (more may follow it); less when the parent's end closes or
+    nothing comes in C{timeout} seconds. Read through the reactor, a message
+    of more than one pipe read would take several reactor turns, and
+    requests already queued on the socket would be answered in between with
+    this worker's own figures alone.
+    """
+    data = b""
+    deadline = time.monotonic() + timeout
+    while b"\n" not in data:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            break
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 class WorkerLink(protocol.Protocol):

@@ -373,7 +373,7 @@ def _workers(value: str) -> int:
     value = value.strip().lower()
     if value == "auto":
         return max(1, os.cpu_count() or 1)
-    if not value.isdigit() or not 1 <= int(value) <= MAX_WORKERS:
+    if not re.fullmatch(r"[0-9]{1,3}", value) or not 1 <= int(value) <= MAX_WORKERS:
         raise ConfigError(
             "WORKERS must be auto or a whole number from 1 to %d, got %r" % (MAX_WORKERS, value)
         )

@@ -11,12 +11,13 @@ its figures are added up with the other workers'.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 from twisted.internet import stdio
 from twisted.logger import globalLogBeginner
 
-from .cluster import LISTEN_FD, REPORT_FD, WorkerLink
+from .cluster import LISTEN_FD, REPORT_FD, WorkerLink, first_message
 from .config import ConfigError, load_config
 from .logs import filtered_observer
 
@@ -35,8 +36,13 @@ def main() -> None:
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
     gateway = GatewayService(config, reactor, handle_signals=True, listen_fd=LISTEN_FD)
     link = WorkerLink(gateway.stats, reactor, parent_gone=gateway.drain_then_stop)
+    # The others' figures first: the very first request already sees them.
+    link.dataReceived(first_message(0))
     gateway.startService()
     stdio.StandardIO(link, stdin=0, stdout=REPORT_FD, reactor=reactor)
+    # Ctrl-C in a terminal reaches the whole process group: the supervisor
+    # turns it into a drain of every worker, so a worker ignores it itself.
+    reactor.callWhenRunning(signal.signal, signal.SIGINT, signal.SIG_IGN)
     reactor.run()
     gateway.pool.closeCachedConnections()
 

@@ -59,7 +59,8 @@ def free_port():
 class GatewayProcess:
     """A real `twistd -n wighaven` process, its output captured to a file."""
 
-    def __init__(self, backend_url, log_path, **settings):
+    def __init__(self, backend_url, log_path, args=(), **settings):
+        """C{args}: extra `twistd wighaven` options (e.g. ["--workers", "2"])."""
         self.port = free_port()
         env = dict(os.environ)
         env.update(gateway_env(backend_url, PORT=self.port, **settings))
@@ -68,7 +69,7 @@ class GatewayProcess:
         self._log = open(log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-             "-n", "--pidfile=", "wighaven"],
+             "-n", "--pidfile=", "wighaven", *args],
             env=env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
         )
 
