@@ -154,10 +154,24 @@ class StreamingUploadTests(unittest.TestCase):
 class _EarlyAnswer(Protocol):
     """A backend that answers as soon as a request head is in, body unread (like nginx's `return`)."""
 
+    def connectionMade(self):
+        self.closed = defer.Deferred()
+        self.factory.connections.append(self)
+
     def dataReceived(self, data):
         if b"\r\n\r\n" in data and not getattr(self, "answered", False):
             self.answered = True
             self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nearly\n")
+
+    def connectionLost(self, reason):
+        self.closed.callback(None)
+
+
+def _close_all(connections):
+    """Close the backend's side of every connection and wait until each is gone."""
+    for connection in connections:
+        connection.transport.loseConnection()
+    return defer.gatherResults([connection.closed for connection in connections])
 
 
 class EarlyAnswerTests(unittest.TestCase):
@@ -165,8 +179,13 @@ class EarlyAnswerTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_rest_of_body_dropped_then_next_request_served(self):
-        port = reactor.listenTCP(0, Factory.forProtocol(_EarlyAnswer), interface="127.0.0.1")
+        factory = Factory.forProtocol(_EarlyAnswer)
+        factory.connections = []
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
         self.addCleanup(port.stopListening)
+        # Runs after the gateway's own cleanup: its upstream connections may
+        # still be closing on this (the backend's) side.
+        self.addCleanup(_close_all, factory.connections)
         _, gw_port = yield start_gateway(
             self, "http://127.0.0.1:%d" % port.getHost().port, BACKEND_CA_BUNDLE=None
         )

@@ -10,9 +10,14 @@ response's headers and resumes it a moment later, when the body gets its
 reader) unregisters and re-registers it for reading: two more. These
 subclasses change only that:
 
-  - write-through: when nothing is queued, a write goes to the socket at
-    once; only what the kernel does not take is queued (and registered for
-    writability) the usual way. Byte order and backpressure are Twisted's.
+  - writes corked to the end of the reactor turn: a write to a transport
+    with nothing queued is kept in its buffer, and one timer a turn
+    (callLater(0), shared by every transport) sends each buffer with one
+    send() once the turn's work is done. The response head and body, or a
+    request head and its first body bytes, thus leave in one system call,
+    and the socket is registered for writability (the usual way) only
+    when the kernel does not take everything. Byte order and backpressure
+    are Twisted's.
   - lazy pause: pauseProducing only marks the transport paused. If data
     arrives while it is paused, the transport stops reading for real then
     (epoll is level-triggered, so nothing is lost); resumeProducing undoes
@@ -32,6 +37,7 @@ from __future__ import annotations
 
 from twisted.internet import tcp
 from twisted.internet.posixbase import PosixReactorBase
+from twisted.python import failure, log
 from zope.interface import directlyProvides, providedBy
 
 __all__ = [
@@ -58,7 +64,19 @@ class _Flusher:
     def _flush(self):
         corked, self._corked = self._corked, []
         for transport in corked:
-            transport._flush_corked()
+            try:
+                transport._flush_corked()
+            except BaseException:
+                # A producer resumed by the flush raised. As the reactor does
+                # when a doWrite raises: log it and drop that connection. The
+                # other transports of this turn must still be written: left
+                # corked, they would never be flushed again.
+                reason = failure.Failure()
+                log.err(reason, "Unhandled error in a corked write")
+                try:
+                    transport.connectionLost(reason)
+                except BaseException:
+                    log.err(None, "Unhandled error in connectionLost")
 
 
 _flushers = {}
@@ -69,6 +87,12 @@ def _flusher_for(reactor) -> _Flusher:
     if flusher is None or flusher._reactor is not reactor:
         flusher = _flushers[id(reactor)] = _Flusher(reactor)
     return flusher
+
+
+def _must_be_bytes(data) -> None:
+    """Twisted's check on write: text raises in write() itself, not in the flush."""
+    if not isinstance(data, bytes):
+        raise TypeError("Data must be bytes")
 
 
 class _FewerSyscalls:
@@ -90,8 +114,13 @@ class _FewerSyscalls:
             and self.fileno() not in getattr(self.reactor, "_writes", ())
         )
 
+    def _tls(self) -> bool:
+        """Switched to startTLS: writes go through the TLS layer, never the cork."""
+        return getattr(self, "TLS", False)
+
     def write(self, data):
-        if self._corked or (data and self._can_cork()):
+        if not self._tls() and (self._corked or (data and self._can_cork())):
+            _must_be_bytes(data)
             if not self.connected or self._writeDisconnected or not data:
                 return
             self._tempDataBuffer.append(data)
@@ -104,7 +133,9 @@ class _FewerSyscalls:
         super().write(data)
 
     def writeSequence(self, iovec):
-        if self._corked or self._can_cork():
+        if not self._tls() and (self._corked or self._can_cork()):
+            for data in iovec:
+                _must_be_bytes(data)
             for data in iovec:
                 self.write(data)
             return
