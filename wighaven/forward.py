@@ -326,6 +326,12 @@ class _Relay:
             self.stream_open = False
             self._resource.route.stream_closed()
         request = self._request
+        body = getattr(request, "body", None)
+        if isinstance(body, StreamingBody) and not body.ended:
+            # The backend has answered in full before reading the whole body
+            # (like nginx's `return`): the rest is of no use to it, and the
+            # connection closes anyway. The client's rest is read and dropped.
+            body.stopProducing()
         if self.client_disconnected:
             return
         if reason.check(ResponseDone, PotentialDataLoss) and not self.stream_cut:
