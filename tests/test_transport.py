@@ -14,8 +14,12 @@ still exist and mean what it thinks, so that an upgrade of the pinned
 Twisted that changes them fails here, loudly, rather than in production.
 """
 
+import fcntl
 import inspect
 import socket
+import struct
+import termios
+from errno import ECONNRESET, EWOULDBLOCK
 
 from twisted.internet import abstract, error, reactor, ssl, tcp
 from twisted.internet.address import IPv4Address
@@ -186,6 +190,57 @@ def connect(testcase, fast_side, fast=Peer, plain=Peer):
     testcase.assertIsInstance(fast_end.transport, FastServer if fast_side == "server" else FastClient)
     testcase.assertNotIsInstance(plain_end.transport, (FastServer, FastClient))
     return fast_end, plain_end
+
+
+class RecvSpy:
+    """
+    Stands in for a transport's socket for the rest of the test (a socket's
+    own methods cannot be replaced): records the size asked of each recv()
+    and what came of it (the bytes, or the error raised); everything else
+    is the real socket's.
+    """
+
+    def __init__(self, testcase, transport):
+        self._socket = transport.socket
+        self.sizes = []
+        self.outcomes = []
+        transport.socket = self
+
+        def restore():
+            if getattr(transport, "socket", None) is self:
+                transport.socket = self._socket
+
+        testcase.addCleanup(restore)
+
+    def recv(self, size, *flags):
+        self.sizes.append(size)
+        try:
+            data = self._socket.recv(size, *flags)
+        except OSError as e:
+            self.outcomes.append(e)
+            raise
+        self.outcomes.append(data)
+        return data
+
+    def __getattr__(self, name):
+        return getattr(self._socket, name)
+
+
+class ChunkSizes(Peer):
+    """A peer that also notes the size of each piece dataReceived delivers."""
+
+    def __init__(self):
+        super().__init__()
+        self.sizes = []
+
+    def dataReceived(self, data):
+        self.sizes.append(len(data))
+        super().dataReceived(data)
+
+
+def unread(transport):
+    """Bytes the kernel holds for C{transport}, received but not yet read (FIONREAD)."""
+    return struct.unpack("i", fcntl.ioctl(transport.fileno(), termios.FIONREAD, b"\0" * 4))[0]
 
 
 @implementer(IPushProducer)
@@ -645,6 +700,148 @@ class FastClientTests(_TransportBehaviour, TestCase):
     side = "client"
 
 
+class ReadSizeTests(TestCase):
+    """
+    L{FastServer} reads up to C{read_size} (256 KiB) per recv(): an upload
+    costs fewer reads, and less of the Python work behind each. Its write
+    buffer's limit (C{bufferSize}, which decides when a producer writing to
+    it is paused, so what a slow client can make the gateway hold) stays
+    Twisted's 64 KiB, and L{FastClient} reads as Twisted does. FastServer
+    reads with its own copy of Twisted's doRead, so these tests also check
+    that the copy handles recv()'s outcomes as Twisted's does.
+    """
+
+    @inlineCallbacks
+    def read_after_pause(self, side, size=200 * 1024):
+        """
+        Let the peer write C{size} bytes while the fast transport (on
+        C{side}) is paused, wait until more than 128 KiB of them wait
+        unread in the kernel, then resume it. Fires with the recv() spy
+        and the fast protocol (which notes the size of each delivery),
+        once everything has arrived, unchanged.
+        """
+        fast, plain = yield connect(self, side, fast=ChunkSizes)
+        # Room in the kernel for more than 64 KiB unread (Linux's default
+        # receive buffer, without autotuning, holds about 64 KiB of data).
+        fast.transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, MiB)
+        spy = RecvSpy(self, fast.transport)
+        fast.transport.pauseProducing()
+        data = pattern(size)
+        plain.transport.write(data)
+        yield wait_until(lambda: unread(fast.transport) > 128 * 1024, timeout=10)
+        self.assertEqual(fast.sizes, [], "nothing delivered during the pause")
+        fast.transport.resumeProducing()
+        yield fast.receive(size)
+        self.assertTrue(bytes(fast.received) == data, "the bytes differ")
+        return spy, fast
+
+    @inlineCallbacks
+    def test_server_reads_read_size_at_once(self):
+        """
+        An accepted connection asks recv() for 256 KiB, and so delivers more
+        than Twisted's 64 KiB in one dataReceived when that much is waiting.
+        """
+        spy, fast = yield self.read_after_pause("server")
+        self.assertEqual(FastServer.read_size, 256 * 1024)
+        self.assertEqual(set(spy.sizes), {256 * 1024})
+        self.assertGreater(fast.sizes[0], 128 * 1024)
+        self.assertLessEqual(max(fast.sizes), 256 * 1024)
+
+    @inlineCallbacks
+    def test_client_reads_twisteds_buffer_size(self):
+        """
+        An outgoing connection (to the backend) keeps Twisted's reads: 64 KiB
+        at most per recv(), as much as is waiting.
+        """
+        spy, fast = yield self.read_after_pause("client")
+        self.assertIsNone(FastClient.read_size)
+        self.assertEqual(set(spy.sizes), {65536})
+        self.assertEqual(max(fast.sizes), 65536)
+
+    def test_buffer_size_stays_twisteds(self):
+        """
+        bufferSize, the write buffer's limit, is Twisted's 64 KiB on both
+        transports: the bigger reads of FastServer must not raise it.
+        """
+        self.assertEqual(abstract.FileDescriptor.bufferSize, 65536)
+        self.assertEqual(FastServer.bufferSize, 65536)
+        self.assertEqual(FastClient.bufferSize, 65536)
+
+    @inlineCallbacks
+    def test_producer_paused_beyond_64_kib_buffered(self):
+        """
+        On real connections of both kinds, a streaming producer writing to
+        the transport is paused as soon as more than 64 KiB are buffered,
+        not 256 KiB: the read size leaves the write side's backpressure alone.
+        """
+
+        @implementer(IPushProducer)
+        class Pauses:
+            paused = 0
+
+            def pauseProducing(self):
+                self.paused += 1
+
+            def resumeProducing(self):
+                pass
+
+            def stopProducing(self):
+                pass
+
+        for side in ("server", "client"):
+            fast, plain = yield connect(self, side)
+            self.assertEqual(fast.transport.bufferSize, 65536, side)
+            producer = Pauses()
+            fast.transport.registerProducer(producer, True)
+            fast.transport.write(b"x" * 65536)  # corked: all of it still buffered
+            self.assertEqual(producer.paused, 0, side)
+            fast.transport.write(b"y")
+            self.assertEqual(producer.paused, 1, side)
+            fast.transport.unregisterProducer()
+            yield plain.receive(65537)
+            self.assertEqual(len(plain.received), 65537, side)
+
+    @inlineCallbacks
+    def test_nothing_to_read_is_not_a_lost_connection(self):
+        """
+        A read when the socket has nothing to give (recv() fails with
+        EWOULDBLOCK: a spurious wake-up) returns None, as Twisted's does:
+        the connection stays open and goes on working.
+        """
+        fast, plain = yield connect(self, "server")
+        spy = RecvSpy(self, fast.transport)
+        self.assertIsNone(fast.transport.doRead())
+        self.assertEqual(spy.sizes, [256 * 1024])
+        self.assertIsInstance(spy.outcomes[0], BlockingIOError)
+        self.assertEqual(spy.outcomes[0].errno, EWOULDBLOCK)
+        yield turns(2)
+        self.assertEqual(fast.reasons, [])
+        self.assertTrue(fast.transport.connected)
+        self.assertIn(fast.transport, reactor.getReaders())
+        plain.transport.write(b"still open")
+        yield fast.receive(10)
+        fast.transport.write(b"both ways")
+        yield plain.receive(9)
+        self.assertEqual((bytes(fast.received), bytes(plain.received)), (b"still open", b"both ways"))
+
+    @inlineCallbacks
+    def test_reset_by_peer_is_a_lost_connection(self):
+        """
+        Any other error of recv() (here the peer's reset, ECONNRESET) ends
+        the connection as lost (ConnectionLost, not a clean close), once.
+        """
+        fast, plain = yield connect(self, "server")
+        spy = RecvSpy(self, fast.transport)
+        plain.transport.abortConnection()  # SO_LINGER 0: a reset, not a FIN
+        yield plain.lost()
+        yield fast.lost()
+        reason = fast.reasons[0]
+        self.assertTrue(reason.check(error.ConnectionLost), reason)
+        self.assertEqual([getattr(o, "errno", o) for o in spy.outcomes], [ECONNRESET])
+        yield turns(1)
+        self.assertEqual(len(fast.reasons), 1)
+
+
 class StartTLSTests(TestCase):
     """Transports switched to Twisted's startTLS keep Twisted's own behaviour."""
 
@@ -805,6 +1002,22 @@ class TwistedPrivateNamesTests(TestCase):
             list(inspect.signature(tcp.Client.__init__).parameters),
             ["self", "host", "port", "bindAddress", "connector", "reactor"],
         )
+
+    def test_do_read_as_copied(self):
+        """
+        FastServer.doRead is a copy of Twisted's Connection.doRead with its
+        own read size: recv(bufferSize), None on EWOULDBLOCK, CONNECTION_LOST
+        on other errors, then _dataReceived. A change there must be copied.
+        """
+        source = inspect.getsource(tcp.Connection.doRead)
+        for fragment in (
+            "self.socket.recv(self.bufferSize)",
+            "EWOULDBLOCK",
+            "main.CONNECTION_LOST",
+            "self._dataReceived(data)",
+        ):
+            self.assertIn(fragment, source)
+        self.assertTrue(callable(tcp.Connection._dataReceived))
 
     @inlineCallbacks
     def test_reactor_writes_are_registered_descriptors(self):

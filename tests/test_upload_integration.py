@@ -6,13 +6,17 @@ import socket
 import time
 
 from twisted.internet import defer, reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.trial import unittest
 
 from tests.support.backend import start_backend
 from tests.support.client import fetch, raw
 from tests.support.gateway import start_gateway
+from tests.support.waiting import wait_until
+from wighaven.transport import FastClient
 
 MiB = 1024 * 1024
 
@@ -203,3 +207,203 @@ class EarlyAnswerTests(unittest.TestCase):
         # Exactly one more answer: the real second request, not one smuggled in the body.
         self.assertEqual(out.count(b"HTTP/1.1 "), 2, out)
         self.assertIn(b'"service": "wighaven-gateway"', out)
+
+
+class _StallingEarlyAnswer(_EarlyAnswer):
+    """
+    A backend that stops reading as soon as a request head is in, without
+    reading the body, and answers 200 with a small body when the test says
+    so (L{answer}: like nginx's `return`), in one write; it reads again when
+    the test says so (L{read_again}). Every body byte that reaches it after
+    the head is counted: what the gateway forwarded of the body.
+    """
+
+    head_in = False
+    body_bytes = 0
+
+    def connectionMade(self):
+        super().connectionMade()
+        self._head = b""
+
+    def dataReceived(self, data):
+        if self.head_in:
+            self.body_bytes += len(data)
+            return
+        self._head += data
+        end = self._head.find(b"\r\n\r\n")
+        if end >= 0:
+            self.head_in = True
+            self.body_bytes = len(self._head) - (end + 4)
+            self.transport.pauseProducing()
+
+    def answer(self):
+        self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nearly\n")
+
+    def read_again(self):
+        self.transport.resumeProducing()
+
+
+class _SlowUploader(Protocol):
+    """
+    A client that sends a request C{head}, then the C{pieces} of its body one
+    every C{pause} seconds, then C{after} (its next request); it keeps what
+    it receives. Its writes never block: what the gateway does not read yet
+    waits in its transport.
+    """
+
+    def __init__(self, head, pieces, pause, after):
+        self._head = head
+        self._pieces = list(pieces)
+        self._pause = pause
+        self._after = after
+        self._later = None
+        self.received = b""
+        self.closed = defer.Deferred()
+
+    def connectionMade(self):
+        self.transport.write(self._head)
+        self._send_next()
+
+    def _send_next(self):
+        self._later = None
+        if self._pieces:
+            self.transport.write(self._pieces.pop(0))
+            self._later = reactor.callLater(self._pause, self._send_next)
+        else:
+            self.transport.write(self._after)
+
+    def dataReceived(self, data):
+        self.received += data
+
+    def connectionLost(self, reason):
+        if self._later is not None and self._later.active():
+            self._later.cancel()
+        self.closed.callback(None)
+
+
+def _gateway_side(backend):
+    """The gateway's end (a L{FastClient}) of the connection C{backend} accepted."""
+    peer = backend.transport.getPeer()
+    ends = [
+        t for t in reactor.getReaders() + reactor.getWriters()
+        if isinstance(t, FastClient) and t.getHost().port == peer.port
+    ]
+    assert ends, "the gateway's end of the backend connection is not in the reactor"
+    return ends[0]
+
+
+class _WritesFrom:
+    """Counts the bytes written to C{transport} from now on (a spy on its write methods)."""
+
+    def __init__(self, testcase, transport):
+        self.size = 0
+        for name in ("write", "writeSequence"):
+            original = getattr(transport, name)
+
+            def spy(data, _original=original, _sequence=name == "writeSequence"):
+                self.size += sum(map(len, data)) if _sequence else len(data)
+                return _original(data)
+
+            setattr(transport, name, spy)
+            testcase.addCleanup(delattr, transport, name)
+
+
+def _abort(transport, closed):
+    """Test cleanup: drop a connection still open; wait for its end (C{closed})."""
+    if transport.connected:
+        transport.abortConnection()
+    return wait_until(closed, timeout=5)
+
+
+class EarlyAnswerBodyDroppedTests(unittest.TestCase):
+    """
+    When the backend's response is complete while the client's body is still
+    arriving, the gateway stops sending the body upstream (the backend has
+    answered in full: the rest is of no use to it), but still reads the
+    client's rest and drops it, so the client's connection stays usable for
+    its next request.
+    """
+
+    @defer.inlineCallbacks
+    def answer_while_body_stuck(self):
+        """
+        A client uploads 16 MiB slowly (1 MiB pieces, 50 ms apart), then asks
+        /gateway-health on the same connection. The backend takes the head,
+        then reads nothing until the gateway holds more of the body than it
+        can send (its upstream write buffer over the limit, the client
+        paused: the kernel's buffers are full), and answers then, in full.
+        So the answer comes long before the body ends, and at the moment
+        when a gateway that went on writing the body would send all of it
+        (the backend reading again makes the gateway resume its producer).
+        The backend reads again once the client has the whole answer.
+
+        Fires with (the client, the backend, the gateway's end of the
+        upstream connection, the bytes written to it after the client had
+        the answer) once the gateway has closed the client's connection.
+        """
+        factory = Factory.forProtocol(_StallingEarlyAnswer)
+        factory.connections = []
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        # Runs after the gateway's own cleanup (see EarlyAnswerTests).
+        self.addCleanup(_close_all, factory.connections)
+        _, gw_port = yield start_gateway(
+            self, "http://127.0.0.1:%d" % port.getHost().port, BACKEND_CA_BUNDLE=None
+        )
+        piece = b"u" * MiB
+        client = yield connectProtocol(
+            TCP4ClientEndpoint(reactor, "127.0.0.1", gw_port),
+            _SlowUploader(
+                b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % (16 * MiB),
+                [piece] * 16,
+                0.05,
+                b"GET /gateway-health HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            ),
+        )
+        self.addCleanup(_abort, client.transport, lambda: client.closed.called)
+        yield wait_until(lambda: factory.connections and factory.connections[0].head_in, timeout=10)
+        backend = factory.connections[0]
+        upstream = _gateway_side(backend)
+        self.addCleanup(_abort, upstream, lambda: not upstream.connected)
+        yield wait_until(
+            lambda: upstream.producerPaused and upstream in reactor.getWriters(), timeout=10
+        )
+        backend.answer()
+        yield wait_until(lambda: b"early\n" in client.received, timeout=10)
+        after_answer = _WritesFrom(self, upstream)
+        backend.read_again()
+        yield wait_until(lambda: client.closed.called, timeout=20)
+        self.assertEqual(len(factory.connections), 1)
+        return client, backend, upstream, after_answer.size
+
+    @defer.inlineCallbacks
+    def test_rest_of_body_not_forwarded_connection_reused(self):
+        """
+        The client gets the backend's 200, then the answer to its next
+        request on the same connection (the rest of the body was read, not
+        taken for a request). Not one more byte of the body went upstream
+        once the answer was in: the backend gets only what was on its way
+        then (kernel buffers, a few MiB at most), not the 16 MiB.
+        """
+        client, backend, _, written_after = yield self.answer_while_body_stuck()
+        out = client.received
+        first, sep, second = out.partition(b"early\n")
+        self.assertTrue(first.startswith(b"HTTP/1.1 200 OK\r\n"), out[:200])
+        self.assertEqual(sep, b"early\n")
+        self.assertTrue(second.startswith(b"HTTP/1.1 200 "), out[:400])
+        self.assertIn(b'"service": "wighaven-gateway"', second)
+        self.assertEqual(out.count(b"HTTP/1.1 "), 2, out[:400])
+        self.assertEqual(written_after, 0)
+        yield deferLater(reactor, 0.2, lambda: None)  # let what was on its way arrive
+        self.assertLess(backend.body_bytes, 8 * MiB)
+
+    @defer.inlineCallbacks
+    def test_upstream_connection_closed_after_early_answer(self):
+        """
+        The gateway closes the upstream connection it stopped sending the
+        body on: the backend must not be left with an open connection the
+        gateway will never use again.
+        """
+        _, backend, _, _ = yield self.answer_while_body_stuck()
+        yield wait_until(lambda: backend.closed.called, timeout=5)
+

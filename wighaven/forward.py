@@ -232,6 +232,7 @@ class _Relay:
         self.stream_cut = False  # cut by the gateway for silence: never a clean end
         self.stream_open = False  # an event stream is counted open
         self.release = _nothing  # the in-flight slot, once there is one
+        self.abort_upstream = _nothing  # closes the upstream connection
 
     def wait_for(self, response_deferred, timer, in_head=False):
         """
@@ -266,6 +267,7 @@ class _Relay:
         request = self._request
         response = upstream.response
         self.release = upstream.release
+        self.abort_upstream = upstream.abort
         if self.client_disconnected:
             response.deliverBody(_Discard(self.release))
             return
@@ -329,9 +331,12 @@ class _Relay:
         body = getattr(request, "body", None)
         if isinstance(body, StreamingBody) and not body.ended:
             # The backend has answered in full before reading the whole body
-            # (like nginx's `return`): the rest is of no use to it, and the
-            # connection closes anyway. The client's rest is read and dropped.
+            # (like nginx's `return`): the rest is of no use to it, and its
+            # connection can't carry another request, so it is closed now
+            # (Twisted's client would wait for a body that no longer comes).
+            # The client's rest is read and dropped.
             body.stopProducing()
+            self.abort_upstream()
         if self.client_disconnected:
             return
         if reason.check(ResponseDone, PotentialDataLoss) and not self.stream_cut:

@@ -117,32 +117,38 @@ class _FewerSyscalls:
             and self.fileno() not in getattr(self.reactor, "_writes", ())
         )
 
-    def _tls(self) -> bool:
-        """Switched to startTLS: writes go through the TLS layer, never the cork."""
-        return getattr(self, "TLS", False)
-
     def write(self, data):
-        if not self._tls() and (self._corked or (data and self._can_cork())):
-            _must_be_bytes(data)
-            if not self.connected or self._writeDisconnected or not data:
-                return
-            self._tempDataBuffer.append(data)
-            self._tempDataLen += len(data)
-            self._maybePauseProducer()
-            if not self._corked:
-                self._corked = True
-                _flusher_for(self.reactor).cork(self)
-            return
-        super().write(data)
+        if self._corked or (data and self._can_cork()):
+            self._cork(data)
+        else:
+            super().write(data)
 
     def writeSequence(self, iovec):
-        if not self._tls() and (self._corked or self._can_cork()):
+        if self._corked or self._can_cork():
             for data in iovec:
-                _must_be_bytes(data)
+                _must_be_bytes(data)  # all or nothing, as Twisted's own
             for data in iovec:
-                self.write(data)
+                self._cork(data)
+        else:
+            super().writeSequence(iovec)
+
+    def _cork(self, data):
+        _must_be_bytes(data)
+        if not data or not self.connected or self._writeDisconnected:
             return
-        super().writeSequence(iovec)
+        self._tempDataBuffer.append(data)
+        self._tempDataLen += len(data)
+        self._maybePauseProducer()
+        if not self._corked:
+            self._corked = True
+            _flusher_for(self.reactor).cork(self)
+
+    def startTLS(self, *args, **kwargs):
+        # What was written before goes out as it is, the usual way; what
+        # follows goes through the TLS layer (never corked: _can_cork).
+        if self._corked:
+            self.startWriting()
+        return super().startTLS(*args, **kwargs)
 
     def startWriting(self):
         # Registering for writability (loseConnection does) ends the cork:

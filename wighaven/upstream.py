@@ -51,6 +51,8 @@ class UpstreamResponse:
     response: object
     connection_headers: object  # twisted.web.http_headers.Headers
     release: object = lambda: None
+    # Closes the exchange's connection at once (its request can't finish).
+    abort: object = lambda: None
 
 
 class _Slot:
@@ -143,6 +145,7 @@ class BackendAgent:
         parser = protocol._parser
         if parser is None:  # the request was refused at once (RequestNotSent)
             return d
+        abort = protocol.transport.abortConnection
         return d.addCallback(
-            lambda response: UpstreamResponse(response, parser.connHeaders, release)
+            lambda response: UpstreamResponse(response, parser.connHeaders, release, abort)
         )

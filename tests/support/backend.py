@@ -282,7 +282,8 @@ def start_backend(testcase, tls=True, identity="good"):
 
 def _stop(port, site):
     for proto in list(site.open):
-        transport = getattr(proto, "transport", None)
+        # Twisted's Site hands out a wrapper whose channel holds the transport.
+        transport = getattr(getattr(proto, "_channel", proto), "transport", None)
         if transport is not None:
             transport.abortConnection()
     return port.stopListening()
