@@ -107,10 +107,14 @@ def table(one, many, workers):
     if many:
         mt = many["targets"]
         mine, node = figure(mt.get("gateway"), "small", "rps"), figure(mt.get("node"), "small", "rps")
-        lines.append("")
-        lines.append("| `--workers %d`, GET 1 KiB, 64 connections | %s req/s | Node %s req/s "
-                     "(gateway %s) |" % (workers, format(mine or 0, ",.0f"),
-                                         format(node or 0, ",.0f"), ratio(mine, node)))
+        lines += [
+            "",
+            "| Scenario | Gateway, `--workers %d` | Node (Express + http-proxy-middleware) |"
+            % workers,
+            "| --- | --- | --- |",
+            "| GET 1 KiB, 64 connections | %s req/s | %s (gateway %s) |"
+            % (format(mine or 0, ",.0f"), format(node or 0, ",.0f"), ratio(mine, node)),
+        ]
     return "\n".join(lines)
 
 

@@ -93,7 +93,7 @@ def _flusher_for(reactor) -> _Flusher:
 
 def _must_be_bytes(data) -> None:
     """Twisted's check on write: text raises in write() itself, not in the flush."""
-    if not isinstance(data, bytes):
+    if data.__class__ is not bytes and not isinstance(data, bytes):
         raise TypeError("Data must be bytes")
 
 
@@ -119,26 +119,31 @@ class _FewerSyscalls:
 
     def write(self, data):
         if self._corked or (data and self._can_cork()):
-            self._cork(data)
+            _must_be_bytes(data)
+            self._cork((data,))
         else:
             super().write(data)
 
     def writeSequence(self, iovec):
+        # Twisted's HTTP server writes a response head as dozens of pieces:
+        # they are checked and queued in one go.
         if self._corked or self._can_cork():
             for data in iovec:
                 _must_be_bytes(data)  # all or nothing, as Twisted's own
-            for data in iovec:
-                self._cork(data)
+            self._cork(iovec)
         else:
             super().writeSequence(iovec)
 
-    def _cork(self, data):
-        _must_be_bytes(data)
-        if not data or not self.connected or self._writeDisconnected:
+    def _cork(self, pieces):
+        if not self.connected or self._writeDisconnected:
             return
-        self._tempDataBuffer.append(data)
-        self._tempDataLen += len(data)
-        self._maybePauseProducer()
+        size = sum(map(len, pieces))
+        if not size:
+            return
+        self._tempDataBuffer.extend(pieces)
+        self._tempDataLen += size
+        if self.producer is not None:
+            self._maybePauseProducer()
         if not self._corked:
             self._corked = True
             _flusher_for(self.reactor).cork(self)
