@@ -53,6 +53,7 @@ _DEFAULT_PORTS = {b"http": 80, b"https": 443}
 _HOST_RE = re.compile(rb"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:[0-9]{1,5})?$")
 _ABSOLUTE_FORM = re.compile(rb"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*")
 _PROTO_RE = re.compile(rb"^https?$", re.IGNORECASE)
+_NOT_VISIBLE_ASCII = re.compile(rb"[^\x21-\x7e]")  # controls, space, DEL, raw non-ASCII
 
 
 def connection_named(values: Optional[Sequence[bytes]]) -> frozenset:
@@ -64,17 +65,30 @@ def connection_named(values: Optional[Sequence[bytes]]) -> frozenset:
     )
 
 
+def _end_to_end_lowered(raw_headers: RawHeaders) -> list:
+    """
+    (name, lower-cased name, values) of the headers to keep: all but the
+    hop-by-hop ones and those named in Connection. One pass, each name
+    lower-cased once (this runs twice for every proxied request).
+    """
+    headers = []
+    connection = []
+    for name, values in raw_headers:
+        low = name.lower()
+        if low == b"connection":
+            connection.extend(values)
+        headers.append((name, low, values))
+    named = connection_named(connection) if connection else frozenset()
+    return [
+        (name, low, list(values))
+        for name, low, values in headers
+        if low not in HOP_BY_HOP and low not in named
+    ]
+
+
 def end_to_end(raw_headers: RawHeaders) -> HeaderList:
     """Drop the hop-by-hop headers and those named in Connection; keep the rest."""
-    headers = [(name, list(values)) for name, values in raw_headers]
-    named = connection_named(
-        [v for name, values in headers if name.lower() == b"connection" for v in values]
-    )
-    return [
-        (name, values)
-        for name, values in headers
-        if name.lower() not in HOP_BY_HOP and name.lower() not in named
-    ]
+    return [(name, values) for name, _, values in _end_to_end_lowered(raw_headers)]
 
 
 def origin_form(uri: bytes) -> bytes:
@@ -100,7 +114,7 @@ def upstream_target(uri: bytes) -> Optional[bytes]:
     uri = origin_form(uri)
     if not uri.startswith(b"/") or b"#" in uri:
         return None
-    if any(byte < 0x21 or byte > 0x7E for byte in uri):
+    if _NOT_VISIBLE_ASCII.search(uri):
         return None
     return uri
 
@@ -155,15 +169,14 @@ def upstream_headers(
         come from a trusted proxy in front of the gateway).
     @param request_id: the exchange's X-Request-ID, replacing the client's.
     """
-    kept = end_to_end(raw_headers)
-    lowered = [(name.lower(), name, values) for name, values in kept]
+    lowered = _end_to_end_lowered(raw_headers)
     by_name = {}
-    for low, _, values in lowered:
+    for _, low, values in lowered:
         by_name.setdefault(low, []).extend(values)
 
     out = [
         (name, values)
-        for low, name, values in lowered
+        for name, low, values in lowered
         if low not in _REBUILT_UPSTREAM
         and not (token is not None and low == token_header)
         and not (request_id is not None and low == b"x-request-id")
@@ -229,13 +242,11 @@ def downstream_headers(
     """
     raw_headers = list(raw_headers)
     chunked = any(name.lower() == b"transfer-encoding" for name, _ in raw_headers)
-    out = end_to_end(raw_headers)
-    if chunked:
-        out = [(name, values) for name, values in out if name.lower() != b"content-length"]
-    for i, (name, values) in enumerate(out):
-        if name.lower() == b"location":
-            out[i] = (
-                name,
-                [rewrite_location(v, backend_origin, gateway_origin) for v in values],
-            )
+    out = []
+    for name, low, values in _end_to_end_lowered(raw_headers):
+        if low == b"content-length" and chunked:
+            continue
+        if low == b"location":
+            values = [rewrite_location(v, backend_origin, gateway_origin) for v in values]
+        out.append((name, values))
     return out
