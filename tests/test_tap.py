@@ -121,3 +121,36 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual(config.log_level, "debug")
         self.assertEqual(self.stderr.getvalue(), "")
         self.assertFalse(service.running)
+
+
+class WorkersTests(SynchronousTestCase):
+    """WORKERS above 1 makes the service a supervisor, and only in the foreground."""
+
+    setUp = MakeServiceTests.setUp
+    options = MakeServiceTests.options
+    assertExits = MakeServiceTests.assertExits
+
+    def test_workers_give_a_supervisor_whose_workers_get_the_options(self):
+        from wighaven.cluster import Supervisor
+
+        self.patch(os, "environ", {"PRIVATE_BACKEND_URL": BACKEND, "HF_TOKEN": "hf_env"})
+        service = makeService(self.options("--workers", "2", "--port", "0", "--upstream-timeout", "7"))
+        self.assertIsInstance(service, Supervisor)
+        self.assertEqual(service.config.workers, 2)
+        # The command line reaches the workers through their environment.
+        self.assertEqual(service._env["UPSTREAM_TIMEOUT"], "7")
+        self.assertEqual(service._env["HF_TOKEN"], "hf_env")
+        self.assertEqual(service._env["WORKERS"], "1")
+        self.assertFalse(service.running)
+
+    def test_workers_refused_when_daemonized(self):
+        self.patch(os, "environ", {"PRIVATE_BACKEND_URL": BACKEND})
+        options = self.options("--workers", "2")
+        options.parent = {"nodaemon": False}
+        self.assertExits(options, "WORKERS above 1 needs twistd -n")
+
+    def test_one_worker_may_be_daemonized(self):
+        self.patch(os, "environ", {"PRIVATE_BACKEND_URL": BACKEND})
+        options = self.options("--port", "0")
+        options.parent = {"nodaemon": False, "logfile": os.devnull}
+        self.assertIsInstance(makeService(options), GatewayService)

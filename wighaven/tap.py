@@ -43,15 +43,18 @@ def makeService(options):
     from .service import GatewayService  # imported late: --help needs no reactor
 
     overrides = {s.env: options[s.option] for s in SETTINGS}
+    twistd_options = getattr(options, "parent", None)
     try:
         config = load_config(os.environ, overrides)
+        if config.workers > 1 and twistd_options is not None and not twistd_options.get("nodaemon"):
+            # Workers write their lines to the standard output they inherit,
+            # which a daemon has closed: they would be lost.
+            raise ConfigError("WORKERS above 1 needs twistd -n (--nodaemon): workers log to stdout")
     except ConfigError as e:
         sys.stderr.write("wighaven: %s\n" % (e,))
         sys.stderr.flush()
         raise SystemExit(1)
-    observer = twistd_observer(
-        getattr(options, "parent", None), config.log_level, config.log_format
-    )
+    observer = twistd_observer(twistd_options, config.log_level, config.log_format)
     if config.workers > 1:
         from .cluster import Supervisor
 
