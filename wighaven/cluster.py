@@ -43,6 +43,7 @@ from twisted.internet import defer, protocol
 from twisted.logger import Logger
 
 from .drain import exit_now
+from .logs import give_observer_to_twistd
 from .metrics import Histogram, merge_snapshots
 
 __all__ = [
@@ -201,15 +202,12 @@ class Supervisor(service.Service):
     def setServiceParent(self, parent):
         """Under twistd, hand it the LOG_LEVEL-filtered observer it logs with."""
         super().setServiceParent(parent)
-        if self._log_observer is not None and hasattr(parent, "setComponent"):
-            from twisted.logger import ILogObserver
-
-            parent.setComponent(ILogObserver, self._log_observer)
+        give_observer_to_twistd(parent, self._log_observer)
 
     def privilegedStartService(self):
         """Bind now: a port that can't be had stops start-up with one line."""
         super().privilegedStartService()
-        from .service import raise_open_files_limit
+        from .service import exit_cannot_listen, raise_open_files_limit
 
         raise_open_files_limit()
         if self._sockets:
@@ -220,11 +218,7 @@ class Supervisor(service.Service):
                 config.interface, config.port, config.workers, self._backlog
             )
         except OSError as e:
-            sys.stderr.write(
-                "wighaven: cannot listen on %s:%d: %s\n" % (config.interface, config.port, e.strerror)
-            )
-            sys.stderr.flush()
-            raise SystemExit(1)
+            exit_cannot_listen(config, e.strerror)
         self.port = self._sockets[0].getsockname()[1]
 
     def startService(self):

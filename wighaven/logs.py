@@ -23,7 +23,10 @@ from twisted.logger import (
     textFileLogObserver,
 )
 
-__all__ = ["LEVELS", "filtered_observer", "json_line", "level_predicate", "twistd_observer"]
+__all__ = [
+    "LEVELS", "filtered_observer", "give_observer_to_twistd", "json_line", "level_predicate",
+    "twistd_observer",
+]
 
 LEVELS = {
     "debug": LogLevel.debug,
@@ -97,3 +100,14 @@ def twistd_observer(twistd_options, level: str, log_format: str = "text"):
     logfile = options.get("logfile") or ("-" if options.get("nodaemon") else "twistd.log")
     stream = sys.stdout if logfile == "-" else LogFile.fromFullPath(logfile)
     return filtered_observer(level, stream, log_format)
+
+
+def give_observer_to_twistd(parent, observer) -> None:
+    """
+    Make C{observer} the one twistd logs with, when C{parent} is twistd's
+    application (a service's parent with setComponent) and there is one.
+    """
+    if observer is not None and hasattr(parent, "setComponent"):
+        from twisted.logger import ILogObserver
+
+        parent.setComponent(ILogObserver, observer)

@@ -18,13 +18,14 @@ import sys
 from twisted.application import service
 from twisted.internet import defer
 from twisted.internet.error import CannotListenError
-from twisted.logger import ILogObserver, Logger
+from twisted.logger import Logger
 from twisted.web.client import HTTPConnectionPool
 
 from . import __version__
 from .drain import Drain, exit_now
 from .forward import ForwardResource
 from .limits import PeerConnectionLimit
+from .logs import give_observer_to_twistd
 from .site import GatewayPages, GatewaySite
 from .stats import GatewayStats
 from .tls import BackendTLSPolicy
@@ -56,6 +57,15 @@ def raise_open_files_limit(ceiling: int = 1 << 20) -> int:
         except (ValueError, OSError):
             pass
     return soft
+
+
+def exit_cannot_listen(config, reason) -> None:
+    """Stop start-up with one line: the configured address can't be had."""
+    sys.stderr.write(
+        "wighaven: cannot listen on %s:%d: %s\n" % (config.interface, config.port, reason)
+    )
+    sys.stderr.flush()
+    raise SystemExit(1)
 
 
 def freeze_startup_objects() -> None:
@@ -114,8 +124,7 @@ class GatewayService(service.Service):
     def setServiceParent(self, parent):
         """Under twistd, hand it the LOG_LEVEL-filtered observer it logs with."""
         super().setServiceParent(parent)
-        if self._log_observer is not None and hasattr(parent, "setComponent"):
-            parent.setComponent(ILogObserver, self._log_observer)
+        give_observer_to_twistd(parent, self._log_observer)
 
     def _factory(self):
         """The site, behind the per-address connection limit when one is set."""
@@ -143,12 +152,7 @@ class GatewayService(service.Service):
                 self._reactor, config.port, self._factory(), LISTEN_BACKLOG, config.interface
             )
         except CannotListenError as e:
-            sys.stderr.write(
-                "wighaven: cannot listen on %s:%d: %s\n"
-                % (config.interface, config.port, e.socketError.strerror if e.socketError else e)
-            )
-            sys.stderr.flush()
-            raise SystemExit(1)
+            exit_cannot_listen(config, e.socketError.strerror if e.socketError else e)
 
     def startService(self):
         if self._port is None:
