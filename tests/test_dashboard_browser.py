@@ -467,6 +467,32 @@ class StubFeedTests(unittest.TestCase):
         self.assertIsNotNone(took, "the page never went live")
         return page
 
+    def test_recent_requests_newest_first_whatever_their_arrival(self):
+        """
+        With several workers the other workers' requests reach the page a
+        second or so after this worker's own: the list still reads newest
+        first by the time each request ended, not by arrival.
+        """
+
+        def late_entry(path, ended):
+            self.feed.queued.append(
+                {"time": ended, "method": "GET", "path": path, "status": 200, "ms": 1.0})
+
+        def scenario():
+            with chromium() as browser:
+                page = self.live_page(browser)
+                before_own = time.time()
+                self.call(self.feed.finish, "GET", "/own-newest", 200, 1.0)
+                took = wait_until(lambda: recent_paths(page)[:1] == ["/own-newest"], 2.5)
+                self.assertIsNotNone(took, recent_paths(page))
+                # Ended before /own-newest (but after hello's), arrives after it.
+                self.call(late_entry, "/peer-older", before_own - 0.5)
+                took = wait_until(lambda: "/peer-older" in recent_paths(page), 2.5)
+                self.assertIsNotNone(took, recent_paths(page))
+                self.assertEqual(recent_paths(page)[:2], ["/own-newest", "/peer-older"])
+
+        return deferToThread(scenario)
+
     def test_figures_chart_and_recent_requests(self):
         def scenario():
             with chromium() as browser:
@@ -892,5 +918,132 @@ class RealGatewayTests(unittest.TestCase):
                 self.assertEqual(problems(page), [])
                 self.assertEqual(
                     {u for u in page.requests_seen if not u.startswith(self.gateway.url)}, set())
+
+        return deferToThread(scenario)
+
+
+def child_pids(pid):
+    """The processes C{pid} started that still run (Linux /proc)."""
+    pids = set()
+    try:
+        for task in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/children" % (pid, task)) as f:
+                pids.update(int(p) for p in f.read().split())
+    except OSError:
+        pass
+    return pids
+
+
+def running(pid):
+    """Whether C{pid} is alive (a zombie counts as gone)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+class RealGatewayWorkersTests(unittest.TestCase):
+    """
+    The dashboard of a real `twistd -n wighaven --workers 2` in front of the
+    test backend: whichever worker serves the page, its figures are the
+    whole gateway's, the other worker's requests included.
+    """
+
+    timeout = 120
+    REQUESTS = 40
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.backend, _, self.origin = yield start_backend(self)
+        self.log_dir = tempfile.mkdtemp(prefix="wighaven-dash-workers-")
+        self.addCleanup(shutil.rmtree, self.log_dir, True)
+        self.workers = set()
+        # Runs after the gateway's stop (cleanups run last in, first out).
+        self.addCleanup(self._reap_workers)
+        self.gateway = GatewayProcess(
+            self.origin, os.path.join(self.log_dir, "gateway.log"), args=("--workers", "2"),
+            DASHBOARD_PATH=DASHBOARD,
+        )
+        self.addCleanup(self.gateway.stop)
+        yield deferToThread(self.gateway.wait_ready)
+        yield deferToThread(self._find_workers)
+
+    def _find_workers(self):
+        took = wait_until(lambda: len(child_pids(self.gateway.proc.pid)) == 2, 10)
+        self.workers |= child_pids(self.gateway.proc.pid)
+        if took is None:
+            raise RuntimeError("not 2 workers: %r %s" % (self.workers, self.gateway.output()))
+
+    def _reap_workers(self):
+        """No worker outlives the test: killed if still there 5 s after the parent's end."""
+        leftover = [pid for pid in self.workers if running(pid)]
+        if wait_until(lambda: not any(running(pid) for pid in leftover), 5) is None:
+            for pid in leftover:
+                try:
+                    os.kill(pid, 9)
+                except OSError:
+                    pass
+            self.fail("workers still running after the gateway stopped: %r" % leftover)
+
+    def get(self, path):
+        """One request on a connection of its own (urllib closes it after)."""
+        with urllib.request.urlopen(self.gateway.url + path, timeout=10) as response:
+            body = response.read()
+            return response.status, response.headers, body
+
+    def test_dashboard_counts_every_workers_requests(self):
+        def scenario():
+            health = json.loads(self.get("/gateway-health")[2])
+            self.assertEqual(health["workers"], 2, health)
+            with chromium() as browser:
+                page = open_page(browser, self.gateway.url + DASHBOARD)
+                took = wait_until(lambda: conn_state(page) == "live", 5)
+                self.assertIsNotNone(took, "the page never went live: " + self.gateway.output())
+                self.assertEqual(stat(page, "status"), "ok")
+                before = int(stat(page, "requests").replace(",", ""))
+                self.assertEqual(before, 0, "nothing forwarded yet (health and page aren't counted)")
+
+                prefixes = {}
+                for i in range(self.REQUESTS):
+                    status, headers, _ = self.get("/echo/workers-probe-%d" % i)
+                    self.assertEqual(status, 200)
+                    request_id = headers["X-Request-ID"]
+                    self.assertRegex(request_id, r"^[0-9a-f]{24}$")
+                    prefixes.setdefault(request_id[:12], []).append(i)
+                self.assertEqual(len(prefixes), 2, "both workers must serve some: %r" % prefixes)
+                sent = time.monotonic()
+
+                total = lambda: int(stat(page, "requests").replace(",", ""))  # noqa: E731
+                took = wait_until(lambda: total() >= before + self.REQUESTS, 5)
+                self.assertIsNotNone(
+                    took, "the page shows %d requests, not %d, 5 s after the last one (%r)"
+                    % (total(), before + self.REQUESTS, {p: len(n) for p, n in prefixes.items()}))
+                self.assertLess(time.monotonic() - sent, 5.5)
+                # Counted once each: not more once both workers' reports have gone round.
+                time.sleep(2.5)
+                self.assertEqual(total(), before + self.REQUESTS)
+                health = json.loads(self.get("/gateway-health")[2])
+                self.assertEqual(health["requests"], before + self.REQUESTS, health)
+
+                # The chart counts both workers' requests too, once their
+                # reports are in (its newest point waits for them).
+                expected = "%d requests" % self.REQUESTS
+                took = wait_until(lambda: expected in page.text_content("#chart-alt"), 6)
+                self.assertIsNotNone(took, page.text_content("#chart-alt"))
+                # Recent requests: newest first, whichever worker served them.
+                times = page.eval_on_selector_all(
+                    "#recent-rows time", "ts => ts.map(t => Date.parse(t.getAttribute('datetime')))")
+                self.assertEqual(len(times), 20)
+                self.assertEqual(times, sorted(times, reverse=True))
+                paths = page.eval_on_selector_all(
+                    "#recent-rows td.c-path", "tds => tds.map(td => td.textContent)")
+                self.assertEqual(
+                    paths, ["/echo/workers-probe-%d" % i for i in range(self.REQUESTS - 1, self.REQUESTS - 21, -1)])
+
+                self.assertEqual(problems(page), [])
+                self.assertEqual(
+                    {u for u in page.requests_seen if not u.startswith(self.gateway.url)}, set())
+                page.screenshot(path=artifact("dashboard-workers.png"), full_page=True)
 
         return deferToThread(scenario)

@@ -155,6 +155,21 @@ class LiveMessagesTests(SynchronousTestCase):
         self.assertEqual(message["point"], {"t": 1000, "requests": 2, "errors": 1})
         self.assertNotIn("history", message)
 
+    def test_stats_point_waits_for_the_other_workers(self):
+        """With several workers the newest point is PEER_LAG seconds older:
+        the other workers' counts of a second reach this one that much later."""
+        from wighaven.cluster import PeerFigures
+        from wighaven.live import PEER_LAG
+
+        f = self.f
+        f.stats.peers = PeerFigures()
+        finish(f.route)
+        f.clock.advance(1 + PEER_LAG)
+        finish(f.route)
+        f.clock.advance(0.5)
+        message = f.messages.stats()
+        self.assertEqual(message["point"], {"t": 1000, "requests": 1, "errors": 0})
+
     def test_stats_recent_only_since_the_previous_message(self):
         f = self.f
         f.clock.advance(0.1)

@@ -227,7 +227,9 @@ class Supervisor(service.Service):
         super().startService()
         self.workers = [None] * len(self._sockets)
         for slot in range(len(self._sockets)):
-            self._spawn(slot)
+            self._spawn(slot, tell=False)
+        for worker in self.workers:  # told once all exist: each counts them all
+            worker.send(self.peer_message(worker))
         self._log.info(
             "WigHaven Gateway supervising {n} workers on {host}:{port}",
             n=len(self._sockets), host=self.config.interface, port=self.port,
@@ -236,7 +238,7 @@ class Supervisor(service.Service):
         if self._handle_signals:
             self._reactor.callWhenRunning(self._install_sigterm)
 
-    def _spawn(self, slot):
+    def _spawn(self, slot, tell=True):
         if self.stopping:
             return
         worker = _Worker(self, slot)
@@ -253,7 +255,8 @@ class Supervisor(service.Service):
         # reads this (first_message) before it serves anything, so no request,
         # not even one already queued on a replacement's socket, is answered
         # with its own figures alone.
-        worker.send(self.peer_message(worker))
+        if tell:
+            worker.send(self.peer_message(worker))
 
     def peer_message(self, worker) -> dict:
         """What C{worker} is told: everyone else's figures, and the start time."""

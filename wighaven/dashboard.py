@@ -635,6 +635,9 @@ _SCRIPT = r"""
       if (!r || typeof r !== "object") return;
       recent.unshift({ time: r.time, method: r.method, path: r.path, status: r.status, ms: r.ms, fresh: fresh });
     });
+    // Newest first by the time each ended: with several workers, the other
+    // workers' requests arrive a second or so after this one's own.
+    recent.sort(function (a, b) { return (number(b.time) || 0) - (number(a.time) || 0); });
     if (recent.length > MAX_RECENT) recent.length = MAX_RECENT;
   }
 

@@ -28,6 +28,10 @@ __all__ = ["LiveFeed", "LiveMessages"]
 RECENT_ON_PAGE = 20
 RATE_SECONDS = 10  # requests_per_second is averaged over this many seconds
 HISTORY_SECONDS = 300
+# With several workers, how many seconds later than its own the others'
+# counts of a second are all in (each reports once a second, and hears
+# back when it next reports): the chart's newest point waits for them.
+PEER_LAG = 2
 _RECENT_KEYS = ("time", "method", "path", "status", "ms")
 
 
@@ -110,8 +114,11 @@ class LiveMessages:
         now = self._clock.seconds()
         route = self._stats.route_figures(now)
         message = self._common("stats", now, route)
+        # The newest second every worker has reported: the other workers'
+        # figures reach this one up to PEER_LAG seconds after a second ends.
+        back = 2 + (PEER_LAG if self._stats.peers is not None else 0)
         history = route["history"]
-        message["point"] = history[-2] if len(history) > 1 else history[-1]
+        message["point"] = history[-min(back, len(history))]
         sent = self._sent
         new = [entry for entry in route["recent"] if entry["n"] > sent.get(entry.get("src"), 0)]
         for entry in new:
