@@ -286,12 +286,15 @@ class DrainTests(unittest.TestCase):
     """SIGTERM: stop accepting, finish what is in flight, exit 0."""
 
     timeout = 120
+    ARGS = ()  # extra twistd options
 
     @defer.inlineCallbacks
     def start(self, **settings):
         self.backend, _, origin = yield start_backend(self)
         log_dir = tempfile.mkdtemp(prefix="wighaven-drain-")
-        self.gateway = GatewayProcess(origin, os.path.join(log_dir, "gateway.log"), **settings)
+        self.gateway = GatewayProcess(
+            origin, os.path.join(log_dir, "gateway.log"), args=self.ARGS, **settings
+        )
         self.addCleanup(self.gateway.stop)
         yield deferToThread(self.gateway.wait_ready)
 
@@ -360,6 +363,17 @@ class DrainTests(unittest.TestCase):
         self.assertLess(time.monotonic() - started, 2.0)
         self.assertEqual(code, 1)
         conn.close()
+
+
+class WorkersDrainTests(DrainTests):
+    """
+    The same drain with two workers: SIGTERM to the supervisor drains every
+    worker (the stream runs to its end on whichever worker serves it), the
+    port refuses new connections, and the supervisor exits as one process
+    would; a second SIGTERM ends all at once.
+    """
+
+    ARGS = ("--workers", "2")
 
 
 def _poll(predicate, timeout):
