@@ -1020,20 +1020,23 @@ class TwistedPrivateNamesTests(TestCase):
         self.assertTrue(callable(tcp.Connection._dataReceived))
 
     @inlineCallbacks
-    def test_reactor_writes_are_registered_descriptors(self):
+    def test_writes_while_registered_go_twisteds_way(self):
         """
-        C{reactor._writes} holds the file descriptors registered for
-        writability: how a transport knows it is being written the usual way.
+        A transport registered for writability (some bytes the kernel did
+        not take) writes the usual way, behind them, never corked ahead;
+        once unregistered it corks again. Registration is seen through the
+        reactor's public getWriters().
         """
-        from twisted.internet.epollreactor import EPollReactor
-
-        if not isinstance(reactor, EPollReactor):
-            self.skipTest("the gateway runs on the epoll reactor; this is %r" % (reactor,))
-        self.assertIsInstance(reactor._writes, set)
         fast, plain = yield connect(self, "server")
-        fd = fast.transport.fileno()
-        self.assertNotIn(fd, reactor._writes)
-        fast.transport.startWriting()
-        self.assertIn(fd, reactor._writes)
-        fast.transport.stopWriting()
-        self.assertNotIn(fd, reactor._writes)
+        transport = fast.transport
+        transport.startWriting()
+        self.assertIn(transport, reactor.getWriters())
+        transport.write(b"behind")
+        self.assertFalse(transport._corked)
+        yield plain.receive(len(b"behind"))
+        self.assertNotIn(transport, reactor.getWriters())  # doWrite drained and unregistered
+        transport.write(b"corked")
+        self.assertTrue(transport._corked)
+        self.assertNotIn(transport, reactor.getWriters())
+        yield plain.receive(len(b"behindcorked"))
+        self.assertEqual(bytes(plain.received), b"behindcorked")

@@ -103,6 +103,7 @@ class _FewerSyscalls:
     _read_paused = False  # paused by a consumer
     _read_stopped = False  # ...and data came, so reading is really stopped
     _corked = False  # writes wait in the buffer for the end of this reactor turn
+    _writing = False  # registered for writability: Twisted's own write path is on
     _cached_host = None
     read_size = None  # bytes asked of each recv(); None: Twisted's bufferSize
 
@@ -113,8 +114,7 @@ class _FewerSyscalls:
             and not self.disconnecting
             and not self._writeDisconnected
             and not getattr(self, "TLS", False)
-            and self.reactor is not None
-            and self.fileno() not in getattr(self.reactor, "_writes", ())
+            and not self._writing
         )
 
     def write(self, data):
@@ -159,7 +159,12 @@ class _FewerSyscalls:
         # Registering for writability (loseConnection does) ends the cork:
         # the reactor's doWrite then sends the buffer, corked bytes first.
         self._corked = False
+        self._writing = True
         super().startWriting()
+
+    def stopWriting(self):
+        self._writing = False
+        super().stopWriting()
 
     def _flush_corked(self):
         """The end of the reactor turn: send what was written during it."""
@@ -171,7 +176,7 @@ class _FewerSyscalls:
         result = self.doWrite()
         if result is not None or self._tempDataLen or self.offset < len(self.dataBuffer):
             # Left over, or an error the reactor's own doWrite will report.
-            super().startWriting()
+            self.startWriting()
 
     def pauseProducing(self):
         if getattr(self, "TLS", False):
