@@ -490,8 +490,8 @@ class SupervisorServiceTests(SynchronousTestCase):
         supervisor = Supervisor(cluster_config(WORKERS="2"), clock, {"X": "1", "WORKERS": "2"})
         supervisor.startService()
         self.addCleanup(lambda: [s.close() for s in supervisor._sockets])
-        port = self.successResultOf(supervisor.listening)
-        self.assertEqual(port, supervisor.port)
+        port = supervisor.port
+        self.assertGreater(port, 0)
         self.assertEqual([s.getsockname()[1] for s in supervisor._sockets], [port, port])
         self.assertEqual(len(clock.spawned), 2)
         self.assertEqual(

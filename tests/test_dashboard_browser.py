@@ -37,7 +37,7 @@ from twisted.web import resource, server
 from twisted.web.websocket import WebSocketResource
 
 from tests.support import gateway as gateway_support
-from tests.support.backend import start_backend
+from tests.support.backend import abort_open, start_backend, track_open
 from tests.support.gateway import TOKEN, GatewayProcess
 from tests.test_apps_integration import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 from wighaven.dashboard import render_dashboard
@@ -381,16 +381,7 @@ class _TrackingSite(server.Site):
         self.open = set()
 
     def buildProtocol(self, addr):
-        proto = super().buildProtocol(addr)
-        self.open.add(proto)
-        lost = proto.connectionLost
-
-        def connectionLost(reason):
-            self.open.discard(proto)
-            return lost(reason)
-
-        proto.connectionLost = connectionLost
-        return proto
+        return track_open(self.open, super().buildProtocol(addr))
 
 
 class StubGateway:
@@ -427,11 +418,7 @@ class StubGateway:
     def stop(self):
         """Go away like a gateway that stops: no listener, every connection cut."""
         port, self.port = self.port, None
-        for proto in list(self.site.open):
-            channel = getattr(proto, "_channel", proto)  # the generic HTTP protocol's channel
-            transport = getattr(channel, "transport", None)
-            if transport is not None:
-                transport.abortConnection()
+        abort_open(self.site.open)
         return port.stopListening() if port is not None else None
 
     @property

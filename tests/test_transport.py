@@ -928,12 +928,12 @@ class ReactorTests(TestCase):
         self.assertEqual(fake.adoptedPorts, [(7, socket.AF_INET, factory)])
 
     @inlineCallbacks
-    def test_listen_tcp_accepts_fast_servers(self):
-        factory = Accepting()
-        port = listen_tcp(reactor, 0, factory, 50, "127.0.0.1")
-        self.addCleanup(port.stopListening)
+    def accept_one(self, port, factory):
+        """
+        Connect a plain client to C{port}, a L{FastPort}; the server's side is
+        a L{FastServer}. Fires with (client, server), both closed at cleanup.
+        """
         self.assertIsInstance(port, FastPort)
-        self.assertEqual(port.getHost().host, "127.0.0.1")
         client = yield connectProtocol(
             TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port), Peer()
         )
@@ -941,6 +941,15 @@ class ReactorTests(TestCase):
         server = yield factory.connections.get()
         self.addCleanup(close, server)
         self.assertIsInstance(server.transport, FastServer)
+        return client, server
+
+    @inlineCallbacks
+    def test_listen_tcp_accepts_fast_servers(self):
+        factory = Accepting()
+        port = listen_tcp(reactor, 0, factory, 50, "127.0.0.1")
+        self.addCleanup(port.stopListening)
+        self.assertEqual(port.getHost().host, "127.0.0.1")
+        yield self.accept_one(port, factory)
 
     @inlineCallbacks
     def test_adopt_port_accepts_fast_servers(self):
@@ -958,14 +967,7 @@ class ReactorTests(TestCase):
         finally:
             listener.close()  # the reactor has its own copy of the descriptor
         self.addCleanup(port.stopListening)
-        self.assertIsInstance(port, FastPort)
-        client = yield connectProtocol(
-            TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port), Peer()
-        )
-        self.addCleanup(close, client)
-        server = yield factory.connections.get()
-        self.addCleanup(close, server)
-        self.assertIsInstance(server.transport, FastServer)
+        client, server = yield self.accept_one(port, factory)
         server.transport.write(b"adopted")
         yield client.receive(7)
         self.assertEqual(bytes(client.received), b"adopted")

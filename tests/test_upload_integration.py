@@ -151,7 +151,7 @@ class StreamingUploadTests(unittest.TestCase):
         start = time.monotonic()
         while self.backend_site.open and time.monotonic() - start < 2:
             yield deferToThread(time.sleep, 0.02)
-        self.assertEqual(self.backend_site.open, [])
+        self.assertEqual(self.backend_site.open, set())
         self.assertEqual(self.backend.requests, [])  # the backend never got a whole request
 
 
@@ -178,21 +178,32 @@ def _close_all(connections):
     return defer.gatherResults([connection.closed for connection in connections])
 
 
+@defer.inlineCallbacks
+def _gateway_before(testcase, backend_protocol):
+    """
+    A plain-http backend speaking C{backend_protocol} (which appends itself
+    to its factory's C{connections}) and an in-process gateway in front of
+    it. Fires with (the backend's factory, the gateway's port).
+    """
+    factory = Factory.forProtocol(backend_protocol)
+    factory.connections = []
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    testcase.addCleanup(port.stopListening)
+    # Runs after the gateway's own cleanup: its upstream connections may
+    # still be closing on this (the backend's) side.
+    testcase.addCleanup(_close_all, factory.connections)
+    _, gw_port = yield start_gateway(
+        testcase, "http://127.0.0.1:%d" % port.getHost().port, BACKEND_CA_BUNDLE=None
+    )
+    return factory, gw_port
+
+
 class EarlyAnswerTests(unittest.TestCase):
     """The backend answers before the body is in: the client's connection stays usable."""
 
     @defer.inlineCallbacks
     def test_rest_of_body_dropped_then_next_request_served(self):
-        factory = Factory.forProtocol(_EarlyAnswer)
-        factory.connections = []
-        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        # Runs after the gateway's own cleanup: its upstream connections may
-        # still be closing on this (the backend's) side.
-        self.addCleanup(_close_all, factory.connections)
-        _, gw_port = yield start_gateway(
-            self, "http://127.0.0.1:%d" % port.getHost().port, BACKEND_CA_BUNDLE=None
-        )
+        _, gw_port = yield _gateway_before(self, _EarlyAnswer)
         body = b"G" * (4 * MiB)  # holds what looks like a request line: it must stay body
         body = b"GET /gateway-health HTTP/1.1\r\nHost: smuggled\r\n\r\n" + body[60:]
 
@@ -341,15 +352,7 @@ class EarlyAnswerBodyDroppedTests(unittest.TestCase):
         upstream connection, the bytes written to it after the client had
         the answer) once the gateway has closed the client's connection.
         """
-        factory = Factory.forProtocol(_StallingEarlyAnswer)
-        factory.connections = []
-        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        # Runs after the gateway's own cleanup (see EarlyAnswerTests).
-        self.addCleanup(_close_all, factory.connections)
-        _, gw_port = yield start_gateway(
-            self, "http://127.0.0.1:%d" % port.getHost().port, BACKEND_CA_BUNDLE=None
-        )
+        factory, gw_port = yield _gateway_before(self, _StallingEarlyAnswer)
         piece = b"u" * MiB
         client = yield connectProtocol(
             TCP4ClientEndpoint(reactor, "127.0.0.1", gw_port),

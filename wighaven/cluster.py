@@ -44,6 +44,7 @@ from twisted.logger import Logger
 
 from .drain import exit_now
 from .logs import give_observer_to_twistd
+from .transport import address_family
 from .metrics import Histogram, merge_snapshots
 
 __all__ = [
@@ -89,7 +90,7 @@ def listening_sockets(interface: str, port: int, count: int, backlog: int) -> li
 
     @raise OSError: the address can't be had (the first bind tells).
     """
-    family = socket.AF_INET6 if ":" in interface else socket.AF_INET
+    family = address_family(interface)
     sockets = []
     try:
         for _ in range(count):
@@ -196,7 +197,6 @@ class Supervisor(service.Service):
         self.stopping = False
         self._sockets = []
         self._restart_delay = {}
-        self.listening = defer.Deferred()
         self.port = None
 
     def setServiceParent(self, parent):
@@ -234,7 +234,6 @@ class Supervisor(service.Service):
             "WigHaven Gateway supervising {n} workers on {host}:{port}",
             n=len(self._sockets), host=self.config.interface, port=self.port,
         )
-        self.listening.callback(self.port)
         if self._handle_signals:
             self._reactor.callWhenRunning(self._install_sigterm)
 

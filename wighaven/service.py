@@ -12,7 +12,6 @@ import gc
 import os
 import resource
 import signal
-import socket
 import sys
 
 from twisted.application import service
@@ -29,7 +28,7 @@ from .logs import give_observer_to_twistd
 from .site import GatewayPages, GatewaySite
 from .stats import GatewayStats
 from .tls import BackendTLSPolicy
-from .transport import adopt_port, listen_tcp
+from .transport import address_family, adopt_port, listen_tcp
 from .upstream import BackendAgent
 
 __all__ = ["GatewayService", "build_site"]
@@ -142,7 +141,7 @@ class GatewayService(service.Service):
         raise_open_files_limit()
         config = self.config
         if self._listen_fd is not None:
-            family = socket.AF_INET6 if ":" in config.interface else socket.AF_INET
+            family = address_family(config.interface)
             self._port = adopt_port(self._reactor, self._listen_fd, family, self._factory())
             os.close(self._listen_fd)  # the port holds its own copy
             self._listen_fd = None
@@ -183,7 +182,6 @@ class GatewayService(service.Service):
         self.listening.callback(self._port)
         if self._handle_signals:  # the process is the gateway's own (twistd, a worker)
             freeze_startup_objects()
-        if self._handle_signals:
             self._reactor.callWhenRunning(self._install_sigterm)
 
     def _install_sigterm(self):

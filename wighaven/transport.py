@@ -35,6 +35,7 @@ private names used here (the write buffer's fields).
 
 from __future__ import annotations
 
+import socket
 from errno import EWOULDBLOCK
 
 from twisted.internet import main, tcp
@@ -43,7 +44,7 @@ from twisted.python import failure, log
 from zope.interface import directlyProvides, providedBy
 
 __all__ = [
-    "FastClient", "FastConnectReactor", "FastPort", "FastServer", "adopt_port",
+    "FastClient", "FastConnectReactor", "FastPort", "FastServer", "address_family", "adopt_port",
     "for_connecting", "listen_tcp",
 ]
 
@@ -255,6 +256,11 @@ class FastConnectReactor:
         connector = _FastConnector(host, port, factory, timeout, bindAddress, self._reactor)
         connector.connect()
         return connector
+
+
+def address_family(interface: str) -> int:
+    """The socket family of a listening address (IPv6 when it has a colon)."""
+    return socket.AF_INET6 if ":" in interface else socket.AF_INET
 
 
 def _real(reactor) -> bool:

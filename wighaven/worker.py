@@ -44,7 +44,6 @@ def main() -> None:
     # turns it into a drain of every worker, so a worker ignores it itself.
     reactor.callWhenRunning(signal.signal, signal.SIGINT, signal.SIG_IGN)
     reactor.run()
-    gateway.pool.closeCachedConnections()
 
 
 if __name__ == "__main__":

@@ -237,23 +237,27 @@ class CountingSite(server.Site):
     def __init__(self, resource):
         super().__init__(resource)
         self.connections = 0
-        self.open = []
+        self.open = set()
         self.first_body_at = None
         self.body_bytes = 0
         self.stall_uploads_for = 0
 
     def buildProtocol(self, addr):
         self.connections += 1
-        proto = super().buildProtocol(addr)
-        self.open.append(proto)
-        lost = proto.connectionLost
+        return track_open(self.open, super().buildProtocol(addr))
 
-        def connectionLost(reason):
-            self.open.remove(proto)
-            return lost(reason)
 
-        proto.connectionLost = connectionLost
-        return proto
+def track_open(open_protocols: set, proto):
+    """Keep C{proto} in C{open_protocols} until its connection is lost."""
+    open_protocols.add(proto)
+    lost = proto.connectionLost
+
+    def connectionLost(reason):
+        open_protocols.discard(proto)
+        return lost(reason)
+
+    proto.connectionLost = connectionLost
+    return proto
 
 
 @defer.inlineCallbacks
@@ -281,9 +285,14 @@ def start_backend(testcase, tls=True, identity="good"):
 
 
 def _stop(port, site):
-    for proto in list(site.open):
+    abort_open(site.open)
+    return port.stopListening()
+
+
+def abort_open(open_protocols):
+    """Cut every connection of C{open_protocols} (see L{track_open})."""
+    for proto in list(open_protocols):
         # Twisted's Site hands out a wrapper whose channel holds the transport.
         transport = getattr(getattr(proto, "_channel", proto), "transport", None)
         if transport is not None:
             transport.abortConnection()
-    return port.stopListening()
