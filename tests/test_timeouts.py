@@ -154,6 +154,16 @@ class SiteTestsMixin:
         """Move the clock to C{when} seconds (it starts at 0)."""
         self.reactor.advance(when - self.reactor.seconds())
 
+    def answer_at(self, when, body=b"first"):
+        """At C{when}, the backend answers the one forwarded request: C{body}, then its end."""
+        [call] = self.agent.calls
+        self.advance_to(when)
+        backend = BackendResponse()
+        call.deferred.callback(backend.upstream())
+        if body:
+            backend.send(body)
+        backend.end()
+
     def assertOpen(self, transport):
         self.assertFalse(transport.disconnecting)
 
@@ -291,13 +301,8 @@ class HeaderTimeoutTests(SiteTestsMixin, SynchronousTestCase):
         """A head that came in time is not timed out while it waits its turn."""
         channel, transport = self.connect()
         channel.dataReceived(get(b"/upstream") + get())
-        [call] = self.agent.calls
         answered = HEADER_TIMEOUT * 5
-        self.advance_to(answered)
-        backend = BackendResponse()
-        call.deferred.callback(backend.upstream())
-        backend.send(b"first")
-        backend.end()
+        self.answer_at(answered)
         self.assertStatuses(transport, [200, 200])
         self.advance_to(answered + HEADER_TIMEOUT * 2)
         self.assertStatuses(transport, [200, 200])
@@ -307,13 +312,8 @@ class HeaderTimeoutTests(SiteTestsMixin, SynchronousTestCase):
         """Part of the next head sent early: its HEADER_TIMEOUT runs once its turn comes."""
         channel, transport = self.connect()
         channel.dataReceived(get(b"/upstream") + b"GET /gateway-health HTTP/1.1\r\nHo")
-        [call] = self.agent.calls
         answered = HEADER_TIMEOUT * 5
-        self.advance_to(answered)
-        backend = BackendResponse()
-        call.deferred.callback(backend.upstream())
-        backend.send(b"first")
-        backend.end()
+        self.answer_at(answered)
         self.assertStatuses(transport, [200])
         written = transport.value()
         self.advance_to(answered + HEADER_TIMEOUT - 0.01)
@@ -326,12 +326,8 @@ class HeaderTimeoutTests(SiteTestsMixin, SynchronousTestCase):
         """Even a next request's first bytes with no line end yet are timed as a head."""
         channel, transport = self.connect()
         channel.dataReceived(get(b"/upstream") + b"GET /gateway-he")
-        [call] = self.agent.calls
         answered = HEADER_TIMEOUT * 5
-        self.advance_to(answered)
-        backend = BackendResponse()
-        call.deferred.callback(backend.upstream())
-        backend.end()
+        self.answer_at(answered, body=b"")
         written = transport.value()
         self.advance_to(answered + HEADER_TIMEOUT)
         self.assert408(transport, before=written)
@@ -391,13 +387,8 @@ class KeepAliveTimeoutTests(SiteTestsMixin, SynchronousTestCase):
     def test_counted_from_the_end_of_the_response(self):
         channel, transport = self.connect()
         channel.dataReceived(get(b"/upstream"))
-        [call] = self.agent.calls
         answered = KEEPALIVE_TIMEOUT  # the backend takes its time
-        self.advance_to(answered)
-        backend = BackendResponse()
-        call.deferred.callback(backend.upstream())
-        backend.send(b"body")
-        backend.end()
+        self.answer_at(answered, body=b"body")
         self.assertStatuses(transport, [200])
         self.assertTrue(transport.value().endswith(b"0\r\n\r\n"))
         written = transport.value()
