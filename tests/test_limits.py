@@ -223,6 +223,11 @@ class BackendAgentLimitTests(TestCase):
         self.assertEqual(self.agent.waiting, 1)
         self.server.resource.abort(b"/hold/1")
         yield self.assertFailure(d1, ResponseNeverReceived)
+        yield self.third_takes_the_freed_slot(d2, d3)
+
+    @defer.inlineCallbacks
+    def third_takes_the_freed_slot(self, d2, d3):
+        """The first request's slot is free: the third reaches the backend, then both finish."""
         yield self.server.wait_for(3)
         self.assertEqual(self.server.received[2], b"/hold/3")
         self.assertEqual(self.agent.waiting, 0)
@@ -235,11 +240,7 @@ class BackendAgentLimitTests(TestCase):
         yield self.server.wait_for(2)
         d1.cancel()
         self.failureResultOf(d1)
-        yield self.server.wait_for(3)
-        self.assertEqual(self.server.received[2], b"/hold/3")
-        self.assertEqual(self.agent.waiting, 0)
-        yield self.answer(b"/hold/2", d2)
-        yield self.answer(b"/hold/3", d3)
+        yield self.third_takes_the_freed_slot(d2, d3)
 
     @defer.inlineCallbacks
     def test_connection_failures_release_their_slots(self):
