@@ -126,6 +126,9 @@ class StreamingUploadTests(unittest.TestCase):
             self.port, b"POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" + body
         )
         self.assertTrue(out.startswith(b"HTTP/1.1 413 "), out[:60])
+        # The cut request's upstream connection closes; only then has every
+        # byte that will ever reach the backend arrived.
+        yield wait_until(lambda: not self.backend_site.open, timeout=5)
         self.assertLessEqual(self.backend_site.body_bytes, 16 * MiB)
         reply = yield fetch(self.port, "GET", "/gateway-health")
         self.assertEqual(reply.status, 200)
