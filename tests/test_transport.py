@@ -992,6 +992,9 @@ class TwistedPrivateNamesTests(TestCase):
         source = inspect.getsource(abstract.FileDescriptor.doWrite)
         for name in ("_tempDataBuffer", "_tempDataLen", "dataBuffer", "offset", "stopWriting"):
             self.assertIn(name, source)
+        # Twisted's own check that written data is bytes, reused by the cork.
+        self.assertRaises(TypeError, abstract._dataMustBeBytes, "text")
+        abstract._dataMustBeBytes(b"bytes")
 
     def test_tcp_hooks(self):
         """The hooks of twisted.internet.tcp the subclasses plug into."""

@@ -39,6 +39,7 @@ import socket
 from errno import EWOULDBLOCK
 
 from twisted.internet import main, tcp
+from twisted.internet.abstract import _dataMustBeBytes  # Twisted's own write check
 from twisted.internet.posixbase import PosixReactorBase
 from twisted.python import failure, log
 from zope.interface import directlyProvides, providedBy
@@ -92,12 +93,6 @@ def _flusher_for(reactor) -> _Flusher:
     return flusher
 
 
-def _must_be_bytes(data) -> None:
-    """Twisted's check on write: text raises in write() itself, not in the flush."""
-    if data.__class__ is not bytes and not isinstance(data, bytes):
-        raise TypeError("Data must be bytes")
-
-
 class _FewerSyscalls:
     """The mixin over a twisted.internet.tcp connection (see the module doc)."""
 
@@ -120,7 +115,7 @@ class _FewerSyscalls:
 
     def write(self, data):
         if self._corked or (data and self._can_cork()):
-            _must_be_bytes(data)
+            _dataMustBeBytes(data)
             self._cork((data,))
         else:
             super().write(data)
@@ -130,7 +125,7 @@ class _FewerSyscalls:
         # they are checked and queued in one go.
         if self._corked or self._can_cork():
             for data in iovec:
-                _must_be_bytes(data)  # all or nothing, as Twisted's own
+                _dataMustBeBytes(data)  # all or nothing, as Twisted's own
             self._cork(iovec)
         else:
             super().writeSequence(iovec)
