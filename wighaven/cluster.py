@@ -33,16 +33,16 @@ from __future__ import annotations
 import json
 import os
 import select
-import signal
 import socket
 import sys
 import time
 
 from twisted.application import service
 from twisted.internet import defer, protocol
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from .drain import exit_now
+from .drain import drain_on_sigterm
 from .logs import give_observer_to_twistd
 from .transport import address_family
 from .metrics import Histogram, merge_snapshots
@@ -235,7 +235,12 @@ class Supervisor(service.Service):
             n=len(self._sockets), host=self.config.interface, port=self.port,
         )
         if self._handle_signals:
-            self._reactor.callWhenRunning(self._install_sigterm)
+            # SIGTERM drains every worker, then exits 0; a second one ends all
+            # at once (the workers, told again, exit at once too).
+            self._reactor.callWhenRunning(
+                drain_on_sigterm, self._reactor, lambda: self.stopping, self._drain_then_stop,
+                self._terminate_workers,
+            )
 
     def _spawn(self, slot, tell=True):
         if self.stopping:
@@ -293,17 +298,9 @@ class Supervisor(service.Service):
         )
         self._reactor.callLater(delay, self._spawn, worker.slot)
 
-    def _install_sigterm(self):
-        """SIGTERM drains every worker, then exits 0; a second one exits at once."""
-
-        def on_sigterm(signum, frame):
-            if self.stopping:
-                for worker in self._live():
-                    worker.signal("TERM")  # the workers' second SIGTERM: they exit now
-                exit_now(1)
-            self._reactor.callFromThread(self._drain_then_stop)
-
-        signal.signal(signal.SIGTERM, on_sigterm)
+    def _terminate_workers(self):
+        for worker in self._live():
+            worker.signal("TERM")
 
     def _live(self):
         return [w for w in self.workers if w is not None and w.pid is not None]
@@ -320,8 +317,7 @@ class Supervisor(service.Service):
             sock.close()
         self._sockets = []
         live = self._live()
-        for worker in live:
-            worker.signal("TERM")
+        self._terminate_workers()
         return defer.gatherResults([w.ended for w in live]) if live else defer.succeed(None)
 
     @defer.inlineCallbacks
@@ -395,8 +391,6 @@ class WorkerLink(protocol.Protocol):
     """
 
     def __init__(self, stats, clock, parent_gone, interval: float = REPORT_INTERVAL):
-        from twisted.internet.task import LoopingCall
-
         self._stats = stats
         self._clock = clock
         self._peers = stats.peers = PeerFigures()

@@ -13,11 +13,12 @@ Rule, on SIGTERM (or any stop of the service):
 from __future__ import annotations
 
 import os
+import signal
 
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
-__all__ = ["Drain"]
+__all__ = ["Drain", "drain_on_sigterm", "exit_now"]
 
 POLL_INTERVAL = 0.05
 
@@ -87,6 +88,24 @@ class Drain:
             )
         for channel in left:
             channel.transport.abortConnection()
+
+
+def drain_on_sigterm(reactor, draining, drain_then_stop, before_exit=None) -> None:
+    """
+    From now on, SIGTERM calls C{drain_then_stop} in the reactor; a second
+    one, while C{draining()} is true, calls C{before_exit} (if given) and
+    leaves at once with status 1. Installed once the reactor runs, so it
+    replaces Twisted's own handler.
+    """
+
+    def on_sigterm(signum, frame):
+        if draining():
+            if before_exit is not None:
+                before_exit()
+            exit_now(1)
+        reactor.callFromThread(drain_then_stop)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def exit_now(code: int = 1):

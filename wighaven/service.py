@@ -11,7 +11,6 @@ from __future__ import annotations
 import gc
 import os
 import resource
-import signal
 import sys
 
 from twisted.application import service
@@ -21,7 +20,7 @@ from twisted.logger import Logger
 from twisted.web.client import HTTPConnectionPool
 
 from . import __version__
-from .drain import Drain, exit_now
+from .drain import Drain, drain_on_sigterm
 from .forward import ForwardResource
 from .limits import PeerConnectionLimit
 from .logs import give_observer_to_twistd
@@ -182,17 +181,10 @@ class GatewayService(service.Service):
         self.listening.callback(self._port)
         if self._handle_signals:  # the process is the gateway's own (twistd, a worker)
             freeze_startup_objects()
-            self._reactor.callWhenRunning(self._install_sigterm)
-
-    def _install_sigterm(self):
-        """SIGTERM drains (then stops the reactor, exit 0); a second one exits at once."""
-
-        def on_sigterm(signum, frame):
-            if self.drain.started:
-                exit_now(1)
-            self._reactor.callFromThread(self.drain_then_stop)
-
-        signal.signal(signal.SIGTERM, on_sigterm)
+            # SIGTERM drains (then exit 0); a second one exits at once.
+            self._reactor.callWhenRunning(
+                drain_on_sigterm, self._reactor, lambda: self.drain.started, self.drain_then_stop
+            )
 
     def drain_then_stop(self):
         """Drain, then stop the reactor (the process exits 0)."""
