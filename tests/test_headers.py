@@ -7,6 +7,8 @@ headers of the downstream response.
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from wighaven.trust import NO_PROXY, ONE_HOP, TrustedProxies
+
 from wighaven.headers import (
     HOP_BY_HOP,
     client_origin,
@@ -41,7 +43,7 @@ def upstream(raw, **kwargs):
         proto=b"https",
         token=TOKEN,
         token_header=b"authorization",
-        trust_proxy=False,
+        trust_proxy=NO_PROXY,
     )
     arguments.update(kwargs)
     return upstream_headers(raw, **arguments)
@@ -95,14 +97,43 @@ class UpstreamHeadersTests(SynchronousTestCase):
         out = upstream([(b"Host", [b"gw"])])
         self.assertEqual(values_of(out, b"x-forwarded-for"), [b"203.0.113.7"])
 
-    def test_forwarded_for_appended(self):
-        """The client's chain is kept and the real peer always comes last."""
+    def test_forged_forwarded_for_replaced(self):
+        """Without a trusted proxy, a client's X-Forwarded-For is its own invention."""
         out = upstream([(b"X-Forwarded-For", [b"10.0.0.1, 10.0.0.2", b"10.0.0.3"])])
-        self.assertEqual(
-            values_of(out, b"x-forwarded-for"), [b"10.0.0.1, 10.0.0.2, 10.0.0.3, 203.0.113.7"]
+        self.assertEqual(values_of(out, b"x-forwarded-for"), [b"203.0.113.7"])
+
+    def test_forged_forwarding_headers_removed(self):
+        raw = [(name, [b"x"]) for name in (b"Forwarded", b"X-Real-IP", b"X-Forwarded-Port",
+                                           b"X-Forwarded-Prefix")]
+        for trust in (NO_PROXY, ONE_HOP):
+            out = upstream(raw, trust_proxy=trust)
+            for name, _ in raw:
+                self.assertEqual(values_of(out, name), [], (name, trust))
+
+    def test_one_trusted_hop_rightmost_entry_is_the_client(self):
+        """The proxy appended the address it saw; everything left of it may be forged."""
+        out = upstream([(b"X-Forwarded-For", [b"10.0.0.1, 10.0.0.2", b"198.51.100.9"])],
+                       trust_proxy=ONE_HOP)
+        self.assertEqual(values_of(out, b"x-forwarded-for"), [b"198.51.100.9, 203.0.113.7"])
+
+    def test_trusted_networks_skip_their_own_hops(self):
+        trust = TrustedProxies.parse("203.0.113.0/24, 10.0.0.0/8")
+        out = upstream(
+            [(b"X-Forwarded-For", [b"6.6.6.6, 198.51.100.9, 10.0.0.5", b"10.0.0.6"])],
+            trust_proxy=trust,
         )
-        out = upstream([(b"X-Forwarded-For", [b"203.0.113.7"])], peer=b"198.51.100.1")
-        self.assertEqual(values_of(out, b"x-forwarded-for"), [b"203.0.113.7, 198.51.100.1"])
+        self.assertEqual(
+            values_of(out, b"x-forwarded-for"), [b"198.51.100.9, 10.0.0.5, 10.0.0.6, 203.0.113.7"]
+        )
+
+    def test_untrusted_peer_with_networks(self):
+        trust = TrustedProxies.parse("10.0.0.0/8")
+        raw = [(b"X-Forwarded-For", [b"198.51.100.9"]), (b"X-Forwarded-Proto", [b"https"]),
+               (b"Host", [b"gw"]), (b"X-Forwarded-Host", [b"evil"])]
+        out = upstream(raw, proto=b"http", trust_proxy=trust)
+        self.assertEqual(values_of(out, b"x-forwarded-for"), [b"203.0.113.7"])
+        self.assertEqual(values_of(out, b"x-forwarded-proto"), [b"http"])
+        self.assertEqual(values_of(out, b"x-forwarded-host"), [b"gw"])
 
     def test_forwarded_proto(self):
         for proto in (b"http", b"https"):
@@ -115,7 +146,7 @@ class UpstreamHeadersTests(SynchronousTestCase):
             (b"X-Forwarded-Host", [b"evil.example"]),
             (b"X-Forwarded-Proto", [b"https"]),
         ]
-        out = upstream(raw, proto=b"http", trust_proxy=False)
+        out = upstream(raw, proto=b"http", trust_proxy=NO_PROXY)
         self.assertEqual(values_of(out, b"x-forwarded-host"), [b"gw.example"])
         self.assertEqual(values_of(out, b"x-forwarded-proto"), [b"http"])
 
@@ -125,12 +156,12 @@ class UpstreamHeadersTests(SynchronousTestCase):
             (b"X-Forwarded-Host", [b"user-gw.hf.space"]),
             (b"X-Forwarded-Proto", [b"https"]),
         ]
-        out = upstream(raw, proto=b"http", trust_proxy=True)
+        out = upstream(raw, proto=b"http", trust_proxy=ONE_HOP)
         self.assertEqual(values_of(out, b"x-forwarded-host"), [b"user-gw.hf.space"])
         self.assertEqual(values_of(out, b"x-forwarded-proto"), [b"https"])
 
     def test_trusted_proxy_without_forwarded_headers(self):
-        out = upstream([(b"Host", [b"gw.example"])], proto=b"http", trust_proxy=True)
+        out = upstream([(b"Host", [b"gw.example"])], proto=b"http", trust_proxy=ONE_HOP)
         self.assertEqual(values_of(out, b"x-forwarded-host"), [b"gw.example"])
         self.assertEqual(values_of(out, b"x-forwarded-proto"), [b"http"])
 

@@ -42,7 +42,9 @@ from . import errors
 from .body import StreamingBody
 from .cors import CorsPolicy
 from .exchange_log import ExchangeLog
-from .headers import client_origin, downstream_headers, upstream_headers, upstream_target
+from .headers import (
+    client_origin, downstream_headers, rightmost, upstream_headers, upstream_target,
+)
 from .metrics import RouteMetrics
 from .websocket import WebSocketRelay, is_websocket_upgrade
 
@@ -85,7 +87,11 @@ class ForwardResource(Resource):
             if config.log_bodies != "off"
             else None
         )
-        self._cors = CorsPolicy(config.cors_allow_origins) if config.cors_allow_origins else None
+        self._cors = (
+            CorsPolicy(config.cors_allow_origins, config.cors_allow_headers)
+            if config.cors_allow_origins
+            else None
+        )
 
     def stream_target(self, request) -> Optional[bytes]:
         """
@@ -166,9 +172,9 @@ class ForwardResource(Resource):
         """The gateway's origin as this client addressed it (for Location)."""
         headers = request.requestHeaders
         forwarded_proto = forwarded_host = None
-        if self._trust_proxy:
-            forwarded_proto = headers.getRawHeaders(b"x-forwarded-proto", [None])[0]
-            forwarded_host = headers.getRawHeaders(b"x-forwarded-host", [None])[0]
+        if self._trust_proxy.trusts_peer(_peer_address(request).decode("latin-1")):
+            forwarded_proto = rightmost(headers.getRawHeaders(b"x-forwarded-proto"))
+            forwarded_host = rightmost(headers.getRawHeaders(b"x-forwarded-host"))
         return client_origin(
             request.isSecure(),
             headers.getRawHeaders(b"host", [None])[0],

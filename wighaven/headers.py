@@ -6,8 +6,12 @@ Rules (RFC 9110 section 7.6.1, RFC 9112, Go's httputil.ReverseProxy):
   are removed in both directions; everything else passes untouched, with
   duplicates kept as separate values (never joined);
 - upstream, Host is the backend's; the client's Host goes in
-  X-Forwarded-Host; the real peer is appended to X-Forwarded-For; the
-  owner's token replaces whatever the client sent in the token header;
+  X-Forwarded-Host; X-Forwarded-For is the real peer alone, or, behind a
+  trusted proxy (TRUST_PROXY, see L{wighaven.trust}), the chain from the
+  client that proxy vouches for, with the peer appended; Forwarded,
+  X-Real-IP, X-Forwarded-Port and X-Forwarded-Prefix never cross (the
+  gateway sends only what it means); the owner's token replaces whatever
+  the client sent in the token header;
 - the upstream request target is the client's target byte for byte, and
   the host always the configured backend's, whatever the target says;
 - a Location pointing at the backend's own origin is rewritten to the
@@ -22,6 +26,8 @@ from __future__ import annotations
 import re
 from typing import Iterable, List, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
+
+from .trust import NO_PROXY, TrustedProxies
 
 RawHeaders = Iterable[Tuple[bytes, Sequence[bytes]]]
 HeaderList = List[Tuple[bytes, List[bytes]]]
@@ -44,9 +50,12 @@ HOP_BY_HOP = frozenset(
 # Set by the gateway itself on the upstream request, never copied from the client:
 # Host and the forwarding headers are rebuilt, Content-Length is framed again
 # by the HTTP client from the body it sends, and Expect was answered already.
+# Forwarded, X-Real-IP, X-Forwarded-Port and -Prefix are claims the gateway
+# does not make: a client could forge them, so they are dropped.
 _REBUILT_UPSTREAM = frozenset(
     [b"host", b"content-length", b"expect", b"x-forwarded-for", b"x-forwarded-host",
-     b"x-forwarded-proto"]
+     b"x-forwarded-proto", b"forwarded", b"x-real-ip", b"x-forwarded-port",
+     b"x-forwarded-prefix"]
 )
 
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
@@ -119,6 +128,17 @@ def upstream_target(uri: bytes) -> Optional[bytes]:
     return uri
 
 
+def rightmost(values: Optional[Sequence[bytes]]) -> Optional[bytes]:
+    """
+    The last entry of a comma-separated header (the one the nearest proxy
+    wrote: a proxy that appends puts its own value last), or None.
+    """
+    if not values:
+        return None
+    entries = [e.strip() for e in values[-1].split(b",") if e.strip()]
+    return entries[-1] if entries else None
+
+
 def valid_host(value: Optional[bytes]) -> Optional[bytes]:
     """C{value} if it is a well-formed host[:port], else None."""
     if value and _HOST_RE.match(value):
@@ -154,19 +174,19 @@ def upstream_headers(
     proto: bytes,
     token: Optional[bytes],
     token_header: bytes,
-    trust_proxy: bool = False,
+    trust_proxy: TrustedProxies = NO_PROXY,
     request_id: Optional[bytes] = None,
 ) -> HeaderList:
     """
     The headers of the upstream request, from the client's C{raw_headers}.
 
     @param backend_host: the Host to send (the backend's host[:port]).
-    @param peer: the client's real address, appended to X-Forwarded-For.
+    @param peer: the connection's remote address, the end of X-Forwarded-For.
     @param proto: C{http} or C{https}: how the client reached the gateway.
     @param token: the owner's token, or None to forward no credential.
     @param token_header: the lower-cased header that carries the token.
-    @param trust_proxy: keep the client's X-Forwarded-Proto and -Host (they
-        come from a trusted proxy in front of the gateway).
+    @param trust_proxy: the proxies in front of the gateway; when C{peer}
+        is one, its X-Forwarded-For chain, -Proto and -Host are believed.
     @param request_id: the exchange's X-Request-ID, replacing the client's.
     """
     lowered = _end_to_end_lowered(raw_headers)
@@ -183,15 +203,16 @@ def upstream_headers(
     ]
     out.insert(0, (b"Host", [backend_host]))
 
-    forwarded_for = b", ".join(by_name.get(b"x-forwarded-for", []) + [peer])
-    out.append((b"X-Forwarded-For", [forwarded_for]))
-    client_host = by_name.get(b"host", [])
-    if trust_proxy and by_name.get(b"x-forwarded-host"):
-        client_host = by_name[b"x-forwarded-host"][:1]
+    chain = trust_proxy.forwarded_chain(peer, by_name.get(b"x-forwarded-for", ()))
+    out.append((b"X-Forwarded-For", [b", ".join(chain)]))
+    client_host = by_name.get(b"host", [])[:1]
+    if trust_proxy.trusts_peer(peer.decode("latin-1")):  # its view of the client counts
+        forwarded_host = rightmost(by_name.get(b"x-forwarded-host"))
+        if forwarded_host:
+            client_host = [forwarded_host]
+        proto = rightmost(by_name.get(b"x-forwarded-proto")) or proto
     if client_host:
-        out.append((b"X-Forwarded-Host", client_host[:1]))
-    if trust_proxy and by_name.get(b"x-forwarded-proto"):
-        proto = by_name[b"x-forwarded-proto"][0]
+        out.append((b"X-Forwarded-Host", client_host))
     out.append((b"X-Forwarded-Proto", [proto]))
     if request_id is not None:
         out.append((b"X-Request-ID", [request_id]))
