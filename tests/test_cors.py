@@ -59,12 +59,42 @@ class PreflightTests(SynchronousTestCase):
             },
         )
 
-    def test_preflight_echoes_requested_headers(self):
-        headers = CorsPolicy(["*"]).preflight_headers(ORIGIN, b"content-type, x-custom")
+    def test_preflight_allows_only_configured_headers(self):
+        """Requested headers are never copied blindly: only CORS_ALLOW_HEADERS pass."""
+        policy = CorsPolicy(["https://app.example"], ["content-type", "x-request-id"])
+        headers = policy.preflight_headers(ORIGIN, b"Content-Type, X-Custom, x-request-id")
         self.assertEqual(
-            values_of(headers, b"access-control-allow-headers"), [b"content-type, x-custom"]
+            values_of(headers, b"access-control-allow-headers"), [b"content-type, x-request-id"]
         )
-        self.assertEqual(values_of(headers, b"access-control-allow-origin"), [ORIGIN])
+        headers = policy.preflight_headers(ORIGIN, b"X-Evil, Cookie")
+        self.assertEqual(values_of(headers, b"access-control-allow-headers"), [])
+
+    def test_star_preflight_is_the_wildcard_without_credentials(self):
+        headers = CorsPolicy(["*"], ["content-type"]).preflight_headers(ORIGIN, b"content-type")
+        self.assertEqual(values_of(headers, b"access-control-allow-origin"), [b"*"])
+        self.assertEqual(values_of(headers, b"access-control-allow-credentials"), [])
+        self.assertEqual(values_of(headers, b"access-control-allow-headers"), [b"content-type"])
+
+
+class WildcardTests(SynchronousTestCase):
+    """C{*} is the standard wildcard: any origin may read, never with credentials."""
+
+    def test_star_never_echoes_with_credentials(self):
+        out = CorsPolicy(["*"]).response_headers(
+            [(b"Access-Control-Allow-Credentials", [b"true"])], b"https://evil.example"
+        )
+        self.assertEqual(values_of(out, b"access-control-allow-origin"), [b"*"])
+        self.assertEqual(values_of(out, b"access-control-allow-credentials"), [])
+        self.assertEqual(values_of(out, b"vary"), [b"Origin"])
+
+    def test_named_origin_beside_star_keeps_credentials(self):
+        policy = CorsPolicy(["*", "https://app.example"])
+        out = policy.response_headers([], ORIGIN)
+        self.assertEqual(values_of(out, b"access-control-allow-origin"), [ORIGIN])
+        self.assertEqual(values_of(out, b"access-control-allow-credentials"), [b"true"])
+        out = policy.response_headers([], b"https://other.example")
+        self.assertEqual(values_of(out, b"access-control-allow-origin"), [b"*"])
+        self.assertEqual(values_of(out, b"access-control-allow-credentials"), [])
 
 
 class ResponseHeadersTests(SynchronousTestCase):

@@ -64,7 +64,9 @@ class GatewaySettingsTests(unittest.TestCase):
         )
         self.assertEqual(reply.status, 204)
         self.assertEqual(reply.get("Access-Control-Allow-Origin"), "https://app.example")
-        self.assertEqual(reply.get("Access-Control-Allow-Headers"), "content-type, x-custom")
+        # x-custom is not in CORS_ALLOW_HEADERS: it is not echoed.
+        self.assertEqual(reply.get("Access-Control-Allow-Headers"), "content-type")
+        self.assertEqual(reply.get("Access-Control-Allow-Credentials"), "true")
         self.assertIn("POST", reply.get("Access-Control-Allow-Methods"))
         self.assertEqual(self.backend.requests, [])
 
@@ -74,6 +76,58 @@ class GatewaySettingsTests(unittest.TestCase):
 
         reply = yield fetch(port, "GET", "/echo", {"Origin": "https://evil.example"})
         self.assertIsNone(reply.get("Access-Control-Allow-Origin"))
+
+    @defer.inlineCallbacks
+    def test_cors_star_is_the_wildcard_without_credentials(self):
+        """Any site may read with *, but never with the visitor's cookies."""
+        port = yield self.gateway(CORS_ALLOW_ORIGINS="*")
+        for method, path, headers in [
+            ("OPTIONS", "/api", {"Access-Control-Request-Method": "POST",
+                                 "Access-Control-Request-Headers": "x-evil"}),
+            ("GET", "/echo", {}),
+        ]:
+            headers["Origin"] = "https://evil.example"
+            reply = yield fetch(port, method, path, headers)
+            self.assertEqual(reply.get("Access-Control-Allow-Origin"), "*")
+            self.assertIsNone(reply.get("Access-Control-Allow-Credentials"))
+            self.assertIsNone(reply.get("Access-Control-Allow-Headers"))
+
+    @defer.inlineCallbacks
+    def test_forged_forwarding_headers_replaced(self):
+        """Without TRUST_PROXY the client's forwarding claims never reach the backend."""
+        port = yield self.gateway()
+        reply = yield fetch(port, "GET", "/echo", {
+            "X-Forwarded-For": "10.9.9.9", "Forwarded": "for=10.9.9.9", "X-Real-IP": "10.9.9.9",
+            "X-Forwarded-Port": "443", "X-Forwarded-Prefix": "/admin",
+        })
+        echo = reply.json()
+        self.assertEqual(header_values(echo, "x-forwarded-for"), ["127.0.0.1"])
+        for name in ("forwarded", "x-real-ip", "x-forwarded-port", "x-forwarded-prefix"):
+            self.assertEqual(header_values(echo, name), [], name)
+
+    @defer.inlineCallbacks
+    def test_trusted_cidr_proxy_chain(self):
+        """The peer 127.0.0.1 is a trusted proxy: the right-most untrusted hop is the client."""
+        port = yield self.gateway(TRUST_PROXY="127.0.0.0/8, 10.0.0.0/8")
+        reply = yield fetch(port, "GET", "/echo", {
+            "X-Forwarded-For": "6.6.6.6, 203.0.113.9, 10.1.1.1",
+            "X-Forwarded-Proto": "https",
+        })
+        echo = reply.json()
+        self.assertEqual(
+            header_values(echo, "x-forwarded-for"), ["203.0.113.9, 10.1.1.1, 127.0.0.1"]
+        )
+        self.assertEqual(header_values(echo, "x-forwarded-proto"), ["https"])
+
+    @defer.inlineCallbacks
+    def test_untrusted_peer_with_cidr_list(self):
+        port = yield self.gateway(TRUST_PROXY="10.0.0.0/8")
+        reply = yield fetch(port, "GET", "/echo", {
+            "X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https",
+        })
+        echo = reply.json()
+        self.assertEqual(header_values(echo, "x-forwarded-for"), ["127.0.0.1"])
+        self.assertEqual(header_values(echo, "x-forwarded-proto"), ["http"])
 
     @defer.inlineCallbacks
     def test_token_in_x_hf_authorization_leaves_client_authorization(self):
