@@ -8,7 +8,7 @@ import os
 import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
-from wighaven.config import SETTINGS, Config, ConfigError, load_config
+from wighaven.config import SETTINGS, Config, ConfigError, load_config, tunnel_limits
 
 from .support.certs import pki
 
@@ -39,8 +39,8 @@ class SettingsTableTests(SynchronousTestCase):
         names = [s.env for s in SETTINGS]
         self.assertEqual(len(names), len(set(names)))
         # Every setting is a field of Config, except the backend URL, which
-        # becomes three (scheme, host, port).
-        self.assertEqual(len(attrs.fields(Config)), len(names) + 2)
+        # becomes three (scheme, host, port); TRUST_PROXY adds why it is on.
+        self.assertEqual(len(attrs.fields(Config)), len(names) + 3)
 
     def test_option_name(self):
         options = {s.env: s.option for s in SETTINGS}
@@ -53,7 +53,7 @@ class SettingsTableTests(SynchronousTestCase):
             self.assertTrue(setting.help.strip(), setting.env)
 
 
-class DefaultsTests(SynchronousTestCase):
+class DefaultsTests(SynchronousTestCase, ErrorAssertions):
     def test_defaults(self):
         config = load_config(env())
         self.assertEqual(config.backend_scheme, "https")
@@ -71,6 +71,26 @@ class DefaultsTests(SynchronousTestCase):
         self.assertEqual(config.dashboard_path, "/")
         self.assertEqual(config.cors_allow_origins, ())
         self.assertFalse(config.trust_proxy)
+        self.assertTrue(config.log_redact_query)
+        self.assertFalse(config.dashboard_show_paths)
+        self.assertEqual(config.live_max_watchers, 50)
+        self.assertIn("content-type", config.cors_allow_headers)
+        self.assertNotIn("cookie", config.cors_allow_headers)
+        self.assertIsNone(config.max_websockets)
+        self.assertIsNone(config.max_streams)
+        self.assertEqual(config.slow_client_grace, 2.0)
+
+    def test_tunnel_limits(self):
+        self.assertEqual(tunnel_limits(load_config(env()), 1 << 20), (131072, 131072))
+        self.assertEqual(tunnel_limits(load_config(env()), 64), (16, 16))
+        config = load_config(env(MAX_WEBSOCKETS="7", MAX_STREAMS="9"))
+        self.assertEqual(tunnel_limits(config, 1 << 20), (7, 9))
+        self.assertConfigError(env(MAX_STREAMS="0"), "MAX_STREAMS must be at least 1")
+
+    def test_cors_allow_headers(self):
+        config = load_config(env(CORS_ALLOW_HEADERS="X-One, content-type ,,"))
+        self.assertEqual(config.cors_allow_headers, ("x-one", "content-type"))
+        self.assertConfigError(env(CORS_ALLOW_HEADERS="x one"), "CORS_ALLOW_HEADERS", "x one")
 
     def test_empty_value_means_default(self):
         """An empty variable of a setting with a default takes the default."""
@@ -328,8 +348,32 @@ class ChoiceTests(ErrorAssertions, SynchronousTestCase):
         for value in ("0", "false", "no", "off", ""):
             self.assertFalse(load_config(env(TRUST_PROXY=value)).trust_proxy, value)
 
+    def test_trust_proxy_networks(self):
+        trust = load_config(env(TRUST_PROXY="10.0.0.0/8, 192.0.2.1 ,::1")).trust_proxy
+        self.assertTrue(trust)
+        self.assertTrue(trust.trusts_peer("10.2.3.4"))
+        self.assertTrue(trust.trusts_peer("192.0.2.1"))
+        self.assertTrue(trust.trusts_peer("::1"))
+        self.assertFalse(trust.trusts_peer("192.0.2.2"))
+        self.assertFalse(trust.trusts_peer("127.0.0.1"))
+
+    def test_trust_proxy_on_a_space(self):
+        """Unset on a Hugging Face Space: its proxy is the one hop in front."""
+        environment = env()
+        environment["SPACE_ID"] = "owner/gateway"
+        config = load_config(environment)
+        self.assertTrue(config.trust_proxy.trusts_peer("10.1.2.3"))
+        self.assertIn("SPACE_ID", config.trust_proxy_reason)
+        environment["TRUST_PROXY"] = "false"
+        self.assertFalse(load_config(environment).trust_proxy)
+        self.assertFalse(load_config(env()).trust_proxy)
+
     def test_bad_trust_proxy(self):
-        self.assertConfigError(env(TRUST_PROXY="maybe"), "TRUST_PROXY must be true or false")
+        self.assertConfigError(
+            env(TRUST_PROXY="maybe"),
+            "TRUST_PROXY must be true, false or a comma-separated list of CIDRs, got 'maybe'",
+        )
+        self.assertConfigError(env(TRUST_PROXY="10.0.0.0/33"), "TRUST_PROXY", "10.0.0.0/33")
 
     def test_interface(self):
         for value in ("127.0.0.1", "0.0.0.0", "::", "::1", " 10.1.2.3 "):

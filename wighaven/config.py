@@ -22,7 +22,9 @@ from urllib.parse import urlsplit
 
 import attrs
 
-__all__ = ["Config", "ConfigError", "SETTINGS", "Setting", "load_config"]
+from .trust import NO_PROXY, ONE_HOP, TrustedProxies
+
+__all__ = ["Config", "ConfigError", "SETTINGS", "Setting", "load_config", "tunnel_limits"]
 
 
 class ConfigError(ValueError):
@@ -79,8 +81,9 @@ SETTINGS = (
     ),
     Setting(
         "LOG_REDACT_QUERY",
-        "false",
-        "true to log paths without their query strings (they may carry personal data).",
+        "true",
+        "true to log paths without their query strings (they may carry OAuth codes, tokens "
+        "or personal data); false to log them whole.",
     ),
     Setting(
         "LOG_BODIES",
@@ -127,10 +130,28 @@ SETTINGS = (
         "answer at /.",
     ),
     Setting(
+        "DASHBOARD_SHOW_PATHS",
+        "false",
+        "true to list the paths of recent requests on the public dashboard and its live feed "
+        "(query strings still dropped unless LOG_REDACT_QUERY=false). Off: figures, statuses "
+        "and durations only, since a path can carry another visitor's secrets.",
+    ),
+    Setting(
+        "LIVE_MAX_WATCHERS",
+        "50",
+        "Dashboards the live feed serves at once; more are answered 503 (they retry).",
+    ),
+    Setting(
         "CORS_ALLOW_ORIGINS",
         None,
         "Comma-separated origins (or *) for which the gateway answers CORS preflights and "
         "sets CORS headers. Unset: the backend's own CORS headers pass through untouched.",
+    ),
+    Setting(
+        "CORS_ALLOW_HEADERS",
+        "Accept, Accept-Language, Content-Language, Content-Type, Authorization, "
+        "X-Requested-With, X-Request-ID",
+        "Comma-separated request headers a CORS preflight may ask for; others are not allowed.",
     ),
     Setting(
         "MAX_BODY_SIZE",
@@ -174,10 +195,30 @@ SETTINGS = (
         "(0 = never; the backend's and the client's pings keep it open).",
     ),
     Setting(
+        "MAX_WEBSOCKETS",
+        "auto",
+        "WebSocket tunnels open at once (auto = an eighth of the open-files limit); more "
+        "are answered 503. With MAX_CONNECTIONS_PER_IP set, one client address may hold at "
+        "most that many tunnels and streams.",
+    ),
+    Setting(
+        "MAX_STREAMS",
+        "auto",
+        "Event streams (text/event-stream responses) open at once (auto = an eighth of the "
+        "open-files limit); more are answered 503.",
+    ),
+    Setting(
+        "SLOW_CLIENT_GRACE",
+        "2",
+        "Seconds a response may stay paused by a client that stopped reading before it gives "
+        "its UPSTREAM_MAX_CONNECTIONS place to others (it goes on, outside the count).",
+    ),
+    Setting(
         "TRUST_PROXY",
         "false",
-        "true when the gateway runs behind a trusted proxy (a Hugging Face Docker Space): "
-        "its X-Forwarded-Proto and X-Forwarded-Host then describe the client's view.",
+        "true when exactly one trusted proxy stands in front (a Hugging Face Docker Space), or "
+        "a comma-separated list of the proxies' CIDRs: only then are X-Forwarded-For, -Proto "
+        "and -Host believed. Unset on a Hugging Face Space (SPACE_ID set): true.",
     ),
 )
 
@@ -212,7 +253,7 @@ class Config:
     pool_idle_timeout: float
     dashboard_path: str
     cors_allow_origins: tuple
-    trust_proxy: bool
+    trust_proxy: TrustedProxies
     max_body_size: int
     ws_idle_timeout: float
     header_timeout: float
@@ -221,6 +262,13 @@ class Config:
     max_connections_per_ip: int
     drain_timeout: float
     workers: int = 1
+    dashboard_show_paths: bool = False
+    live_max_watchers: int = 50
+    cors_allow_headers: tuple = ()
+    max_websockets: Optional[int] = None  # None: auto, from the open-files limit
+    max_streams: Optional[int] = None
+    slow_client_grace: float = 2.0
+    trust_proxy_reason: str = ""  # why TRUST_PROXY is what it is, for the start-up line
 
     @property
     def backend_netloc(self) -> str:
@@ -380,6 +428,49 @@ def _workers(value: str) -> int:
     return int(value)
 
 
+_HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def _header_names(name: str, value: str) -> tuple:
+    names = tuple(n.strip().lower() for n in value.split(",") if n.strip())
+    for header in names:
+        if not _HEADER_NAME_RE.match(header):
+            raise ConfigError("%s must list header names, got %r" % (name, header))
+    return names
+
+
+def _auto_or_count(name: str, value: str) -> Optional[int]:
+    if value.strip().lower() == "auto":
+        return None
+    return int(_number(name, value, int, 1))
+
+
+def _trust_proxy(value: Optional[str], env: Mapping[str, str]):
+    """The TRUST_PROXY value and why: given, or on because the gateway runs as a Space."""
+    if value is None or not value.strip():
+        if env.get("SPACE_ID"):
+            return ONE_HOP, "on: SPACE_ID is set, so the gateway runs behind Hugging Face's proxy"
+        return NO_PROXY, "off"
+    try:
+        trusted = TrustedProxies.parse(value)
+    except ValueError as e:
+        raise ConfigError("TRUST_PROXY %s" % (e,))
+    return trusted, trusted.describe()
+
+
+def tunnel_limits(config: Config, open_files: int) -> tuple:
+    """
+    (MAX_WEBSOCKETS, MAX_STREAMS) in force: each tunnel holds two descriptors
+    (client and backend), so an eighth of the open-files limit each keeps
+    half of the descriptors for ordinary requests, listening and logs.
+    """
+    auto = max(16, open_files // 8)
+    return (
+        config.max_websockets if config.max_websockets is not None else auto,
+        config.max_streams if config.max_streams is not None else auto,
+    )
+
+
 def load_config(env: Mapping[str, str], overrides: Mapping[str, Optional[str]] = {}) -> Config:
     """
     Build the L{Config} from C{env} (the process environment) and C{overrides}
@@ -388,13 +479,16 @@ def load_config(env: Mapping[str, str], overrides: Mapping[str, Optional[str]] =
     @raise ConfigError: with a one-line explanation, when a setting is invalid.
     """
     raw = {}
+    given = {}
     for setting in SETTINGS:
         value = overrides.get(setting.env)
         if value is None:
             value = env.get(setting.env)
+        given[setting.env] = value
         if value is None or (value == "" and setting.default is not None):
             value = setting.default
         raw[setting.env] = value
+    trust_proxy, trust_reason = _trust_proxy(given["TRUST_PROXY"], env)
 
     scheme, host, port = _parse_backend_url(raw["PRIVATE_BACKEND_URL"])
     token = (raw["HF_TOKEN"] or "").strip() or None
@@ -423,7 +517,8 @@ def load_config(env: Mapping[str, str], overrides: Mapping[str, Optional[str]] =
         pool_idle_timeout=_number("POOL_IDLE_TIMEOUT", raw["POOL_IDLE_TIMEOUT"], float, 0.001),
         dashboard_path=_dashboard_path(raw["DASHBOARD_PATH"]),
         cors_allow_origins=_origins(raw["CORS_ALLOW_ORIGINS"]),
-        trust_proxy=_boolean("TRUST_PROXY", raw["TRUST_PROXY"]),
+        trust_proxy=trust_proxy,
+        trust_proxy_reason=trust_reason,
         max_body_size=int(_number("MAX_BODY_SIZE", raw["MAX_BODY_SIZE"], int, 0)),
         ws_idle_timeout=_number("WS_IDLE_TIMEOUT", raw["WS_IDLE_TIMEOUT"], float, 0),
         header_timeout=_number("HEADER_TIMEOUT", raw["HEADER_TIMEOUT"], float, 0.001),
@@ -436,4 +531,10 @@ def load_config(env: Mapping[str, str], overrides: Mapping[str, Optional[str]] =
             _number("MAX_CONNECTIONS_PER_IP", raw["MAX_CONNECTIONS_PER_IP"], int, 0)
         ),
         workers=_workers(raw["WORKERS"]),
+        dashboard_show_paths=_boolean("DASHBOARD_SHOW_PATHS", raw["DASHBOARD_SHOW_PATHS"]),
+        live_max_watchers=int(_number("LIVE_MAX_WATCHERS", raw["LIVE_MAX_WATCHERS"], int, 1)),
+        cors_allow_headers=_header_names("CORS_ALLOW_HEADERS", raw["CORS_ALLOW_HEADERS"]),
+        max_websockets=_auto_or_count("MAX_WEBSOCKETS", raw["MAX_WEBSOCKETS"]),
+        max_streams=_auto_or_count("MAX_STREAMS", raw["MAX_STREAMS"]),
+        slow_client_grace=_number("SLOW_CLIENT_GRACE", raw["SLOW_CLIENT_GRACE"], float, 0),
     )
