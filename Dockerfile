@@ -36,10 +36,10 @@ COPY . .
 RUN pip install --no-cache-dir --no-deps . \
     && python -I -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"
 
-# A Space sits behind Hugging Face's proxy, whose X-Forwarded-* headers
-# describe the client's view. PORT is read by the gateway itself.
-ENV PORT=7860 \
-    TRUST_PROXY=true
+# PORT is read by the gateway itself. No proxy is trusted by the image: on a
+# Space, set TRUST_PROXY=true (the gateway also turns it on when it finds
+# SPACE_ID, and says so); elsewhere, name your own proxies' CIDRs.
+ENV PORT=7860
 
 EXPOSE 7860
 

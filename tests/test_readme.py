@@ -37,3 +37,11 @@ class ReadmeTests(SynchronousTestCase):
         self.assertIn("wighaven", dockerfile)
         self.assertIn("7860", dockerfile)
         self.assertIn("/gateway-health", dockerfile)
+
+    def test_dockerfile_trusts_no_proxy(self):
+        """The image is neutral: run elsewhere, clients can't forge X-Forwarded-*."""
+        dockerfile = read("Dockerfile")
+        env_lines = [line for line in dockerfile.splitlines()
+                     if not line.lstrip().startswith("#")]
+        self.assertNotIn("TRUST_PROXY", "\n".join(env_lines))
+        self.assertIn("TRUST_PROXY=true", self.readme)
