@@ -11,6 +11,10 @@ most L{PENDING_LIMIT} bytes are held before the client is paused.
 It is an IBodyProducer for Twisted's HTTP client: C{length} is the client's
 Content-Length (the backend gets the same framing) or UNKNOWN_LENGTH for a
 chunked upload (sent chunked).
+
+A C{listener} (the exchange's relay) hears when the body starts going
+upstream and when its last byte has been handed on: UPSTREAM_TIMEOUT does
+not run in between, since an upload may take as long as the link needs.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class StreamingBody:
         self._stopped = False
         self._client_paused = False
         self._done = None
+        self.listener = None  # has upload_started() and upload_finished()
 
     @property
     def ended(self) -> bool:
@@ -55,6 +60,8 @@ class StreamingBody:
     def startProducing(self, consumer):
         self._consumer = consumer
         self._done = defer.Deferred(lambda _: self.stopProducing())
+        if self.listener is not None:
+            self.listener.upload_started()
         pending, self._pending, self._pending_size = self._pending, [], 0
         for chunk in pending:
             consumer.write(chunk)
@@ -85,6 +92,8 @@ class StreamingBody:
     def _finish(self):
         if not self._stopped and self._done is not None and not self._done.called:
             self._done.callback(None)
+            if self.listener is not None:
+                self.listener.upload_finished()
 
     # IPushProducer, driven by the upstream connection.
 

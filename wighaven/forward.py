@@ -157,8 +157,10 @@ class ForwardResource(Resource):
 
         relay = _Relay(self, request, _origin_of(request))
         request.notifyFinish().addErrback(relay.client_gone)
+        if isinstance(body, StreamingBody):
+            body.listener = relay
         d = self._agent.request(request.method, target, headers, body)
-        relay.wait_for(d, self._reactor.callLater(self._timeout, relay.time_out), in_head)
+        relay.wait_for(d, in_head)
 
     def _answer_preflight(self, request, origin):
         request.setResponseCode(204)
@@ -232,6 +234,7 @@ class _Relay:
         self._origin = origin
         self._waiting = None
         self._timer = None
+        self._uploading = False
         self._timed_out = False
         self._body = None
         self.client_disconnected = False
@@ -240,20 +243,39 @@ class _Relay:
         self.release = _nothing  # the in-flight slot, once there is one
         self.abort_upstream = _nothing  # closes the upstream connection
 
-    def wait_for(self, response_deferred, timer, in_head=False):
+    def wait_for(self, response_deferred, in_head=False):
         """
-        Wait for the response headers until C{timer} (a DelayedCall) fires.
+        Wait for the response headers, at most UPSTREAM_TIMEOUT (not counting
+        the time a streamed body takes to go up: see L{upload_started}).
         C{in_head}: the request's head is still being parsed, so an answer
         that is already there must wait for the reactor's next turn.
         """
         self._waiting = response_deferred
-        self._timer = timer
+        if self._timer is None and not self._uploading:
+            self._start_timer()
         if in_head and response_deferred.called:
             self._resource._reactor.callLater(
                 0, response_deferred.addCallbacks, self.response_received, self.request_failed
             )
         else:
             response_deferred.addCallbacks(self.response_received, self.request_failed)
+
+    def _start_timer(self):
+        resource = self._resource
+        self._timer = resource._reactor.callLater(resource._timeout, self.time_out)
+
+    def upload_started(self):
+        """The body starts going upstream: the wait for an answer is suspended."""
+        self._uploading = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def upload_finished(self):
+        """The body's last byte is sent: UPSTREAM_TIMEOUT counts from now."""
+        self._uploading = False
+        if self._waiting is not None and self._timer is None:
+            self._start_timer()
 
     def time_out(self):
         """No response headers within UPSTREAM_TIMEOUT: give up on the backend."""
