@@ -17,6 +17,7 @@ release rule of the forwarding code with fakes and a MemoryReactorClock.
 """
 
 import json
+import socket
 import time
 
 from twisted.internet import defer, reactor, task
@@ -338,6 +339,31 @@ class GatewayUpstreamLimitTests(TestCase):
             self.assertEqual(reply.body, b"data: event 0\n\ndata: event 1\n\n")
         self.assertEqual(len(backend.requests), 6)
         self.assertLess(elapsed, 2.0)
+
+    @defer.inlineCallbacks
+    def test_stalled_downloads_do_not_starve_others(self):
+        """
+        Two clients ask for 100 MiB each and never read; with two slots, a
+        third client is still answered: a response its client keeps paused
+        for SLOW_CLIENT_GRACE gives its slot back.
+        """
+        _, _, origin = yield start_backend(self)
+        gateway, port = yield start_gateway(
+            self, origin, UPSTREAM_MAX_CONNECTIONS="2", UPSTREAM_TIMEOUT="3",
+            SLOW_CLIENT_GRACE="0.3",
+        )
+        for _ in range(2):
+            stalled = socket.socket()
+            stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            stalled.connect(("127.0.0.1", port))
+            self.addCleanup(stalled.close)
+            stalled.sendall(b"GET /big?size=104857600 HTTP/1.1\r\nHost: a\r\n\r\n")
+        yield task.deferLater(reactor, 1.5, lambda: None)  # both stalled by now
+        started = time.monotonic()
+        reply = yield fetch(port, "GET", "/echo")
+        self.assertEqual(reply.status, 200)
+        self.assertLess(time.monotonic() - started, 2.0)
+        self.assertEqual(gateway.site._forward.slow_clients.released, 2)
 
     @defer.inlineCallbacks
     def test_other_requests_served_two_at_a_time(self):

@@ -18,7 +18,8 @@ Flow of one request:
 
 Backpressure: the upstream connection is registered as the producer of the
 client's response, so a client that reads slowly pauses the backend
-connection instead of filling the gateway's memory.
+connection instead of filling the gateway's memory; one that keeps it
+paused gives its in-flight place back (L{wighaven.slow_clients}).
 
 Failures: before response headers, a failure is answered with 502/504
 (see L{wighaven.errors}); after them, the backend dying mid-body aborts
@@ -42,6 +43,7 @@ from . import errors
 from .body import StreamingBody
 from .cors import CorsPolicy
 from .exchange_log import ExchangeLog
+from .slow_clients import PacedProducer, SlowClients
 from .headers import (
     client_origin, downstream_headers, rightmost, upstream_headers, upstream_target,
 )
@@ -82,6 +84,7 @@ class ForwardResource(Resource):
         self._trust_proxy = config.trust_proxy
         self._ws_idle_timeout = config.ws_idle_timeout
         self._stream_idle_timeout = config.stream_idle_timeout
+        self.slow_clients = SlowClients(reactor, config.slow_client_grace)
         self._exchange_log = (
             ExchangeLog(config.log_bodies, config.log_bodies_max, self._token)
             if config.log_bodies != "off"
@@ -392,9 +395,13 @@ class _BodyRelay(Protocol):
         self._idle_limit = relay._resource._stream_idle_timeout
         self._idle_timer = None
         self._exchange = getattr(self._request, "exchange", None)
+        self._producer = None
 
     def connectionMade(self):
-        self._request.registerProducer(self.transport, True)
+        self._producer = PacedProducer(
+            self.transport, self._relay._resource.slow_clients, self._relay.release
+        )
+        self._request.registerProducer(self._producer, True)
         self._idle_timer = self._reactor.callLater(self._idle_limit, self._went_idle)
 
     def dataReceived(self, data):
@@ -419,6 +426,8 @@ class _BodyRelay(Protocol):
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
+        if self._producer is not None:
+            self._producer.done()
         if not self._relay.client_disconnected:
             self._request.unregisterProducer()
         self._relay.body_ended(reason)

@@ -1,0 +1,68 @@
+"""Tests for L{wighaven.slow_clients}: a response paused by its client for
+SLOW_CLIENT_GRACE gives its in-flight place back, once; shorter pauses
+change nothing; the sweep runs only while something is paused."""
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from wighaven.slow_clients import PacedProducer, SlowClients
+
+
+class Upstream:
+    def __init__(self):
+        self.calls = []
+
+    def pauseProducing(self):
+        self.calls.append("pause")
+
+    def resumeProducing(self):
+        self.calls.append("resume")
+
+    def stopProducing(self):
+        self.calls.append("stop")
+
+
+class SlowClientsTests(SynchronousTestCase):
+    def setUp(self):
+        self.clock = Clock()
+        self.slow = SlowClients(self.clock, grace=2.0)
+        self.upstream = Upstream()
+        self.released = []
+        self.producer = PacedProducer(self.upstream, self.slow, lambda: self.released.append(1))
+
+    def test_pauses_reach_the_backend_connection(self):
+        self.producer.pauseProducing()
+        self.producer.resumeProducing()
+        self.producer.stopProducing()
+        self.assertEqual(self.upstream.calls, ["pause", "resume", "stop"])
+
+    def test_short_pauses_keep_the_place(self):
+        for _ in range(10):
+            self.producer.pauseProducing()
+            self.clock.advance(1.5)
+            self.producer.resumeProducing()
+            self.clock.advance(1.0)
+        self.assertEqual(self.released, [])
+
+    def test_long_pause_gives_the_place_back_once(self):
+        self.producer.pauseProducing()
+        self.clock.advance(1.9)
+        self.assertEqual(self.released, [])
+        for _ in range(4):
+            self.clock.advance(0.5)
+        self.assertEqual(self.released, [1])
+        self.assertEqual(self.slow.released, 1)
+
+    def test_no_sweep_while_nothing_is_paused(self):
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.producer.pauseProducing()
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.producer.resumeProducing()
+        self.clock.advance(1.0)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_finished_body_is_forgotten(self):
+        self.producer.pauseProducing()
+        self.producer.done()
+        self.clock.advance(10)
+        self.assertEqual(self.released, [])
