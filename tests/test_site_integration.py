@@ -1,11 +1,15 @@
 """Settings that change what the gateway answers: DASHBOARD_PATH,
 CORS_ALLOW_ORIGINS, TOKEN_HEADER and TRUST_PROXY, over real sockets."""
 
+import socket
+import time
+
 from twisted.internet import defer
+from twisted.internet.threads import deferToThread
 from twisted.trial import unittest
 
 from tests.support.backend import start_backend
-from tests.support.client import fetch
+from tests.support.client import fetch, raw
 from tests.support.gateway import TOKEN, start_gateway
 from tests.test_forward_integration import header_values
 
@@ -199,3 +203,67 @@ class DashboardLiveSettingTests(unittest.TestCase):
     def test_metrics_off_page_says_live_updates_off(self):
         body = yield self.page(METRICS="off")
         self.assertIn(b'{"live":null', body)
+
+
+def _answer_to_head(port, head, timeout=3.0):
+    """Send only C{head}; return what the gateway answers before closing (or timing out)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(head)
+        out = b""
+        try:
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    break
+                out += data
+        except socket.timeout:
+            pass
+        return out
+
+
+class OwnAnswerBodyTests(unittest.TestCase):
+    """Requests the gateway answers itself take small bodies only, never spooled."""
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        _, _, origin = yield start_backend(self)
+        _, self.port = yield start_gateway(self, origin, CORS_ALLOW_ORIGINS="https://app.example")
+
+    @defer.inlineCallbacks
+    def test_large_declared_body_refused_before_it_is_sent(self):
+        for head in [
+            b"POST /gateway-health HTTP/1.1\r\nHost: a\r\nContent-Length: 50000000\r\n\r\n",
+            b"POST /_gateway/metrics HTTP/1.1\r\nHost: a\r\nContent-Length: 50000000\r\n\r\n",
+            b"TRACE /x HTTP/1.1\r\nHost: a\r\nContent-Length: 50000000\r\n\r\n",
+            b"OPTIONS /x HTTP/1.1\r\nHost: a\r\nOrigin: https://app.example\r\n"
+            b"Access-Control-Request-Method: POST\r\nContent-Length: 50000000\r\n\r\n",
+        ]:
+            started = time.monotonic()
+            out = yield deferToThread(_answer_to_head, self.port, head)
+            self.assertTrue(out.startswith(b"HTTP/1.1 413 "), (head, out[:80]))
+            self.assertIn(b"the gateway's own paths", out)
+            self.assertLess(time.monotonic() - started, 2.0)
+
+    @defer.inlineCallbacks
+    def test_chunked_body_cut_at_the_limit(self):
+        chunk = b"1000\r\n" + b"z" * 4096 + b"\r\n"
+        out = yield raw(
+            self.port,
+            b"POST /gateway-health HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + chunk * 8 + b"0\r\n\r\n",
+        )
+        self.assertTrue(out.startswith(b"HTTP/1.1 413 "), out[:80])
+
+    @defer.inlineCallbacks
+    def test_small_body_answered_as_usual(self):
+        reply = yield fetch(self.port, "POST", "/gateway-health", body=b"x" * 100)
+        self.assertEqual(reply.status, 405)
+
+    @defer.inlineCallbacks
+    def test_own_answers_do_not_advertise_twisted(self):
+        for path in ("/", "/gateway-health", "/_gateway/metrics", "/_gateway/nothing"):
+            reply = yield fetch(self.port, "GET", path)
+            self.assertIsNone(reply.get("Server"), path)
+        reply = yield fetch(self.port, "TRACE", "/x")
+        self.assertEqual(reply.status, 405)
+        self.assertIsNone(reply.get("Server"))

@@ -7,7 +7,11 @@ goes on serving everyone else:
 - a header line over 16 KiB, a header block over 64 KiB or more than 100
   header lines -> 431;
 - anything Twisted's parser rejects (both Content-Length and
-  Transfer-Encoding, malformed lengths, bad header names) -> 400.
+  Transfer-Encoding, malformed lengths, bad header names) -> 400;
+- a request the gateway answers itself (its own paths, 405, CORS
+  preflights, refused targets) with a body over L{OWN_BODY_LIMIT} -> 413:
+  such bodies are kept in memory, never spooled to disk, and none of those
+  answers needs more than a few KiB.
 
 L{GatewayRequest} records when a request began and whether its stream was
 broken off, so every request gets exactly one access-log line, including
@@ -16,6 +20,7 @@ those that never finish normally.
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import os
@@ -31,6 +36,7 @@ MAX_REQUEST_LINE = 8 * 1024
 MAX_HEADER_LINE = 16 * 1024
 MAX_HEADER_BLOCK = 64 * 1024
 MAX_HEADERS = 100
+OWN_BODY_LIMIT = 16 * 1024
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:+=@/-]{1,128}$")
 
 
@@ -60,6 +66,8 @@ _DETAILS = {
     400: "malformed request",
     408: "request head not complete within HEADER_TIMEOUT",
     413: "request body larger than MAX_BODY_SIZE",
+    "own_413": "request body larger than %d bytes, the most the gateway's own paths take"
+    % OWN_BODY_LIMIT,
     429: "too many connections from this address",
     414: "request line longer than %d bytes" % MAX_REQUEST_LINE,
     431: "request headers too large (%d bytes per line, %d in all, %d lines at most)"
@@ -67,10 +75,13 @@ _DETAILS = {
 }
 
 
-def refusal(status: int) -> bytes:
-    """A complete, self-framed HTTP/1.1 response that closes the connection."""
+def refusal(status: int, detail_key=None) -> bytes:
+    """
+    A complete, self-framed HTTP/1.1 response that closes the connection;
+    C{detail_key} picks another detail than the status's own.
+    """
     body = json.dumps({"error": _REASONS[status].decode().lower().replace(" ", "_"),
-                       "detail": _DETAILS[status]}).encode()
+                       "detail": _DETAILS[detail_key or status]}).encode()
     return (
         b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
         b"Connection: close\r\n\r\n%s" % (status, _REASONS[status], len(body), body)
@@ -123,6 +134,14 @@ class GatewayRequest(server.Request):
                 self._request_id = _next_request_id()
         return self._request_id
 
+    def setHeader(self, name, value):
+        # Twisted's Request.process stamps "Server: TwistedWeb/<version>" on
+        # every answer; the gateway's own answers don't advertise it, and a
+        # forwarded one carries the backend's own Server header.
+        if value is server.version and name == b"Server":
+            return
+        super().setHeader(name, value)
+
     def mark_logged(self) -> bool:
         """True the first time only: one access line per request."""
         if self._logged:
@@ -139,7 +158,14 @@ class GatewayRequest(server.Request):
         if site.max_body_size and length is not None and length > site.max_body_size:
             self.refuse(413)
         elif not site.begin(self, length):
-            super().gotLength(length)
+            self._own_body(length)
+
+    def _own_body(self, length):
+        """A request the gateway answers itself: a small body, in memory, or 413."""
+        if length is not None and length > OWN_BODY_LIMIT:
+            self.refuse(413, "own_413")
+        else:
+            self.content = io.BytesIO()
 
     def handleContentChunk(self, data):
         if self.refused:
@@ -154,6 +180,8 @@ class GatewayRequest(server.Request):
             self.body.write(data)
         elif self.forwarded:
             pass  # a body nobody wants (the upstream request is over)
+        elif self.body_received > OWN_BODY_LIMIT:
+            self.refuse(413, "own_413")
         else:
             super().handleContentChunk(data)
 
@@ -174,13 +202,21 @@ class GatewayRequest(server.Request):
         """Has the whole request body been read from the client?"""
         return self.body is None or self.body.ended
 
-    def refuse(self, status: int):
-        """Answer C{status} at once and close the connection, whatever the state."""
+    def refuse(self, status: int, detail_key=None):
+        """
+        Answer C{status} at once and close the connection, whatever the state.
+        When an answer has begun already (the backend answered before the
+        body was read), no second answer may follow it: the connection is
+        closed after a complete answer, and cut in the middle of one.
+        """
         self.refused = True
-        self.setResponseCode(status)
         if self.body is not None:
             self.body.stopProducing()
-        self.channel.refuse(status)
+        if self.startedWriting:
+            self.channel.stop_after_answer(complete=self.finished)
+            return
+        self.setResponseCode(status)
+        self.channel.refuse(status, detail_key)
 
     def _cleanup(self):
         if not self.body_complete and not self._disconnected:
@@ -322,14 +358,29 @@ class GatewayChannel(http.HTTPChannel):
     def _respondToBadRequestAndDisconnect(self):
         self.refuse(400)
 
-    def refuse(self, status: int):
+    def refuse(self, status: int, detail_key=None):
         """Send a self-framed error answer and close; read nothing more."""
         if self._refused:
             return
         self._refused = True
         self._set_phase_timer(0, None)
-        self.transport.write(refusal(status))
+        self.transport.write(refusal(status, detail_key))
         self.loseConnection()
+
+    def stop_after_answer(self, complete: bool):
+        """
+        Read nothing more and close: after the answer already written when
+        it is C{complete}, else at once (the client must not take a cut
+        answer for a whole one).
+        """
+        if self._refused:
+            return
+        self._refused = True
+        self._set_phase_timer(0, None)
+        if complete:
+            self.loseConnection()
+        else:
+            self.transport.abortConnection()
 
     def _send100Continue(self):
         # The gateway says 100 Continue only to a request it goes on with.
