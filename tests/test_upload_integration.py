@@ -182,7 +182,7 @@ def _close_all(connections):
 
 
 @defer.inlineCallbacks
-def _gateway_before(testcase, backend_protocol):
+def _gateway_before(testcase, backend_protocol, **settings):
     """
     A plain-http backend speaking C{backend_protocol} (which appends itself
     to its factory's C{connections}) and an in-process gateway in front of
@@ -196,7 +196,8 @@ def _gateway_before(testcase, backend_protocol):
     # still be closing on this (the backend's) side.
     testcase.addCleanup(_close_all, factory.connections)
     _, gw_port = yield start_gateway(
-        testcase, "http://127.0.0.1:%d" % port.getHost().port, BACKEND_CA_BUNDLE=None
+        testcase, "http://127.0.0.1:%d" % port.getHost().port, BACKEND_CA_BUNDLE=None,
+        **settings,
     )
     return factory, gw_port
 
@@ -221,6 +222,40 @@ class EarlyAnswerTests(unittest.TestCase):
         # Exactly one more answer: the real second request, not one smuggled in the body.
         self.assertEqual(out.count(b"HTTP/1.1 "), 2, out)
         self.assertIn(b'"service": "wighaven-gateway"', out)
+
+
+class EarlyAnswerOverLimitTests(unittest.TestCase):
+    """A body passing MAX_BODY_SIZE after the answer was sent gets no second answer."""
+
+    @defer.inlineCallbacks
+    def test_no_413_after_a_complete_answer(self):
+        _, gw_port = yield _gateway_before(self, _EarlyAnswer, MAX_BODY_SIZE="1000")
+        out = yield deferToThread(_upload_after_answer, gw_port)
+        self.assertTrue(out.startswith(b"HTTP/1.1 200 OK"), out[:80])
+        self.assertEqual(out.count(b"HTTP/1.1 "), 1, out)
+        self.assertNotIn(b"413", out)
+
+
+def _upload_after_answer(port):
+    """A chunked upload whose first chunk is answered; the rest passes MAX_BODY_SIZE."""
+    chunk = b"400\r\n" + b"c" * 1024 + b"\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+        out = b""
+        while b"early\n" not in out:
+            data = s.recv(65536)
+            if not data:
+                return out
+            out += data
+        try:
+            s.sendall(chunk * 4 + b"0\r\n\r\n")
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    return out
+                out += data
+        except OSError:
+            return out
 
 
 class _StallingEarlyAnswer(_EarlyAnswer):

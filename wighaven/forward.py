@@ -313,7 +313,6 @@ class _Relay:
         request.setResponseCode(response.code, response.phrase)
         request.defaultContentType = None
         out = request.responseHeaders
-        out.removeHeader(b"server")
         out.removeHeader(b"date")
         for name, values in self._resource.response_headers(request, upstream, self._origin):
             out.setRawHeaders(name, values)

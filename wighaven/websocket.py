@@ -241,7 +241,6 @@ class WebSocketRelay:
         request.setResponseCode(status, reason)
         request.defaultContentType = None
         out = request.responseHeaders
-        out.removeHeader(b"server")
         out.removeHeader(b"date")
         for name, values in end_to_end(headers):
             out.setRawHeaders(name, values)
