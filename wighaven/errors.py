@@ -11,6 +11,7 @@ can leak into them.
 from __future__ import annotations
 
 import json
+from typing import Optional
 
 import attrs
 from OpenSSL import SSL
@@ -28,12 +29,26 @@ class GatewayError:
     status: int
     code: str
     detail: str
+    retry_after: Optional[int] = None  # seconds, for a limit that frees up by itself
 
 
 BAD_REQUEST_TARGET = GatewayError(400, "bad_request", "the request target must be a path")
 METHOD_NOT_ALLOWED = GatewayError(405, "method_not_allowed", "TRACE and CONNECT are not forwarded")
 NOT_FOUND = GatewayError(404, "not_found", "no gateway endpoint here")
 GATEWAY_TIMEOUT = GatewayError(504, "gateway_timeout", "the backend did not answer in time")
+TOO_MANY_WEBSOCKETS = GatewayError(
+    503, "too_many_websockets", "the gateway has MAX_WEBSOCKETS WebSockets open; try again later",
+    retry_after=5,
+)
+TOO_MANY_STREAMS = GatewayError(
+    503, "too_many_streams", "the gateway has MAX_STREAMS event streams open; try again later",
+    retry_after=5,
+)
+TOO_MANY_FROM_ADDRESS = GatewayError(
+    429, "too_many_from_address",
+    "this address holds MAX_CONNECTIONS_PER_IP WebSockets and event streams already",
+    retry_after=5,
+)
 
 
 def _inner_reasons(failure):
@@ -76,6 +91,10 @@ def classify_failure(failure) -> GatewayError:
     return GatewayError(502, "bad_gateway", "the backend could not be reached")
 
 
+# Reasons Twisted's table lacks (it says "Unknown Status").
+_PHRASES = {429: b"Too Many Requests"}
+
+
 def error_body(err: GatewayError, **extra) -> bytes:
     """The JSON body of an error answer."""
     body = {"error": err.code, "detail": err.detail}
@@ -91,10 +110,12 @@ def respond_with_error(request, err: GatewayError) -> bytes:
         body = error_body(err, request_id=request_id.decode("ascii"))
     else:
         body = error_body(err)
-    request.setResponseCode(err.status)
+    request.setResponseCode(err.status, _PHRASES.get(err.status))
     request.responseHeaders.setRawHeaders(b"Content-Type", [b"application/json"])
     request.responseHeaders.setRawHeaders(b"Cache-Control", [b"no-store"])
     request.responseHeaders.setRawHeaders(b"Content-Length", [b"%d" % len(body)])
+    if err.retry_after is not None:
+        request.responseHeaders.setRawHeaders(b"Retry-After", [b"%d" % err.retry_after])
     if err.status == 405:
         request.responseHeaders.setRawHeaders(b"Allow", [b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"])
     return body

@@ -44,6 +44,7 @@ from .body import StreamingBody
 from .cors import CorsPolicy
 from .exchange_log import ExchangeLog
 from .slow_clients import PacedProducer, SlowClients
+from .tunnels import STREAM, WEBSOCKET, TunnelLimits
 from .headers import (
     client_origin, downstream_headers, rightmost, upstream_headers, upstream_target,
 )
@@ -67,8 +68,9 @@ class ForwardResource(Resource):
     isLeaf = True
     _log = Logger()
 
-    def __init__(self, agent, config, reactor, route=None):
+    def __init__(self, agent, config, reactor, route=None, tunnels=None):
         super().__init__()
+        self.tunnels = tunnels if tunnels is not None else TunnelLimits.for_config(config)
         self.route = route if route is not None else RouteMetrics("backend", reactor)
         self._agent = agent
         self._reactor = reactor
@@ -109,10 +111,14 @@ class ForwardResource(Resource):
     def start(self, request, length, target):
         """Forward C{request} to C{target} now; its body (if any) follows as it arrives."""
         if is_websocket_upgrade(request.method, request.requestHeaders):
-            WebSocketRelay(
-                request, self._agent.endpoint, target, self._upstream_headers(request),
-                self._reactor, self._timeout, self._ws_idle_timeout, self.route,
-            )
+            hold = self.take_tunnel(request, WEBSOCKET)
+            if hold is not None:
+                request.notifyFinish().addBoth(hold.release)
+                WebSocketRelay(
+                    request, self._agent.endpoint, target, self._upstream_headers(request),
+                    self._reactor, self._timeout, self._ws_idle_timeout, self.route,
+                    closed=hold.release,
+                )
             return
         if _declares_body(request):
             request.body = StreamingBody(request.channel.transport, length)
@@ -129,6 +135,24 @@ class ForwardResource(Resource):
             return self._answer_preflight(request, _origin_of(request))
         self._forward(request, target, _body_of(request))
         return NOT_DONE_YET
+
+    def take_tunnel(self, request, kind):
+        """
+        A place for a long-lived exchange (L{wighaven.tunnels}), or None when
+        the limits are reached, in which case the client has been answered
+        (503, or 429 for its own address), on the reactor's next turn: the
+        request's head may still be being parsed.
+        """
+        address = self._trust_proxy.client_address(
+            _peer_address(request), request.requestHeaders.getRawHeaders(b"x-forwarded-for", ())
+        )
+        hold, which = self.tunnels.take(kind, address)
+        if hold is None:
+            err = errors.TOO_MANY_FROM_ADDRESS if which == "address" else (
+                errors.TOO_MANY_WEBSOCKETS if kind == WEBSOCKET else errors.TOO_MANY_STREAMS
+            )
+            self._reactor.callLater(0, _answer_error, request, err)
+        return hold
 
     def _is_preflight(self, request) -> bool:
         return self._cors is not None and self._cors.is_preflight(
@@ -207,6 +231,14 @@ def _nothing():
     pass
 
 
+def _answer_error(request, err):
+    """Answer C{err} unless the client has left or an answer is under way."""
+    if request.finished or request.startedWriting or request._disconnected:
+        return
+    request.write(errors.respond_with_error(request, err))
+    request.finish()
+
+
 def _origin_of(request) -> Optional[bytes]:
     return request.requestHeaders.getRawHeaders(b"origin", [None])[0]
 
@@ -242,7 +274,7 @@ class _Relay:
         self._body = None
         self.client_disconnected = False
         self.stream_cut = False  # cut by the gateway for silence: never a clean end
-        self.stream_open = False  # an event stream is counted open
+        self.stream_open = None  # the Hold of an event stream counted open
         self.release = _nothing  # the in-flight slot, once there is one
         self.abort_upstream = _nothing  # closes the upstream connection
 
@@ -306,10 +338,15 @@ class _Relay:
         route = self._resource.route
         route.backend_ok()
         if _is_event_stream(response):
-            # A live stream may last hours: it must not hold a slot others wait for.
+            # A live stream may last hours: it must not hold a slot others wait for,
+            # and MAX_STREAMS bounds how many are open.
             self.release()
+            hold = self._resource.take_tunnel(request, STREAM)
+            if hold is None:
+                self.abort_upstream()
+                return
             route.stream_opened()
-            self.stream_open = True
+            self.stream_open = hold
         request.setResponseCode(response.code, response.phrase)
         request.defaultContentType = None
         out = request.responseHeaders
@@ -354,8 +391,9 @@ class _Relay:
 
     def body_ended(self, reason):
         self.release()
-        if self.stream_open:
-            self.stream_open = False
+        if self.stream_open is not None:
+            self.stream_open.release()
+            self.stream_open = None
             self._resource.route.stream_closed()
         request = self._request
         body = getattr(request, "body", None)

@@ -103,6 +103,8 @@ class GatewayService(service.Service):
         self._handle_signals = handle_signals
         self._reactor = reactor
         self._log_observer = log_observer
+        # Before the site is built: MAX_WEBSOCKETS and MAX_STREAMS 'auto' follow it.
+        raise_open_files_limit()
         self.pool = HTTPConnectionPool(reactor, persistent=True)
         self.pool.maxPersistentPerHost = config.pool_max_per_host
         self.pool.cachedConnectionTimeout = config.pool_idle_timeout
@@ -165,10 +167,12 @@ class GatewayService(service.Service):
         elif config.backend_scheme == "http" and config.backend_host not in _LOOPBACK:
             self._log.warn("the backend is plain http: the token crosses the network unencrypted")
         address = self._port.getHost()
+        tunnels = self.site._forward.tunnels.maxima
         self._log.info(
             "WigHaven Gateway {version} listening on {host}:{port}, forwarding to {backend} "
             "(pool: {pool} idle connections kept, {inflight} requests in flight at most, "
-            "upstream timeout {timeout}s, open files limit {files})",
+            "upstream timeout {timeout}s, open files limit {files}, at most {websockets} "
+            "WebSockets and {streams} event streams; TRUST_PROXY {trust})",
             version=__version__,
             host=address.host,
             port=address.port,
@@ -177,6 +181,9 @@ class GatewayService(service.Service):
             inflight=config.upstream_max_connections,
             timeout=config.upstream_timeout,
             files=resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+            websockets=tunnels["websocket"],
+            streams=tunnels["stream"],
+            trust=config.trust_proxy_reason,
         )
         self.listening.callback(self._port)
         if self._handle_signals:  # the process is the gateway's own (twistd, a worker)

@@ -126,5 +126,10 @@ class TrustedProxies:
         return entries[start:] + [peer]
 
 
+    def client_address(self, peer: bytes, forwarded_for: Sequence[bytes]) -> bytes:
+        """The client's address: the first entry of L{forwarded_chain}."""
+        return self.forwarded_chain(peer, forwarded_for)[0]
+
+
 NO_PROXY = TrustedProxies()
 ONE_HOP = TrustedProxies(one_hop=True)

@@ -99,8 +99,9 @@ class WebSocketRelay:
     _log = Logger()
 
     def __init__(self, request, endpoint, target: bytes, headers: HeaderList, reactor,
-                 timeout: float, idle_timeout: float = 0, route=None):
+                 timeout: float, idle_timeout: float = 0, route=None, closed=None):
         self._request = request
+        self._closed = closed  # told once the tunnel's client side has closed
         self._reactor = reactor
         self._route = route
         self._idle_timeout = idle_timeout
@@ -230,6 +231,8 @@ class WebSocketRelay:
         if other is not None and other.transport is not None:
             other.transport.loseConnection()
         if side is self._client:
+            if self._closed is not None:
+                self._closed()
             if self._route is not None:
                 self._route.websocket_closed()
             self._request.channel.factory.log(self._request)
