@@ -81,10 +81,15 @@ class Drain:
 
     def _cut_the_rest(self):
         left = [c for c in self._site.channels if c.transport is not None]
-        if self._stats.in_flight > 0 or left:
+        if self._stats.in_flight > 0:
             self._log.warn(
                 "drain timeout: cutting {in_flight} exchanges still in flight",
                 in_flight=self._stats.in_flight,
+            )
+        else:
+            self._log.info(
+                "drain finished: nothing left in flight ({connections} idle connections closed)",
+                connections=len(left),
             )
         for channel in left:
             channel.transport.abortConnection()
