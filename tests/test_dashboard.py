@@ -1,8 +1,10 @@
 """Tests for L{wighaven.dashboard} and L{wighaven.stats}: the formatters,
 the chart, the self-contained dashboard page (its first paint from a
-snapshot or a live message, escaping, no external URL, the script that
-opens the live feed, accessible markup), and the counters of
-L{GatewayStats} driven by a task.Clock.
+snapshot or a live message, paths only for who may see them, escaping, no
+external URL, the script that opens the live feed, accessible markup), the
+counters of L{GatewayStats} driven by a task.Clock, and the page as the
+gateway serves it (L{wighaven.site.GatewayPages}: its first paint's
+recent requests).
 
 What the page does in a browser is in test_dashboard_browser.
 """
@@ -13,6 +15,10 @@ from html.parser import HTMLParser
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.test.requesthelper import DummyRequest
+
+from wighaven import site
+from wighaven.config import load_config
 
 from wighaven.dashboard import (
     HISTORY_SECONDS,
@@ -124,10 +130,12 @@ def hello(**changes):
         "bytes_out": 3 * 1024 ** 3,
         "history": [{"t": 1700000099 - i, "requests": 4, "errors": 1} for i in range(10)][::-1],
         "recent": [
-            {"time": 1700000098.25, "method": "GET", "path": "/first", "status": 200, "ms": 8.5},
-            {"time": 1700000099.5, "method": "POST", "path": "/second?q=1", "status": 502,
-             "ms": 30012.0},
-            {"time": 1700000100.0, "method": "GET", "path": "/third", "status": None, "ms": 0.42},
+            {"time": 1700000098.25, "method": "GET", "route": "backend", "path": "/first",
+             "status": 200, "ms": 8.5},
+            {"time": 1700000099.5, "method": "POST", "route": "backend", "path": "/second?q=1",
+             "status": 502, "ms": 30012.0},
+            {"time": 1700000100.0, "method": "GET", "route": "backend", "path": "/third",
+             "status": None, "ms": 0.42},
         ],
         "backend_status": {"reachable": True, "last_error": None, "last_error_at": None},
     }
@@ -284,7 +292,7 @@ class RenderDashboardTests(SynchronousTestCase):
         self.assertIn('<body data-status="draining"', page)
 
     def test_figures_from_live_message(self):
-        page = render(live=hello())
+        page = render(live=hello(), show_paths=True)
         self.assertEqual(stat(page, "uptime"), "1d 2h")
         self.assertEqual(stat(page, "requests_per_second"), "3.40")
         self.assertEqual(figure(page, "latency_p50"), "12 ms")
@@ -315,10 +323,44 @@ class RenderDashboardTests(SynchronousTestCase):
         self.assertIn("Gateway ok. Backend reachable. 3.40 requests per second, p95 latency 45 ms",
                       page)
 
+    def test_paths_not_shown_by_default(self):
+        """Without show_paths the list has each request's route, never its
+        path, even one the message carries."""
+        page = render(live=hello())
+        for part in ("/first", "/second", "q=1", "/third"):
+            self.assertNotIn(part, page)
+        self.assertEqual(
+            _Page(page).rows,
+            [
+                ["22:15:00", "GET", "backend", DASH + "no status (aborted)", "0.42 ms"],
+                ["22:14:59", "POST", "backend", "502", "30.0 s"],
+                ["22:14:58", "GET", "backend", "200", "8.5 ms"],
+            ],
+        )
+        headers = re.findall(r'<th scope="col" class="([\w-]+)">(\w+)</th>', page)
+        self.assertEqual(headers, [("c-time", "Time"), ("c-method", "Method"), ("c-route", "Route"),
+                                   ("c-status", "Status"), ("c-ms", "Duration")])
+        self.assertIn("paths are not shown", page)
+        config = re.search(r'id="dashboard-config">(.*?)</script>', page).group(1)
+        self.assertIs(json.loads(config)["paths"], False)
+
+    def test_paths_shown_to_who_may_see_them(self):
+        page = render(live=hello(), show_paths=True)
+        self.assertIn('<th scope="col" class="c-path">Path</th>', page)
+        self.assertNotIn("paths are not shown", page)
+        config = re.search(r'id="dashboard-config">(.*?)</script>', page).group(1)
+        self.assertIs(json.loads(config)["paths"], True)
+
+    def test_script_fills_the_route_column_without_paths(self):
+        script = render()[render().index("<script>"):]
+        self.assertIn('SHOW_PATHS = cfg.paths === true', script)
+        self.assertIn('cell(tr, "c-route", str(r.route))', script)
+        self.assertIn("path: SHOW_PATHS ? r.path : null", script)
+
     def test_live_message_keeps_the_newest_twenty(self):
         recent = [{"time": 1.0 + i, "method": "GET", "path": "/r/%d" % i, "status": 200, "ms": 1}
                   for i in range(30)]
-        rows = _Page(render(live=hello(recent=recent))).rows
+        rows = _Page(render(live=hello(recent=recent), show_paths=True)).rows
         self.assertEqual([row[2] for row in rows], ["/r/%d" % i for i in range(29, 9, -1)])
 
     def test_live_message_with_unreachable_backend(self):
@@ -339,7 +381,7 @@ class RenderDashboardTests(SynchronousTestCase):
         page = render(live=hello(
             requests="many", latency_ms=None, history="no", recent=[None, 5, {"path": 3}],
             bytes_in=True, backend_status=[], in_flight=None,
-        ))
+        ), show_paths=True)
         self.assertEqual(stat(page, "requests"), DASH)
         self.assertEqual(stat(page, "latency_p95"), DASH)
         self.assertEqual(stat(page, "bytes_in"), DASH)
@@ -362,7 +404,7 @@ class RenderDashboardTests(SynchronousTestCase):
         hostile = '/x"><img src=x onerror=alert(1)></td><script>alert(2)</script>'
         page = render(live=hello(recent=[
             {"time": 1.0, "method": "<i>GET</i>", "path": hostile, "status": 200, "ms": 1.0}
-        ]))
+        ]), show_paths=True)
         self.assertNotIn("<img", page)
         self.assertNotIn("<script>alert", page)
         self.assertNotIn("<i>GET", page)
@@ -508,3 +550,49 @@ class GatewayStatsTests(SynchronousTestCase):
         self.assertEqual(stat(page, "errors"), "1")
         self.assertEqual(stat(page, "in_flight"), "1")
         self.assertEqual(stat(page, "uptime"), "1m 5s")
+
+
+class GatewayPagesTests(SynchronousTestCase):
+    """The dashboard as the gateway serves it, driven by a task.Clock."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(1_700_000_000)
+
+    def pages(self, **settings):
+        env = {"PRIVATE_BACKEND_URL": "https://user-space.hf.space", "HF_TOKEN": "hf_x"}
+        env.update(settings)
+        self.stats = GatewayStats(self.clock)
+        return site.GatewayPages(load_config(env), self.stats, self.clock)
+
+    def finish(self, path=b"/predict", n=1):
+        for _ in range(n):
+            self.stats.request_started()
+            self.stats.request_ended(200, 0.01, path=path)
+
+    def get(self, pages):
+        request = DummyRequest([b""])
+        return pages.dashboard(request).decode("utf-8")
+
+    def test_first_paint_without_paths_by_default(self):
+        pages = self.pages()
+        self.finish(b"/login/callback?code=SECRET")
+        self.finish(b"/gradio_api/file=/tmp/secret.png")
+        page = self.get(pages)
+        for part in ("SECRET", "secret.png", "file=", "callback"):
+            self.assertNotIn(part, page)
+        self.assertEqual([row[2] for row in _Page(page).rows], ["backend", "backend"])
+
+    def test_first_paint_with_paths_when_shown(self):
+        pages = self.pages(DASHBOARD_SHOW_PATHS="true")
+        self.finish(b"/gradio_api/file=/tmp/secret.png")
+        self.assertEqual(_Page(self.get(pages)).rows[0][2], "/gradio_api/file=/tmp/secret.png")
+
+    def test_first_paint_lists_requests_finished_while_no_dashboard_was_open(self):
+        """Not "No requests yet." beside "Requests 3"."""
+        pages = self.pages(DASHBOARD_SHOW_PATHS="true")
+        for path in (b"/a", b"/b", b"/c"):
+            self.finish(path)
+        page = self.get(pages)
+        self.assertEqual(stat(page, "requests"), "3")
+        self.assertEqual([row[2] for row in _Page(page).rows], ["/c", "/b", "/a"])

@@ -1,7 +1,9 @@
 """Tests for L{wighaven.live}: the messages of the dashboard's live feed,
-built from a route's metrics (L{LiveMessages}), and the feed itself
-(L{LiveFeed}): hello at once, one stats a second, and a timer that runs
-only while someone watches. Driven with task.Clock and fake watchers.
+built from a route's metrics (L{LiveMessages}), what each viewer may see of
+them (no paths unless show_paths), and the feed itself (L{LiveFeed}): hello
+at once with the newest requests, one stats a second, and a timer that
+runs only while someone watches. Driven with task.Clock and fake watchers;
+over real sockets in test_live_integration.
 """
 
 import json
@@ -10,11 +12,15 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from wighaven import __version__
-from wighaven.live import RECENT_ON_PAGE, LiveFeed, LiveMessages
-from wighaven.metrics import RouteMetrics
+from wighaven.cluster import PeerFigures
+from wighaven.live import RECENT_ON_PAGE, LiveFeed, LiveMessages, for_viewer
+from wighaven.metrics import RouteMetrics, merge_snapshots
 from wighaven.stats import GatewayStats
 
 START = 1000.0
+# Paths that carry other visitors' secrets: an OAuth code, a Gradio file path.
+SECRET_PATHS = (b"/login/callback?code=SECRET", b"/gradio_api/file=/tmp/secret.png")
+SECRET_PARTS = ("SECRET", "secret.png", "file=", "callback", "code=")
 COMMON_KEYS = {
     "type", "time", "status", "version", "backend", "uptime_seconds", "requests_per_second",
     "latency_ms", "error_rate", "requests", "errors", "in_flight", "open_websockets",
@@ -174,14 +180,15 @@ class LiveMessagesTests(SynchronousTestCase):
         f = self.f
         f.clock.advance(0.1)
         finish(f.route, path=b"/a", total=0.012)
-        first = f.messages.stats()
+        first = f.messages.stats(show_paths=True)
         self.assertEqual(first["recent"], [
-            {"time": START + 0.1, "method": "GET", "path": "/a", "status": 200, "ms": 12.0}
+            {"time": START + 0.1, "method": "GET", "route": "backend", "path": "/a", "status": 200,
+             "ms": 12.0}
         ])
         f.clock.advance(0.5)
         finish(f.route, method=b"POST", path=b"/b", status=404)
         f.clock.advance(0.5)
-        second = f.messages.stats()
+        second = f.messages.stats(show_paths=True)
         self.assertEqual([(e["method"], e["path"], e["status"]) for e in second["recent"]],
                          [("POST", "/b", 404)])
         f.clock.advance(1)
@@ -192,7 +199,7 @@ class LiveMessagesTests(SynchronousTestCase):
         for i in range(30):
             f.clock.advance(0.01)
             finish(f.route, path=b"/r%d" % i)
-        recent = f.messages.stats()["recent"]
+        recent = f.messages.stats(show_paths=True)["recent"]
         self.assertEqual(len(recent), RECENT_ON_PAGE)
         self.assertEqual([e["path"] for e in recent], ["/r%d" % i for i in range(10, 30)])
 
@@ -207,9 +214,9 @@ class LiveMessagesTests(SynchronousTestCase):
         f.messages.stats()
         f.clock.advance(0.2)
         finish(f.route, path=b"/new")
-        hello = f.messages.hello()
+        hello = f.messages.hello(show_paths=True)
         self.assertEqual([e["path"] for e in hello["recent"]], ["/old"])
-        self.assertEqual([e["path"] for e in f.messages.stats()["recent"]], ["/new"])
+        self.assertEqual([e["path"] for e in f.messages.stats(show_paths=True)["recent"]], ["/new"])
 
     def test_status_draining(self):
         f = self.f
@@ -250,9 +257,10 @@ class FakeTransport:
 
 
 class FakeWatcher:
-    """What the feed needs of a watcher: send(text) and a transport."""
+    """What the feed needs of a watcher: send(text), a transport, its view."""
 
-    def __init__(self):
+    def __init__(self, show_paths=False):
+        self.show_paths = show_paths
         self.sent = []
         self.transport = FakeTransport()
 
@@ -293,7 +301,7 @@ class LiveFeedTests(SynchronousTestCase):
         self.assertEqual([m["time"] for m in watcher.sent[1:]], [START + s for s in (1, 2, 3, 4)])
 
     def test_stats_carry_new_requests(self):
-        watcher = FakeWatcher()
+        watcher = FakeWatcher(show_paths=True)
         self.feed.joined(watcher)
         self.clock.advance(0.4)
         finish(self.f.route, path=b"/predict")
@@ -371,10 +379,15 @@ class LiveFeedTests(SynchronousTestCase):
             self.feed.left(watcher)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def real_watcher(self, show_paths=False):
+        """The protocol the feed's WebSocket resource builds, over a fake request."""
+        request = object()
+        return self.feed.resource(show_paths).factory.buildProtocol(request), request
+
     def test_a_real_watcher_protocol(self):
         """The protocol the WebSocket server builds: hello once negotiated,
         stats through its transport, and leaving when its connection ends."""
-        watcher = self.feed.buildProtocol(object())
+        watcher, request = self.real_watcher()
         transport = FakeTransport()
         watcher.negotiationStarted(transport)
         self.assertEqual(transport.text, [])
@@ -400,7 +413,213 @@ class TiedTimesTests(SynchronousTestCase):
         f.clock.advance(1)
         f.messages.stats()  # the tick at START + 1
         finish(f.route, path=b"/tied")  # ends at START + 1 too
-        first = f.messages.stats()
+        first = f.messages.stats(show_paths=True)
         second = f.messages.stats()
         self.assertEqual([e["path"] for e in first["recent"]], ["/tied"])
         self.assertEqual(second["recent"], [])
+
+
+class ViewerTests(SynchronousTestCase):
+    """What a viewer sees of the recent requests: no path unless it may."""
+
+    def setUp(self):
+        self.f = Fixture()
+        for path in SECRET_PATHS:
+            self.f.clock.advance(0.1)
+            finish(self.f.route, path=path, status=302, total=0.004)
+
+    def assertNoPath(self, message):
+        text = json.dumps(message)
+        for part in SECRET_PARTS:
+            self.assertNotIn(part, text)
+        self.assertEqual(len(message["recent"]), 2)
+        for entry in message["recent"]:
+            self.assertEqual(set(entry), {"time", "method", "route", "status", "ms"})
+            self.assertEqual((entry["method"], entry["route"], entry["status"], entry["ms"]),
+                             ("GET", "backend", 302, 4.0))
+
+    def test_no_path_in_hello_or_stats_by_default(self):
+        self.assertNoPath(self.f.messages.hello(opening=True))
+        for path in SECRET_PATHS:
+            finish(self.f.route, path=path, status=302, total=0.004)
+        self.assertNoPath(self.f.messages.stats())
+
+    def test_paths_for_a_viewer_who_may_see_them(self):
+        hello = self.f.messages.hello(show_paths=True, opening=True)
+        self.assertEqual([e["path"] for e in hello["recent"]],
+                         [p.decode() for p in SECRET_PATHS])
+        self.assertEqual(set(hello["recent"][0]), {"time", "method", "route", "path", "status", "ms"})
+
+    def test_one_message_cut_for_each_viewer(self):
+        message = self.f.messages.next_stats()
+        hidden, shown = for_viewer(message, False), for_viewer(message, True)
+        self.assertNoPath(hidden)
+        self.assertEqual([e["path"] for e in shown["recent"]], [p.decode() for p in SECRET_PATHS])
+        # The bookkeeping stays out of both, and the message itself is left whole.
+        self.assertNotIn("n", shown["recent"][0])
+        self.assertEqual(message["recent"][0]["n"], 1)
+        self.assertEqual({k: v for k, v in hidden.items() if k != "recent"},
+                         {k: v for k, v in message.items() if k != "recent"})
+
+
+class FirstMessageTests(SynchronousTestCase):
+    """
+    The first message shows the newest requests, those that finished while
+    no dashboard was open included; what it shows no stats repeats, and
+    what it leaves out the next stats brings.
+    """
+
+    def setUp(self):
+        self.f = Fixture()
+        self.clock = self.f.clock
+        self.feed = LiveFeed(self.f.messages, self.clock)
+
+    def paths(self, message):
+        return [e["path"] for e in message["recent"]]
+
+    def test_requests_finished_while_nobody_watched(self):
+        for i in range(3):
+            self.clock.advance(0.1)
+            finish(self.f.route, path=b"/before%d" % i)
+        watcher = FakeWatcher(show_paths=True)
+        self.feed.joined(watcher)
+        hello = watcher.sent[0]
+        self.assertEqual(hello["requests"], 3)
+        self.assertEqual(self.paths(hello), ["/before0", "/before1", "/before2"])
+        self.clock.advance(1)
+        self.assertEqual(self.paths(watcher.sent[1]), [])  # not twice
+        finish(self.f.route, path=b"/after")
+        self.clock.advance(1)
+        self.assertEqual(self.paths(watcher.sent[2]), ["/after"])
+
+    def test_after_the_last_watcher_left(self):
+        a = FakeWatcher(show_paths=True)
+        self.feed.joined(a)
+        finish(self.f.route, path=b"/seen")
+        self.clock.advance(1)
+        self.feed.left(a)
+        self.clock.advance(30)
+        finish(self.f.route, path=b"/unseen1")
+        finish(self.f.route, path=b"/unseen2")
+        b = FakeWatcher(show_paths=True)
+        self.feed.joined(b)
+        self.assertEqual(self.paths(b.sent[0]), ["/seen", "/unseen1", "/unseen2"])
+        self.clock.advance(1)
+        self.assertEqual(self.paths(b.sent[1]), [])
+
+    def test_the_newest_twenty(self):
+        for i in range(35):
+            finish(self.f.route, path=b"/r%d" % i)
+        watcher = FakeWatcher(show_paths=True)
+        self.feed.joined(watcher)
+        self.assertEqual(self.paths(watcher.sent[0]), ["/r%d" % i for i in range(15, 35)])
+
+    def test_joining_an_open_feed(self):
+        a = FakeWatcher(show_paths=True)
+        self.feed.joined(a)
+        finish(self.f.route, path=b"/one")
+        self.clock.advance(1)
+        finish(self.f.route, path=b"/two")  # the next stats' to send
+        self.clock.advance(0.5)
+        b = FakeWatcher(show_paths=True)
+        self.feed.joined(b)
+        self.assertEqual(self.paths(b.sent[0]), ["/one"])
+        self.clock.advance(0.5)
+        self.assertEqual(self.paths(a.sent[-1]), ["/two"])
+        self.assertEqual(b.sent[-1], a.sent[-1])
+
+    def test_the_page_takes_nothing_from_open_watchers(self):
+        """The dashboard's first paint uses the feed's hello: while watchers
+        are open it shows what they were sent, and leaves the rest to them."""
+        a = FakeWatcher(show_paths=True)
+        self.feed.joined(a)
+        self.clock.advance(1)
+        finish(self.f.route, path=b"/meanwhile")
+        self.assertEqual(self.paths(self.feed.hello(show_paths=True)), [])
+        self.clock.advance(1)
+        self.assertEqual(self.paths(a.sent[-1]), ["/meanwhile"])
+
+    def test_the_page_with_nobody_watching(self):
+        finish(self.f.route, path=b"/x")
+        self.assertEqual(self.paths(self.feed.hello(show_paths=True)), ["/x"])
+        self.assertEqual(self.feed.hello()["recent"][0]["route"], "backend")
+        watcher = FakeWatcher(show_paths=True)
+        self.feed.joined(watcher)
+        self.assertEqual(self.paths(watcher.sent[0]), ["/x"])
+        self.clock.advance(1)
+        self.assertEqual(self.paths(watcher.sent[1]), [])
+
+
+class FirstMessageWithWorkersTests(SynchronousTestCase):
+    """
+    With several workers, the others' requests reach this one late, by the
+    parent: across dashboards opening and closing, each request a watcher
+    is sent shows once, and none is missing.
+    """
+
+    def setUp(self):
+        self.f = Fixture()
+        self.clock = self.f.clock
+        self.f.stats.peers = PeerFigures()
+        self.others = {7: RouteMetrics("backend", self.clock), 8: RouteMetrics("backend", self.clock)}
+        self.feed = LiveFeed(self.f.messages, self.clock)
+
+    def parent_says(self):
+        """The parent's answer: the other workers' latest snapshots, merged."""
+        snapshots = []
+        for src, route in self.others.items():
+            snapshot = route.snapshot()
+            for entry in snapshot["recent"]:
+                entry["src"] = src
+            snapshots.append({"time": self.clock.seconds(), "routes": {"backend": snapshot}})
+        self.f.stats.peers.update(
+            {"others": merge_snapshots(snapshots), "started": START, "workers": 3})
+
+    def shown(self, watcher):
+        return [e["path"] for m in watcher.sent for e in m["recent"]]
+
+    def traffic(self, i):
+        """One request through each worker: this one (own) and workers 7 and 8."""
+        for name, route in (("own", self.f.route), ("w7", self.others[7]), ("w8", self.others[8])):
+            finish(route, path=b"/%s-%d" % (name.encode(), i))
+        return {"/%s-%d" % (name, i) for name in ("own", "w7", "w8")}
+
+    def session(self, rounds):
+        """A dashboard open for C{rounds} seconds of traffic, the parent
+        reporting every other second, then a last report and tick."""
+        watcher = FakeWatcher(show_paths=True)
+        self.feed.joined(watcher)
+        done = set()
+        for i in rounds:
+            done |= self.traffic(i)
+            self.clock.advance(0.5)
+            if i % 2:
+                self.parent_says()
+            self.clock.advance(0.5)
+        self.parent_says()
+        self.clock.advance(1)
+        self.feed.left(watcher)
+        shown = [e["path"] for m in watcher.sent for e in m["recent"]]
+        self.assertEqual(len(shown), len(set(shown)), "shown twice: %r" % shown)
+        return watcher, set(shown), done
+
+    def test_each_once_nothing_missing(self):
+        before = self.traffic(0)
+        self.parent_says()
+        before |= self.traffic(1)  # the others' not reported yet when the page opens
+        first, shown, during = self.session(range(2, 5))
+        self.assertEqual({e["path"] for e in first.sent[0]["recent"]},
+                         {"/own-0", "/w7-0", "/w8-0", "/own-1"})
+        self.assertEqual(shown, before | during)  # the late ones by stats, once
+
+        self.clock.advance(30)  # nobody watching
+        meanwhile = self.traffic(5)
+        self.parent_says()
+        second, shown, during = self.session(range(6, 8))
+        # Its hello: the newest 20 of the 18 requests so far; no stats repeats them.
+        hello = {e["path"] for e in second.sent[0]["recent"]}
+        self.assertEqual(hello, before | self.traffic_paths(2, 5) | meanwhile)
+        self.assertEqual(shown, hello | during)
+
+    def traffic_paths(self, first, end):
+        return {"/%s-%d" % (name, i) for i in range(first, end) for name in ("own", "w7", "w8")}

@@ -495,8 +495,10 @@ class RouteMetricsTests(SynchronousTestCase):
         self.assertEqual(
             list(self.route.recent),
             [
-                {"time": 1000.0, "method": "POST", "path": "/gradio_api/queue/join", "status": 201, "ms": 12.346},
-                {"time": 1001.5, "method": "PROPFIND", "path": "/caf\u00e9", "status": None, "ms": 1000.0},
+                {"time": 1000.0, "method": "POST", "route": "backend", "path": "/gradio_api/queue/join",
+                 "status": 201, "ms": 12.346},
+                {"time": 1001.5, "method": "PROPFIND", "route": "backend", "path": "/caf\u00e9",
+                 "status": None, "ms": 1000.0},
             ],
         )
 

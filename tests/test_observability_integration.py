@@ -330,7 +330,7 @@ class JsonLogTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_access_lines(self):
-        gateway = yield self.start(LOG_FORMAT="json")
+        gateway = yield self.start(LOG_FORMAT="json", LOG_REDACT_QUERY="false")
         port = gateway.port
         ok = yield fetch(port, "GET", "/echo?q=secret-ish&x=1",
                          headers={"User-Agent": "obs-test/1.0", "X-Request-ID": "json-1"})
@@ -463,7 +463,9 @@ class LiveFeedTests(unittest.TestCase):
     @defer.inlineCallbacks
     def setUp(self):
         _, _, origin = yield start_backend(self)
-        self.service, self.port = yield start_gateway(self, origin)
+        # Whole paths, query strings included: each request is told apart by them.
+        self.service, self.port = yield start_gateway(
+            self, origin, DASHBOARD_SHOW_PATHS="true", LOG_REDACT_QUERY="false")
         self.clients = []
         self.addCleanup(self._close_clients)
 

@@ -11,6 +11,11 @@ cannot show it. Every value is HTML-escaped here; the page's script only
 ever sets C{textContent} and SVG path data, never markup, because paths
 in the recent-requests list are chosen by whoever sends a request.
 
+The recent-requests list shows each request's path only to a viewer who
+may see paths (C{show_paths}; a path can carry another visitor's OAuth
+code or Gradio C{file=} path); otherwise its route, and no path at all,
+even one the message would carry.
+
 Two paints of the same figures:
   - the first, here, from the snapshot (and C{live} when given), so the
     page is useful without JavaScript;
@@ -390,8 +395,9 @@ tbody tr:hover { background: var(--row); }
 .c-method { width: 5.5rem; }
 .c-status { width: 5rem; }
 .c-ms { width: 6rem; text-align: right; }
-td.c-path { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+td.c-path, td.c-route { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 td.c-path code { font-size: .85rem; }
+td.c-route { color: var(--mute); }
 .method { font-size: .78rem; font-weight: 700; letter-spacing: .04em; }
 .st { display: inline-block; min-width: 2.6rem; text-align: center; padding: .05rem .4rem; border-radius: .4rem;
   font-weight: 700; font-size: .82rem; background: var(--mute-soft); color: var(--mute); }
@@ -438,7 +444,7 @@ _SCRIPT = r"""
 (function () {
   "use strict";
   var cfg = JSON.parse(document.getElementById("dashboard-config").textContent);
-  var WINDOW = cfg.window, MAX_RECENT = cfg.recent;
+  var WINDOW = cfg.window, MAX_RECENT = cfg.recent, SHOW_PATHS = cfg.paths === true;
   var FIRST_DELAY = 250, MAX_DELAY = 5000, STALL_MS = 6000, SUMMARY_EVERY_MS = 60000;
   var DASH = "\u2014";
   var body = document.body;
@@ -600,9 +606,13 @@ _SCRIPT = r"""
     when.setAttribute("datetime", iso(r.time));
     cell(tr, "c-time", when);
     cell(tr, "c-method", span("method mono", str(r.method)));
-    var path = document.createElement("code");
-    path.textContent = str(r.path);
-    cell(tr, "c-path", path).title = str(r.path);
+    if (SHOW_PATHS) {
+      var path = document.createElement("code");
+      path.textContent = str(r.path);
+      cell(tr, "c-path", path).title = str(r.path);
+    } else {
+      cell(tr, "c-route", str(r.route));
+    }
     var code = number(r.status), st;
     if (code === null) {
       st = span("st none", DASH);
@@ -633,7 +643,8 @@ _SCRIPT = r"""
     if (!Array.isArray(list)) return;
     list.forEach(function (r) {
       if (!r || typeof r !== "object") return;
-      recent.unshift({ time: r.time, method: r.method, path: r.path, status: r.status, ms: r.ms, fresh: fresh });
+      recent.unshift({ time: r.time, method: r.method, route: r.route, path: SHOW_PATHS ? r.path : null,
+                       status: r.status, ms: r.ms, fresh: fresh });
     });
     // Newest first by the time each ended: with several workers, the other
     // workers' requests arrive a second or so after this one's own.
@@ -822,7 +833,7 @@ def _stat(name: str, value: str, tag: str = "span", cls: str = "") -> str:
     return '<%s%s data-stat="%s">%s</%s>' % (tag, attr, name, escape(value), tag)
 
 
-def _recent_rows(recent) -> str:
+def _recent_rows(recent, show_paths: bool) -> str:
     if recent is None:
         return '<tr><td colspan="5" class="empty">Recent requests appear here as they finish.</td></tr>'
     entries = [r for r in recent if isinstance(r, Mapping)][-RECENT_ON_PAGE:]
@@ -837,15 +848,17 @@ def _recent_rows(recent) -> str:
         else:
             status = '<span class="st s%d">%d</span>' % (int(code) // 100, int(code))
         duration = format_ms(r.get("ms"))
-        path = escape(_text(r.get("path")))
+        if show_paths:
+            path = escape(_text(r.get("path")))
+            what = '<td class="c-path" title="%s"><code>%s</code></td>' % (path, path)
+        else:
+            what = '<td class="c-route">%s</td>' % escape(_text(r.get("route")))
         out.append(
             '<tr><td class="c-time"><time datetime="%s">%s</time></td>'
-            '<td class="c-method"><span class="method mono">%s</span></td>'
-            '<td class="c-path" title="%s"><code>%s</code></td>'
+            '<td class="c-method"><span class="method mono">%s</span></td>%s'
             '<td class="c-status">%s</td><td class="c-ms">%s</td></tr>'
             % (_iso(r.get("time")), _clock(r.get("time")), escape(_text(r.get("method"))),
-               path, path, status,
-               escape(duration[0] + (" " + duration[1] if duration[1] else "")))
+               what, status, escape(duration[0] + (" " + duration[1] if duration[1] else "")))
         )
     return "".join(out)
 
@@ -863,6 +876,7 @@ def render_dashboard(
     *,
     live: Optional[Mapping[str, Any]] = None,
     live_path: Optional[str] = LIVE_PATH,
+    show_paths: bool = False,
 ) -> bytes:
     """
     The dashboard HTML for C{snapshot}.
@@ -873,6 +887,8 @@ def render_dashboard(
         lacks (rates, percentiles, bytes) show a dash until the feed speaks.
     @param live_path: the path of the live feed on the page's host; None
         when there is no feed (the page then stays as first painted).
+    @param show_paths: may this viewer see the paths of recent requests?
+        Without, the list shows their routes instead.
     """
     live = live if isinstance(live, Mapping) else None
     src = live or {}
@@ -912,7 +928,8 @@ def render_dashboard(
         summary = "Gateway %s. %s requests served, %s errors, %s in flight." % (
             status, format_count(requests), format_count(errors), format_count(snapshot.in_flight))
 
-    config = {"live": live_path, "window": HISTORY_SECONDS, "recent": RECENT_ON_PAGE}
+    config = {"live": live_path, "window": HISTORY_SECONDS, "recent": RECENT_ON_PAGE,
+              "paths": show_paths}
 
     values = dict(
         style=_STYLE,
@@ -947,8 +964,13 @@ def render_dashboard(
         errors=_stat("errors", format_count(errors), cls="num bad" if _number(errors) else "num"),
         summary=escape(summary),
         recent_rows=_recent_rows(
-            (pick("recent") if isinstance(pick("recent"), (list, tuple)) else []) if live else None
+            (pick("recent") if isinstance(pick("recent"), (list, tuple)) else []) if live else None,
+            show_paths,
         ),
+        recent_hint="newest first, the last 20" if show_paths
+        else "newest first, the last 20; paths are not shown",
+        recent_column='<th scope="col" class="c-path">Path</th>' if show_paths
+        else '<th scope="col" class="c-route">Route</th>',
         health_path=escape(health_path),
         feed_note=("Figures update live over a WebSocket at <code>%s</code>" % escape(live_path))
         if live_path else "Live updates are off",
@@ -1035,11 +1057,11 @@ _PAGE = """<!doctype html>
       </section>
     </div>
   <section class="panel area-recent" aria-labelledby="recent-h">
-    <div class="panel-head"><h2 id="recent-h" tabindex="-1">Recent requests</h2><span class="hint">newest first, the last 20</span></div>
+    <div class="panel-head"><h2 id="recent-h" tabindex="-1">Recent requests</h2><span class="hint">{recent_hint}</span></div>
     <div class="table-wrap">
       <table>
         <caption class="sr-only">The most recent requests through the gateway, newest first</caption>
-        <thead><tr><th scope="col" class="c-time">Time</th><th scope="col" class="c-method">Method</th><th scope="col" class="c-path">Path</th><th scope="col" class="c-status">Status</th><th scope="col" class="c-ms">Duration</th></tr></thead>
+        <thead><tr><th scope="col" class="c-time">Time</th><th scope="col" class="c-method">Method</th>{recent_column}<th scope="col" class="c-status">Status</th><th scope="col" class="c-ms">Duration</th></tr></thead>
         <tbody id="recent-rows">{recent_rows}</tbody>
       </table>
     </div>

@@ -3,10 +3,20 @@
 Rule: one small JSON text message per second to each open dashboard, and
 only while at least one is open (no watcher, no timer, no cost). The first
 message after connecting ("hello") carries the last 300 seconds of history
-so the chart can be drawn at once; each later one ("stats") carries the
-newest complete second ("point") and the requests finished since the
-previous message ("recent"). Messages are built from the metrics alone:
-they never hold the token. The exact schema is in L{LiveMessages}.
+and the newest recent requests, so the page is whole at once; each later
+one ("stats") carries the newest complete second ("point") and the
+requests finished since the previous message ("recent"). Messages are
+built from the metrics alone: they never hold the token. The exact schema
+is in L{LiveMessages}.
+
+What a viewer sees of a request: its time, method, status, duration and
+route, and its path only when that viewer may see paths (C{show_paths}:
+DASHBOARD_SHOW_PATHS for the public dashboard; an administrator's view
+can pass True). A path may carry another visitor's secrets (an OAuth code,
+a Gradio C{file=} path), so the recent entries keep it (without its query
+string unless LOG_REDACT_QUERY=false: the site drops it before counting)
+and each message is cut for its viewer at the last moment
+(L{for_viewer}): one "stats" a second serves every kind of viewer.
 
 Served with Twisted's own WebSocket server (twisted.web.websocket, over
 wsproto): the gateway speaks the protocol itself here, unlike forwarded
@@ -23,7 +33,7 @@ from twisted.web.websocket import WebSocketResource
 from . import __version__
 from .metrics import Histogram
 
-__all__ = ["LiveFeed", "LiveMessages"]
+__all__ = ["LiveFeed", "LiveMessages", "for_viewer"]
 
 RECENT_ON_PAGE = 20
 RATE_SECONDS = 10  # requests_per_second is averaged over this many seconds
@@ -32,12 +42,25 @@ HISTORY_SECONDS = 300
 # counts of a second are all in (each reports once a second, and hears
 # back when it next reports): the chart's newest point waits for them.
 PEER_LAG = 2
-_RECENT_KEYS = ("time", "method", "path", "status", "ms")
+# What every viewer may see of a recent request; "path" only with show_paths.
+_SHOWN = ("time", "method", "route", "status", "ms")
+_SHOWN_WITH_PATHS = ("time", "method", "route", "path", "status", "ms")
 
 
 def _ms(histogram, q):
     value = histogram.quantile(q)
     return None if value is None else round(value * 1000.0, 3)
+
+
+def for_viewer(message: dict, show_paths: bool) -> dict:
+    """
+    C{message} (from L{LiveMessages}) as one viewer may see it: its newest
+    RECENT_ON_PAGE recent requests without their bookkeeping, and without
+    their paths unless C{show_paths}.
+    """
+    keys = _SHOWN_WITH_PATHS if show_paths else _SHOWN
+    recent = message["recent"][-RECENT_ON_PAGE:]
+    return dict(message, recent=[{key: entry.get(key) for key in keys} for entry in recent])
 
 
 class LiveMessages:
@@ -50,10 +73,19 @@ class LiveMessages:
     requests_per_second (last 10 s), latency_ms {p50, p95, p99} (last
     minute, null when no request), error_rate (last minute, 0..1),
     requests and errors (totals), in_flight, open_websockets, open_streams,
-    bytes_in, bytes_out, recent [{time, method, path, status, ms}] and
-    backend_status {reachable, last_error, last_error_at}. "hello" adds
-    history [{t, requests, errors}] (300 s, oldest first); "stats" adds
-    point (the newest complete second, same shape).
+    bytes_in, bytes_out, recent [{time, method, route, status, ms}, plus
+    path for a viewer who may see paths] and backend_status {reachable,
+    last_error, last_error_at}. "hello" adds history [{t, requests,
+    errors}] (300 s, oldest first); "stats" adds point (the newest complete
+    second, same shape).
+
+    Which recent requests a message carries: each "stats" those finished
+    since the previous one; a "hello" those the open watchers were sent
+    already (the next "stats", which the new watcher gets too, brings the
+    rest), so nothing shows twice. Requests are told apart by their number
+    ("n") per source process ("src"; none: this one), so the other
+    workers' requests, which reach this process a second or two late, are
+    each shown once too.
     """
 
     def __init__(self, route, stats, backend_host: str, clock):
@@ -61,7 +93,8 @@ class LiveMessages:
         self._backend_host = backend_host
         self._clock = clock
         # Per source process (None: this one), the number of the newest
-        # recent entry already sent in a "stats" message.
+        # recent entry the open watchers have been sent (or that finished
+        # before the feed existed).
         self._sent = {None: route.recent_total}
 
     def _common(self, kind, now, route):
@@ -98,19 +131,37 @@ class LiveMessages:
             },
         }
 
-    def hello(self) -> dict:
+    def _is_sent(self, entry) -> bool:
+        return entry["n"] <= self._sent.get(entry.get("src"), 0)
+
+    def _mark_sent(self, entries) -> None:
+        sent = self._sent
+        for entry in entries:
+            source = entry.get("src")
+            sent[source] = max(sent.get(source, 0), entry["n"])
+
+    def hello(self, show_paths: bool = False, *, opening: bool = False) -> dict:
+        """
+        The first message for a new watcher, as it may see it.
+
+        @param opening: no watcher is open (the feed's timer is stopped), so
+            the requests that finished meanwhile were sent to nobody and no
+            "stats" will carry them: they count as sent now, and show here.
+        """
         now = self._clock.seconds()
         route = self._stats.route_figures(now)
         message = self._common("hello", now, route)
         message["history"] = route["history"][-HISTORY_SECONDS:]
-        # What the next "stats" will send is left out, so nothing shows twice.
-        sent = self._sent
-        message["recent"] = _public(
-            entry for entry in route["recent"] if entry["n"] <= sent.get(entry.get("src"), 0)
-        )
-        return message
+        if opening:
+            self._mark_sent(route["recent"])
+        message["recent"] = [entry for entry in route["recent"] if self._is_sent(entry)]
+        return for_viewer(message, show_paths)
 
-    def stats(self) -> dict:
+    def next_stats(self) -> dict:
+        """
+        The next "stats" message, its recent requests whole: L{for_viewer}
+        cuts it for each viewer. They count as sent from now on.
+        """
         now = self._clock.seconds()
         route = self._stats.route_figures(now)
         message = self._common("stats", now, route)
@@ -119,27 +170,22 @@ class LiveMessages:
         back = 2 + (PEER_LAG if self._stats.peers is not None else 0)
         history = route["history"]
         message["point"] = history[-min(back, len(history))]
-        sent = self._sent
-        new = [entry for entry in route["recent"] if entry["n"] > sent.get(entry.get("src"), 0)]
-        for entry in new:
-            source = entry.get("src")
-            sent[source] = max(sent.get(source, 0), entry["n"])
-        message["recent"] = _public(new)
+        new = [entry for entry in route["recent"] if not self._is_sent(entry)]
+        self._mark_sent(new)
+        message["recent"] = new
         return message
 
-
-def _public(entries) -> list:
-    """The newest RECENT_ON_PAGE entries, without their bookkeeping keys."""
-    return [
-        {key: entry[key] for key in _RECENT_KEYS} for entry in list(entries)[-RECENT_ON_PAGE:]
-    ]
+    def stats(self, show_paths: bool = False) -> dict:
+        """The next "stats" message as one viewer may see it."""
+        return for_viewer(self.next_stats(), show_paths)
 
 
 class _Watcher:
     """One open dashboard (a WebSocketProtocol for Twisted's server)."""
 
-    def __init__(self, feed: "LiveFeed"):
+    def __init__(self, feed: "LiveFeed", request, show_paths: bool):
         self._feed = feed
+        self.show_paths = show_paths
         self.transport = None
 
     def negotiationStarted(self, transport):
@@ -164,6 +210,17 @@ class _Watcher:
         self._feed.left(self)
 
 
+class _Door:
+    """The WebSocket server factory of one viewer: may it see paths?"""
+
+    def __init__(self, feed: "LiveFeed", show_paths: bool):
+        self._feed = feed
+        self._show_paths = show_paths
+
+    def buildProtocol(self, request):
+        return _Watcher(self._feed, request, self._show_paths)
+
+
 class LiveFeed:
     """The watchers of the feed and the once-a-second timer that serves them."""
 
@@ -174,27 +231,26 @@ class LiveFeed:
         self._watchers = set()
         self._loop = None
 
-    @property
-    def messages(self) -> LiveMessages:
-        return self._messages
-
-    def resource(self):
-        return WebSocketResource(self)
-
-    def buildProtocol(self, request):
-        return _Watcher(self)
+    def resource(self, show_paths: bool = False):
+        """The WebSocket resource for a viewer who may see paths or not."""
+        return WebSocketResource(_Door(self, show_paths))
 
     @property
     def watchers(self) -> int:
         return len(self._watchers)
 
+    def hello(self, show_paths: bool = False) -> dict:
+        """A new watcher's first message (the dashboard's first paint too)."""
+        return self._messages.hello(show_paths, opening=self._loop is None)
+
     def joined(self, watcher):
+        text = json.dumps(self.hello(watcher.show_paths))
         self._watchers.add(watcher)
-        watcher.send(json.dumps(self._messages.hello()))
         if self._loop is None:
             self._loop = LoopingCall(self._tick)
             self._loop.clock = self._clock
             self._loop.start(self._interval, now=False)
+        watcher.send(text)
 
     def left(self, watcher):
         self._watchers.discard(watcher)
@@ -203,9 +259,13 @@ class LiveFeed:
             self._loop = None
 
     def _tick(self):
-        text = json.dumps(self._messages.stats())
+        message = self._messages.next_stats()
+        texts = {}  # one encoding per kind of viewer
         for watcher in list(self._watchers):
-            watcher.send(text)
+            view = watcher.show_paths
+            if view not in texts:
+                texts[view] = json.dumps(for_viewer(message, view))
+            watcher.send(texts[view])
 
     def close(self):
         """Close every watcher (the gateway is stopping)."""

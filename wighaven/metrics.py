@@ -391,7 +391,9 @@ class RouteMetrics:
         C{method} is str or bytes; C{status} None when no answer was sent;
         C{seconds_to_headers} None when no response headers came (then the
         headers histogram is left alone). C{path}
-        (str or bytes), when given, adds the request to C{recent}.
+        (str or bytes), when given, adds the request to C{recent}, with
+        this route's name: who may see which of its parts is the reader's
+        choice (see L{wighaven.live.for_viewer}).
         """
         self.in_flight -= 1
         if status is not None and 100 <= status < 600:
@@ -422,6 +424,7 @@ class RouteMetrics:
                 {
                     "time": now,
                     "method": method,
+                    "route": self.name,
                     "path": path,
                     "status": status,
                     "ms": round(seconds_total * 1000.0, 3),

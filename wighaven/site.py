@@ -41,11 +41,15 @@ class GatewayPages:
     The Klein app of the gateway's own pages: dashboard, health, and under
     /_gateway/ the Prometheus metrics and the dashboard's live feed (when
     METRICS is on).
+
+    What a viewer may see of other visitors' requests is decided in one
+    place (L{may_see_paths}), for the page and the feed alike.
     """
 
     def __init__(self, config, stats, clock):
         self._stats = stats
         self._backend_host = config.backend_netloc
+        self._show_paths = config.dashboard_show_paths
         self.app = app = Klein()
         app.route(config.dashboard_path, methods=["GET", "HEAD"])(self.dashboard)
         app.route(HEALTH_PATH, methods=["GET", "HEAD"])(self.health)
@@ -54,8 +58,19 @@ class GatewayPages:
             self._collector = GatewayCollector(stats.figures)
             self.live = LiveFeed(LiveMessages(stats.route, stats, self._backend_host, clock), clock)
             app.route(METRICS_PATH, methods=["GET", "HEAD"])(self.metrics)
-            app.route(LIVE_PATH, methods=["GET"])(lambda request: self.live.resource())
+            app.route(LIVE_PATH, methods=["GET"])(self.live_feed)
         app.route(GATEWAY_PREFIX, branch=True)(self.not_found)
+
+    def may_see_paths(self, request) -> bool:
+        """
+        May whoever sent C{request} see the paths of other visitors'
+        requests? Everyone or no one, by DASHBOARD_SHOW_PATHS, until
+        there are administrators to tell apart.
+        """
+        return self._show_paths
+
+    def live_feed(self, request):
+        return self.live.resource(self.may_see_paths(request))
 
     def metrics(self, request):
         body, content_type = exposition(self._collector)
@@ -95,14 +110,16 @@ class GatewayPages:
             b"default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
             b"connect-src 'self'",
         )
+        show_paths = self.may_see_paths(request)
         snap = self._stats.snapshot()
         live = self.live
         return render_dashboard(
             snap, self._backend_host, __version__, HEALTH_PATH,
             status="draining" if snap.draining else "ok",
             # The first paint has every figure, even without JavaScript.
-            live=live.messages.hello() if live is not None else None,
+            live=live.hello(show_paths) if live is not None else None,
             live_path=LIVE_PATH if live is not None else None,
+            show_paths=show_paths,
         )
 
     def not_found(self, request):
