@@ -1,0 +1,1009 @@
+"""
+The private names of Twisted the gateway relies on, one named test each.
+
+Twisted does not promise to keep them. Each test below checks the behaviour
+the gateway needs from its name, not merely that the name exists, so that a
+Twisted release that changes one fails the test named after it. The Twisted
+range in setup.py should be the set of releases on which this module passes.
+
+To add a name: write its entry in the list below
+(C{- Name -- where it is used: what for. Breaks: what goes wrong}) and a
+test in L{PrivateNamesTests} named C{test_} + the name with every dot made
+an underscore (C{Agent._getEndpoint} -> C{test_Agent__getEndpoint}).
+L{ListTests} fails while an entry has no test or a test no entry, and while
+the package uses a private name of Twisted (or of treq, Klein, pyOpenSSL...)
+that is not listed: it finds imports of private modules and names, private
+attributes read on other objects or on C{self} but defined by no class of
+the package, and methods of the package that override private ones.
+
+HTTP server (twisted.web.http, twisted.protocols.basic):
+- HTTPChannel._command -- channel.py GatewayRequest.gotLength: the method
+  of a request whose body streams upstream, read once its head is in
+  (Twisted sets Request.method only after the body). Breaks: every
+  forwarded request.
+- HTTPChannel._path -- channel.py GatewayRequest.gotLength: the raw
+  request target, at the same moment. Breaks: routing and the target sent
+  upstream.
+- HTTPChannel._version -- channel.py GatewayRequest.gotLength: the
+  request's HTTP version. Breaks: keep-alive and the access log.
+- HTTPChannel._HTTPChannel__first_line -- channel.py
+  GatewayChannel.lineReceived and lineLengthExceeded: whether the next line
+  is a request line (the name-mangled flag). Breaks: the 414 and 431 limits
+  on request heads.
+- HTTPChannel._receivedHeaderSize -- channel.py GatewayChannel.lineReceived:
+  the bytes of the head so far. Breaks: the 64 KiB head limit (431).
+- HTTPChannel._dataBuffer -- websocket.py WebSocketRelay._tunnel: what the
+  client sent after its handshake, taken to the backend at 101. Breaks: the
+  first frames of a client that does not wait for the 101.
+- HTTPChannel._respondToBadRequestAndDisconnect -- channel.py
+  GatewayChannel: overridden to answer a JSON 400 to whatever Twisted's
+  parser rejects. Breaks: malformed requests get Twisted's bare 400.
+- HTTPChannel._send100Continue -- channel.py GatewayChannel: overridden so
+  that only a request the gateway goes on with hears 100 Continue. Breaks:
+  clients send bodies the gateway has refused (413).
+- HTTPChannel._protocolUpgradeForWebsockets -- websocket.py
+  WebSocketRelay._tunnel: hands the client's connection to the byte relay
+  after 101. Breaks: every WebSocket (Streamlit, Gradio live updates).
+- LineReceiver._buffer -- channel.py GatewayChannel.requestDone: the start
+  of a next pipelined request that has no line end yet. Breaks: the header
+  timeout of that request.
+- http.Request._cleanup -- channel.py GatewayRequest._cleanup: postponed
+  until the rest of a body answered early has been read. Breaks: a next
+  request could start inside the previous one's body (smuggling).
+- http.Request._disconnected -- channel.py GatewayRequest._cleanup: whether
+  the client's connection is gone. Breaks: the end of requests answered
+  early on a lost connection.
+- http._ChunkedTransferDecoder -- websocket.py _decoder_for: the chunked
+  body of a backend's non-101 answer to a handshake. Breaks: that body.
+- http._IdentityTransferDecoder -- websocket.py _decoder_for: the same
+  with Content-Length. Breaks: that body.
+
+HTTP client (twisted.web.client, twisted.web._newclient):
+- twisted.web._newclient -- upstream.py, errors.py: Request and the
+  request failures are imported from it. Breaks: the import of the gateway,
+  the classification of upstream errors.
+- _newclient.Request._construct -- upstream.py BackendAgent._send_on: a
+  request carrying the client's raw target. Breaks: every forwarded request.
+- Agent._getEndpoint -- upstream.py BackendAgent: the one endpoint to the
+  backend (TLS verified), also used for WebSocket tunnels. Breaks: every
+  connection to the backend.
+- HTTP11ClientProtocol._parser -- upstream.py BackendAgent._send_on: the
+  parser of the request just sent, kept for its connection headers.
+  Breaks: every forwarded response.
+- HTTP11ClientProtocol._parser.connHeaders -- upstream.py UpstreamResponse:
+  the response's Connection, Content-Length and Transfer-Encoding, which
+  Response.headers leaves out. Breaks: headers the backend names in
+  Connection reach the client.
+- twisted.web.client._HTTP11ClientFactory -- logs.py _QUIET_NAMESPACES: a
+  log namespace kept at warn. Breaks: two info lines per new backend
+  connection.
+
+TCP transports (twisted.internet.abstract, twisted.internet.tcp):
+- FileDescriptor._tempDataBuffer -- transport.py _FewerSyscalls._cork:
+  corked writes wait in Twisted's own write queue. Breaks: every corked
+  write (lost or reordered bytes).
+- FileDescriptor._tempDataLen -- transport.py _cork and _flush_corked: the
+  size of that queue, and whether a flush left bytes over. Breaks:
+  backpressure and the flush.
+- FileDescriptor._maybePauseProducer -- transport.py _cork: pauses the
+  producer once the queue is over bufferSize. Breaks: memory bound of slow
+  readers.
+- FileDescriptor._writeDisconnected -- transport.py _can_cork and _cork: no
+  write after a half-close. Breaks: writes after loseWriteConnection.
+- abstract._dataMustBeBytes -- transport.py write and writeSequence:
+  Twisted's own check that written data is bytes. Breaks: a str written by
+  mistake is sent or crashes the flush.
+- tcp.Connection._dataReceived -- transport.py _FewerSyscalls.doRead: hands
+  what recv() read to the protocol. Breaks: every read of FastServer.
+- tcp.Connector._makeTransport -- transport.py _FastConnector: makes the
+  FastClient of a backend connection. Breaks: every backend connection.
+- tcp.Port._fromListeningDescriptor -- transport.py adopt_port: a port on a
+  socket inherited from the supervisor (WORKERS). Breaks: workers.
+
+TLS (twisted.internet._sslverify):
+- twisted.internet._sslverify -- tls.py: IOpenSSLTrustRoot and
+  OpenSSLCertificateAuthorities are imported from it. Breaks: the import of
+  the gateway.
+- IOpenSSLTrustRoot._addCACertsToContext -- tls.py _SystemAndExtraTrust:
+  implemented to add BACKEND_CA_BUNDLE's CAs to the system's. Breaks:
+  backends of a private CA fail verification.
+- OpenSSLDefaultPaths._addCACertsToContext -- tls.py _SystemAndExtraTrust:
+  the system store (what ssl.platformTrust() returns), honouring
+  SSL_CERT_FILE. Breaks: public backends fail verification.
+
+The gateway's own classes over the same names are tested in
+tests/test_channel.py, tests/test_upstream.py, tests/test_transport.py
+(TwistedPrivateNamesTests) and tests/test_websocket_integration.py.
+"""
+
+import ast
+import importlib
+import inspect
+import os
+import pathlib
+import re
+import socket
+
+from OpenSSL import SSL, crypto
+from twisted.internet import _sslverify, abstract, main, reactor, ssl, tcp
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import ClientFactory, Factory, Protocol
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import globalLogPublisher
+from twisted.protocols.basic import LineReceiver
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web import _newclient, client, http
+from twisted.web.client import URI, Agent, HTTPConnectionPool
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IPolicyForHTTPS
+from zope.interface import implementedBy, implementer
+
+from wighaven.logs import _QUIET_NAMESPACES
+from wighaven.tls import load_ca_bundle
+
+from .support.certs import pki
+from .test_transport import Accepting, Peer, close
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+# Twisted's HTTP server, driven through a StringTransport.
+
+def serve(channel_class=http.HTTPChannel, request_class=http.Request):
+    """A connected C{channel_class} whose requests are C{request_class}es
+    (Twisted's own Request answers nothing until told to finish)."""
+    channel = channel_class()
+    channel.requestFactory = request_class
+    channel.timeOut = None  # no idle timer on the global reactor
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    return channel, transport
+
+
+def seen_at_gotLength(name, head):
+    """The channel's attribute C{name} as each request's gotLength sees it:
+    the moment the gateway reads it, head in, body not yet."""
+    seen = []
+
+    class Seeing(http.Request):
+        def gotLength(self, length):
+            seen.append(getattr(self.channel, name))
+            super().gotLength(length)
+
+    channel, _ = serve(request_class=Seeing)
+    channel.dataReceived(head)
+    return seen
+
+
+def seen_at_each_line(name, data, channel_attrs=None):
+    """C{(line, channel.<name>)} as each head line arrives, before Twisted's
+    lineReceived (where the gateway reads it); requests answer at once."""
+    seen = []
+
+    class Seeing(http.HTTPChannel):
+        def lineReceived(self, line):
+            seen.append((line, getattr(self, name)))
+            return super().lineReceived(line)
+
+    channel, _ = serve(Seeing, Answering)
+    for attr, value in (channel_attrs or {}).items():
+        setattr(channel, attr, value)
+    channel.dataReceived(data)
+    return seen
+
+
+class Answering(http.Request):
+    """A request answered (200, empty) as soon as it is complete."""
+
+    def process(self):
+        self.finish()
+
+
+class Relay(Protocol):
+    """The protocol a connection is handed over to: keeps what it gets."""
+
+    def __init__(self):
+        self.received = []
+        self.lost = []
+
+    def dataReceived(self, data):
+        self.received.append(data)
+
+    def connectionLost(self, reason):
+        self.lost.append(reason)
+
+
+GET_A = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+UPGRADE = (b"GET /_stcore/stream HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+           b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n")
+# What channel.py's docstring says Twisted's parser rejects, and more.
+BAD_REQUESTS = [
+    b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+    b"POST / HTTP/1.1\r\nContent-Length: 3x\r\n\r\n",
+    b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+    b"GET / HTTP/1.1\r\nBad Name: v\r\n\r\n",
+    b"GET / HTTP/1.1\r\nNo-colon\r\n\r\n",
+    b"NONSENSE\r\n\r\n",
+    b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+]
+
+
+# Twisted's HTTP client, driven through a StringTransport.
+
+def client_request(target=b"/", headers=None):
+    return _newclient.Request(b"GET", target, headers or Headers({b"host": [b"backend"]}), None)
+
+
+def client_protocol():
+    protocol = _newclient.HTTP11ClientProtocol()
+    protocol.makeConnection(StringTransport())
+    return protocol
+
+
+@implementer(IPolicyForHTTPS)
+class RecordingPolicy:
+    """A TLS policy that notes for which host and port it was asked."""
+
+    def __init__(self):
+        self.asked = []
+
+    def creatorForNetloc(self, hostname, port):
+        self.asked.append((hostname, port))
+        return ssl.optionsForClientTLS(hostname.decode("ascii"))
+
+
+# Twisted's write buffer, on a descriptor whose "socket" is a list.
+
+class Descriptor(abstract.FileDescriptor):
+    """A connected FileDescriptor whose writes land in C{sent}, taking at
+    most C{accept} bytes per call (None: everything)."""
+
+    connected = 1
+
+    def __init__(self, accept=None):
+        super().__init__(MemoryReactorClock())
+        self.accept = accept
+        self.sent = []
+        self.write_closed = 0
+
+    def writeSomeData(self, data):
+        taken = len(data) if self.accept is None else min(self.accept, len(data))
+        self.sent.append(bytes(data[:taken]))
+        return taken
+
+    def _closeWriteConnection(self):
+        self.write_closed += 1
+
+    def queue(self, *pieces):
+        """Queue C{pieces} the way wighaven.transport's cork does."""
+        self._tempDataBuffer.extend(pieces)
+        self._tempDataLen += sum(map(len, pieces))
+
+
+@implementer(IPushProducer)
+class Producer:
+    def __init__(self):
+        self.calls = []
+
+    def pauseProducing(self):
+        self.calls.append("pause")
+
+    def resumeProducing(self):
+        self.calls.append("resume")
+
+    def stopProducing(self):
+        self.calls.append("stop")
+
+
+# TLS: does a context's store verify a certificate?
+
+def verifies(context, cert_path) -> bool:
+    [leaf] = load_ca_bundle(cert_path)
+    try:
+        crypto.X509StoreContext(context.get_cert_store(), leaf).verify_certificate()
+    except crypto.X509StoreContextError:
+        return False
+    return True
+
+
+def certificate(name):
+    """The certificate file of the test PKI's identity C{name}."""
+    return getattr(pki(), name)[: -len(".pem")] + ".crt"
+
+
+class PrivateNamesTests(TestCase):
+    """One test per entry of the module's list, named after it."""
+
+    # HTTP server
+
+    def test_HTTPChannel__command(self):
+        head = b"PROPFIND http://elsewhere.example//a?%FF HTTP/1.1\r\nContent-Length: 5\r\n\r\n"
+        self.assertEqual(seen_at_gotLength("_command", head), [b"PROPFIND"])
+
+    def test_HTTPChannel__path(self):
+        """The target as sent: absolute form, double slash and all."""
+        head = b"POST http://elsewhere.example//a?%FF HTTP/1.1\r\nContent-Length: 5\r\n\r\n"
+        self.assertEqual(seen_at_gotLength("_path", head), [b"http://elsewhere.example//a?%FF"])
+        chunked = b"POST /b? HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        self.assertEqual(seen_at_gotLength("_path", chunked), [b"/b?"])
+
+    def test_HTTPChannel__version(self):
+        for version in (b"HTTP/1.1", b"HTTP/1.0"):
+            head = b"POST / " + version + b"\r\nContent-Length: 5\r\n\r\n"
+            self.assertEqual(seen_at_gotLength("_version", head), [version])
+
+    def test_HTTPChannel__HTTPChannel__first_line(self):
+        """True before a request line, false in its headers, true again for
+        the next request; the same when a line is too long."""
+        seen = seen_at_each_line("_HTTPChannel__first_line", GET_A + b"GET /b HTTP/1.1\r\n")
+        self.assertEqual(
+            [(line, bool(flag)) for line, flag in seen],
+            [(b"GET /a HTTP/1.1", True), (b"Host: x", False), (b"", False),
+             (b"GET /b HTTP/1.1", True)],
+        )
+        too_long = []
+
+        class Limited(http.HTTPChannel):
+            MAX_LENGTH = 32
+
+            def lineLengthExceeded(self, line):
+                too_long.append(bool(self._HTTPChannel__first_line))
+                return super().lineLengthExceeded(line)
+
+        for data in (b"GET /" + b"a" * 40, b"GET / HTTP/1.1\r\nX: " + b"a" * 40):
+            channel, _ = serve(Limited)
+            channel.dataReceived(data)
+        self.assertEqual(too_long, [True, False])
+
+    def test_HTTPChannel__receivedHeaderSize(self):
+        """The lengths of the head's lines before this one (line ends not
+        counted), from 0 for each request: Twisted refuses the head once
+        that plus the line exceeds totalHeadersSize, the check the gateway
+        makes first."""
+        seen = seen_at_each_line("_receivedHeaderSize", GET_A + b"GET /b HTTP/1.1\r\n")
+        self.assertEqual([size for _, size in seen], [0, 15, 22, 0])
+        refused = seen_at_each_line(
+            "_receivedHeaderSize", b"GET /a HTTP/1.1\r\nHost: x\r\nX: y\r\n\r\n",
+            {"totalHeadersSize": 22},
+        )
+        self.assertEqual(refused, [(b"GET /a HTTP/1.1", 0), (b"Host: x", 15), (b"X: y", 22)])
+
+    def test_HTTPChannel__dataBuffer(self):
+        """Bytes after a request's head, while it is handled, are kept there
+        and nowhere else; emptied, they are never parsed as a request."""
+        channel, transport = serve()
+        channel.dataReceived(UPGRADE)
+        channel.dataReceived(b"\x81\x05hello")
+        channel.dataReceived(b"\x81\x03bye")
+        self.assertEqual(b"".join(channel._dataBuffer), b"\x81\x05hello\x81\x03bye")
+        self.assertEqual(len(channel.requests), 1)
+        channel._dataBuffer = []
+        channel.requests[0].finish()
+        self.assertEqual(channel.requests, [])
+        self.assertEqual(transport.value().count(b"HTTP/1.1 "), 1)
+
+    def test_HTTPChannel__respondToBadRequestAndDisconnect(self):
+        """Every request Twisted's parser rejects goes through it, and
+        overridden, Twisted writes nothing of its own."""
+
+        class Refusing(http.HTTPChannel):
+            refused = 0
+
+            def _respondToBadRequestAndDisconnect(self):
+                self.refused += 1
+                self.transport.loseConnection()
+
+        for data in BAD_REQUESTS:
+            channel, transport = serve(Refusing)
+            channel.dataReceived(data)
+            self.assertTrue(channel.refused, data)
+            self.assertEqual(transport.value(), b"", data)
+            self.assertTrue(transport.disconnecting, data)
+
+    def test_HTTPChannel__send100Continue(self):
+        """Called after the request's gotLength (where the gateway may refuse
+        it), only for an HTTP/1.1 C{Expect: 100-continue}; Twisted's own
+        writes the interim answer."""
+        events = []
+
+        class Request(http.Request):
+            def gotLength(self, length):
+                events.append("gotLength")
+                super().gotLength(length)
+
+        class Continuing(http.HTTPChannel):
+            def _send100Continue(self):
+                events.append("100")
+                super()._send100Continue()
+
+        cases = [
+            (b"HTTP/1.1", b"Expect: 100-continue\r\n", ["gotLength", "100"]),
+            (b"HTTP/1.1", b"", ["gotLength"]),
+            (b"HTTP/1.0", b"Expect: 100-continue\r\n", ["gotLength"]),
+        ]
+        for version, expect, expected in cases:
+            del events[:]
+            channel, transport = serve(Continuing, Request)
+            channel.dataReceived(b"PUT / " + version + b"\r\n" + expect + b"Content-Length: 2\r\n\r\n")
+            self.assertEqual(events, expected, (version, expect))
+            interim = b"HTTP/1.1 100 Continue\r\n\r\n" if "100" in expected else b""
+            self.assertEqual(transport.value(), interim)
+
+    def test_HTTPChannel__protocolUpgradeForWebsockets(self):
+        """The new protocol gets the connection's transport, every later
+        byte and the connection's end; the channel parses and writes
+        nothing more."""
+        channel, transport = serve()
+        channel.dataReceived(UPGRADE)
+        relay = Relay()
+        channel._protocolUpgradeForWebsockets(relay)
+        self.assertIs(relay.transport, transport)
+        channel.dataReceived(b"\x81\x05hello")
+        channel.dataReceived(b"GET / HTTP/1.1\r\n\r\n")
+        self.assertEqual(relay.received, [b"\x81\x05hello", b"GET / HTTP/1.1\r\n\r\n"])
+        self.assertEqual(len(channel.requests), 1)
+        reason = Failure(ConnectionDone())
+        channel.connectionLost(reason)
+        self.assertEqual(relay.lost, [reason])
+        self.assertEqual(transport.value(), b"")
+
+    def test_LineReceiver__buffer(self):
+        """Once a request is done, the start of the next one (no line end
+        yet) is in the channel's line buffer."""
+
+        class Done(http.HTTPChannel):
+            def requestDone(self, request):
+                super().requestDone(request)
+                self.after_done = self._buffer
+
+        self.assertTrue(issubclass(http.HTTPChannel, LineReceiver))
+        channel, _ = serve(Done)
+        channel.dataReceived(GET_A)
+        channel.dataReceived(b"GET /ne")
+        channel.requests[0].finish()
+        self.assertEqual(channel.after_done, b"GET /ne")
+        self.assertEqual(channel.requests, [])
+        channel.dataReceived(b"xt HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual(channel.requests[0].uri, b"/next")
+
+    def test_http_Request__cleanup(self):
+        """finish() calls it; until it runs, the channel starts no next
+        request; Twisted's own then lets the next one in."""
+
+        class Postponing(http.Request):
+            cleanups = 0
+
+            def _cleanup(self):
+                self.cleanups += 1
+
+        channel, _ = serve(request_class=Postponing)
+        channel.dataReceived(GET_A + b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+        [first] = channel.requests
+        first.finish()
+        self.assertEqual(first.cleanups, 1)
+        self.assertEqual(channel.requests, [first])
+        http.Request._cleanup(first)
+        [second] = channel.requests
+        self.assertEqual(second.uri, b"/b")
+
+    def test_http_Request__disconnected(self):
+        channel, _ = serve()
+        channel.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+        [request] = channel.requests
+        self.assertFalse(request._disconnected)
+        channel.connectionLost(Failure(ConnectionLost()))
+        self.assertTrue(request._disconnected)
+
+    def test_http__ChunkedTransferDecoder(self):
+        """(write, done): the decoded body, in pieces however it arrives, then
+        done(bytes after the body)."""
+        body = b"5\r\nhello\r\n3;ext=1\r\nabc\r\n0\r\nTrailer: x\r\n\r\n"
+        written, done = [], []
+        decoder = http._ChunkedTransferDecoder(written.append, done.append)
+        for i in range(len(body)):
+            decoder.dataReceived(body[i:i + 1])
+        self.assertEqual((b"".join(written), done), (b"helloabc", [b""]))
+        written, done = [], []
+        http._ChunkedTransferDecoder(written.append, done.append).dataReceived(body + b"NEXT")
+        self.assertEqual((b"".join(written), done), (b"helloabc", [b"NEXT"]))
+
+    def test_http__IdentityTransferDecoder(self):
+        written, done = [], []
+        decoder = http._IdentityTransferDecoder(5, written.append, done.append)
+        decoder.dataReceived(b"abc")
+        self.assertEqual(done, [])
+        decoder.dataReceived(b"deXYZ")
+        self.assertEqual((b"".join(written), done), (b"abcde", [b"XYZ"]))
+
+    # HTTP client
+
+    def test_twisted_web__newclient(self):
+        """Every name the package imports from it is there, and those that
+        twisted.web.client also exports are the very same objects, so the
+        failures the pool raises are the ones the gateway checks for."""
+        imported = {
+            alias.name
+            for node, _ in parsed_sources()
+            for alias in getattr(node, "names", ())
+            if isinstance(node, ast.ImportFrom) and node.module == "twisted.web._newclient"
+        }
+        self.assertIn("Request", imported)
+        for name in imported:
+            self.assertTrue(hasattr(_newclient, name), name)
+            if hasattr(client, name):
+                self.assertIs(getattr(client, name), getattr(_newclient, name), name)
+
+    def test__newclient_Request__construct(self):
+        """A persistent request that writes the target byte for byte (no URI
+        parsing: an empty query stays) and keeps the backend's parsed URI."""
+        uri = URI.fromBytes(b"https://backend.example/")
+        for target in (b"/a?", b"//x", b"/%FF?q=%E2%9C%93", b"/a??b"):
+            request = _newclient.Request._construct(
+                b"GET", target, Headers({b"host": [b"backend.example"]}), None,
+                persistent=True, parsedURI=uri,
+            )
+            transport = StringTransport()
+            request.writeTo(transport)
+            self.assertEqual(
+                transport.value(), b"GET " + target + b" HTTP/1.1\r\nHost: backend.example\r\n\r\n"
+            )
+            self.assertEqual(request.absoluteURI, b"https://backend.example/")
+
+    @inlineCallbacks
+    def test_Agent__getEndpoint(self):
+        """An endpoint that connects to the URI's host and port; for https,
+        made with the agent's TLS policy, asked for that host and port."""
+        accepting = Accepting()
+        port = reactor.listenTCP(0, accepting, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        policy = RecordingPolicy()
+        agent = Agent(reactor, contextFactory=policy, pool=HTTPConnectionPool(reactor))
+        uri = URI.fromBytes(b"http://127.0.0.1:%d/" % port.getHost().port)
+        peer = yield connectProtocol(agent._getEndpoint(uri), Peer())
+        self.addCleanup(close, peer)
+        self.addCleanup(close, (yield accepting.connections.get()))
+        self.assertEqual(policy.asked, [])
+        agent._getEndpoint(URI.fromBytes(b"https://127.0.0.1:8443/"))
+        self.assertEqual(policy.asked, [(b"127.0.0.1", 8443)])
+
+    def test_HTTP11ClientProtocol__parser(self):
+        """Set by request() at once: the parser of that request; None when
+        the protocol refuses the request (RequestNotSent)."""
+        protocol = client_protocol()
+        request = client_request()
+        d = protocol.request(request)
+        parser = protocol._parser
+        self.assertIsInstance(parser, _newclient.HTTPClientParser)
+        self.assertIs(parser.request, request)
+        protocol.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
+        self.assertEqual(self.successResultOf(d).code, 204)
+        gone = client_protocol()
+        gone.connectionLost(Failure(ConnectionDone()))
+        refused = gone.request(client_request())
+        self.assertIsNone(gone._parser)
+        self.failureResultOf(refused, _newclient.RequestNotSent)
+
+    def test_HTTP11ClientProtocol__parser_connHeaders(self):
+        """When the response fires, the parser's connHeaders hold Connection,
+        Content-Length and Transfer-Encoding, which the response's headers
+        do not; they stay there while the body streams."""
+        heads = {
+            b"Content-Length: 2\r\n": (b"content-length", [b"2"], b"ok"),
+            b"Transfer-Encoding: chunked\r\n": (b"transfer-encoding", [b"chunked"], b"2\r\nok\r\n0\r\n\r\n"),
+        }
+        for framing, (name, value, body) in heads.items():
+            protocol = client_protocol()
+            d = protocol.request(client_request())
+            parser = protocol._parser
+            seen = []
+            d.addCallback(lambda response: seen.append((response, parser.connHeaders)))
+            protocol.dataReceived(
+                b"HTTP/1.1 200 OK\r\nConnection: X-Foo\r\n" + framing + b"X-Foo: bar\r\n\r\n"
+            )
+            [(response, connection)] = seen
+            self.assertEqual(connection.getRawHeaders(b"connection"), [b"X-Foo"])
+            self.assertEqual(connection.getRawHeaders(name), value)
+            self.assertEqual(response.headers.getRawHeaders(b"x-foo"), [b"bar"])
+            self.assertFalse(response.headers.hasHeader(b"connection"))
+            self.assertFalse(response.headers.hasHeader(name))
+            response.deliverBody(Relay())
+            protocol.dataReceived(body)
+            self.assertEqual(parser.connHeaders.getRawHeaders(name), value)
+
+    def test_twisted_web_client__HTTP11ClientFactory(self):
+        """The factories of a real pool log under this namespace, the one
+        wighaven.logs keeps quiet."""
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+
+        class Endpoint:
+            def connect(self, factory):
+                factory.doStart()
+                factory.doStop()
+                return Deferred()
+
+        HTTPConnectionPool(MemoryReactorClock()).getConnection(("http", b"backend", 80), Endpoint())
+        namespaces = {e["log_namespace"] for e in events if "factory" in e.get("log_format", "")}
+        self.assertEqual(namespaces, {"twisted.web.client._HTTP11ClientFactory"})
+        self.assertIn("twisted.web.client._HTTP11ClientFactory", _QUIET_NAMESPACES)
+
+    # TCP transports
+
+    def test_FileDescriptor__tempDataBuffer(self):
+        """Twisted's own writes queue there too, so bytes queued there by
+        hand go out with them, in order, at the next doWrite."""
+        descriptor = Descriptor()
+        descriptor.write(b"first ")
+        self.assertEqual(descriptor._tempDataBuffer, [b"first "])
+        descriptor.queue(b"corked ", b"pieces")
+        self.assertIsNone(descriptor.doWrite())
+        self.assertEqual(b"".join(descriptor.sent), b"first corked pieces")
+        self.assertEqual(descriptor._tempDataBuffer, [])
+
+    def test_FileDescriptor__tempDataLen(self):
+        """The bytes queued and not yet moved to dataBuffer; with C{offset <
+        len(dataBuffer)} it tells whether a doWrite left bytes over."""
+        descriptor = Descriptor(accept=4)
+        descriptor.write(b"0123456789")
+        self.assertEqual(descriptor._tempDataLen, 10)
+        descriptor.doWrite()
+        self.assertEqual(descriptor._tempDataLen, 0)
+        self.assertTrue(descriptor.offset < len(descriptor.dataBuffer))
+        descriptor.queue(b"ab")
+        self.assertEqual(descriptor._tempDataLen, 2)
+        descriptor.accept = None
+        descriptor.doWrite()
+        self.assertEqual(b"".join(descriptor.sent), b"0123456789ab")
+        self.assertFalse(descriptor._tempDataLen or descriptor.offset < len(descriptor.dataBuffer))
+
+    def test_FileDescriptor__maybePauseProducer(self):
+        """Pauses a streaming producer once the queue holds more than
+        bufferSize; the doWrite that drains it resumes the producer."""
+        descriptor = Descriptor(accept=0)
+        producer = Producer()
+        descriptor.registerProducer(producer, True)
+        descriptor.queue(b"x" * descriptor.bufferSize)
+        descriptor._maybePauseProducer()
+        self.assertEqual(producer.calls, [])
+        descriptor.queue(b"y")
+        descriptor._maybePauseProducer()
+        self.assertEqual(producer.calls, ["pause"])
+        descriptor.accept = None
+        descriptor.doWrite()
+        self.assertEqual(producer.calls, ["pause", "resume"])
+
+    def test_FileDescriptor__writeDisconnected(self):
+        """False until a half-close has written everything; then true, and
+        later writes are dropped."""
+        descriptor = Descriptor()
+        self.assertFalse(descriptor._writeDisconnected)
+        descriptor.write(b"last")
+        descriptor.loseWriteConnection()
+        self.assertFalse(descriptor._writeDisconnected)
+        descriptor.doWrite()
+        self.assertTrue(descriptor._writeDisconnected)
+        self.assertEqual(descriptor.write_closed, 1)
+        descriptor.write(b"dropped")
+        self.assertEqual((b"".join(descriptor.sent), descriptor._tempDataLen), (b"last", 0))
+
+    def test_abstract__dataMustBeBytes(self):
+        """The check Twisted's own write makes: bytes pass, str raises the
+        same TypeError write raises."""
+        abstract._dataMustBeBytes(b"bytes")
+        abstract._dataMustBeBytes(b"")
+        ours = self.assertRaises(TypeError, abstract._dataMustBeBytes, "text")
+        theirs = self.assertRaises(TypeError, Descriptor().write, "text")
+        self.assertEqual(str(ours), str(theirs))
+
+    def test_tcp_Connection__dataReceived(self):
+        """Hands data to the protocol (None: go on); b"" is the peer's close."""
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        self.addCleanup(theirs.close)
+        relay = Relay()
+        connection = tcp.Connection(ours, relay, reactor)
+        self.assertIsNone(connection._dataReceived(b"abc"))
+        self.assertEqual(relay.received, [b"abc"])
+        self.assertIs(connection._dataReceived(b""), main.CONNECTION_DONE)
+        self.assertEqual(relay.received, [b"abc"])
+
+    @inlineCallbacks
+    def test_tcp_Connector__makeTransport(self):
+        """connect() makes the connection's transport with it, from the
+        connector's host, port, bindAddress and reactor."""
+
+        class Mine(tcp.Client):
+            pass
+
+        class Connector(tcp.Connector):
+            def _makeTransport(self):
+                return Mine(self.host, self.port, self.bindAddress, self, self.reactor)
+
+        accepting = Accepting()
+        port = reactor.listenTCP(0, accepting, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        made = Deferred()
+
+        class Client(Peer):
+            def connectionMade(self):
+                made.callback(self)
+
+        Connector("127.0.0.1", port.getHost().port, ClientFactory.forProtocol(Client),
+                  10, None, reactor).connect()
+        peer = yield made
+        self.addCleanup(close, peer)
+        self.addCleanup(close, (yield accepting.connections.get()))
+        self.assertIsInstance(peer.transport, Mine)
+
+    @inlineCallbacks
+    def test_tcp_Port__fromListeningDescriptor(self):
+        """A port of the class it is called on, listening on a copy of the
+        given socket, whose connections are of that class's C{transport}."""
+
+        class Mine(tcp.Server):
+            pass
+
+        class Port(tcp.Port):
+            transport = Mine
+
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(5)
+        listener.setblocking(False)
+        accepting = Accepting()
+        try:
+            port = Port._fromListeningDescriptor(reactor, listener.fileno(), socket.AF_INET, accepting)
+            port.startListening()
+        finally:
+            address = listener.getsockname()
+            listener.close()
+        self.addCleanup(port.stopListening)
+        self.assertIsInstance(port, Port)
+        self.assertEqual(port.getHost().port, address[1])
+        peer = yield connectProtocol(TCP4ClientEndpoint(reactor, *address), Peer())
+        self.addCleanup(close, peer)
+        server = yield accepting.connections.get()
+        self.addCleanup(close, server)
+        self.assertIsInstance(server.transport, Mine)
+
+    # TLS
+
+    def test_twisted_internet__sslverify(self):
+        """The trust roots the public API deals in are its IOpenSSLTrustRoot
+        providers: platformTrust() and OpenSSLCertificateAuthorities."""
+        self.assertTrue(_sslverify.IOpenSSLTrustRoot.providedBy(ssl.platformTrust()))
+        authorities = _sslverify.OpenSSLCertificateAuthorities(load_ca_bundle(pki().ca_pem))
+        self.assertTrue(_sslverify.IOpenSSLTrustRoot.providedBy(authorities))
+        self.assertIsInstance(ssl.CertificateOptions(trustRoot=authorities).getContext(), SSL.Context)
+
+    def test_IOpenSSLTrustRoot__addCACertsToContext(self):
+        """A trust root of our own is asked once, with the context the
+        client options make; OpenSSLCertificateAuthorities' puts its CAs in
+        the context's store."""
+
+        @implementer(_sslverify.IOpenSSLTrustRoot)
+        class Root:
+            def __init__(self):
+                self.contexts = []
+
+            def _addCACertsToContext(self, context):
+                self.contexts.append(context)
+
+        root = Root()
+        context = ssl.CertificateOptions(trustRoot=root).getContext()
+        self.assertEqual(root.contexts, [context])
+        context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+        authorities = _sslverify.OpenSSLCertificateAuthorities(load_ca_bundle(pki().ca_pem))
+        authorities._addCACertsToContext(context)
+        self.assertTrue(verifies(context, certificate("good")))
+        self.assertFalse(verifies(context, certificate("untrusted")))
+
+    def test_OpenSSLDefaultPaths__addCACertsToContext(self):
+        """platformTrust()'s loads the system store, which SSL_CERT_FILE
+        moves."""
+        previous = os.environ.get("SSL_CERT_FILE")
+        os.environ["SSL_CERT_FILE"] = pki().ca_pem
+        self.addCleanup(
+            lambda: os.environ.pop("SSL_CERT_FILE") if previous is None
+            else os.environ.update(SSL_CERT_FILE=previous)
+        )
+        context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+        ssl.platformTrust()._addCACertsToContext(context)
+        self.assertTrue(verifies(context, certificate("good")))
+        self.assertFalse(verifies(context, certificate("untrusted")))
+
+
+# Keeping the list whole.
+
+THIRD_PARTY = frozenset(["twisted", "treq", "klein", "OpenSSL", "service_identity", "wsproto",
+                         "cryptography", "zope", "attrs", "prometheus_client"])
+OUR_SOURCES = sorted(ROOT.glob("wighaven/**/*.py")) + [ROOT / "twisted/plugins/wighaven_plugin.py"]
+_ABC_MACHINERY = frozenset(["_abc_impl"])  # set on every class by ABCMeta
+
+
+def listed() -> list:
+    """The names of the module docstring's list, in order."""
+    return re.findall(r"^- (\S+) -- ", __doc__, re.M)
+
+
+def named_test(name: str) -> str:
+    return "test_" + name.replace(".", "_")
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def _module_name(path) -> str:
+    return ".".join(path.relative_to(ROOT).with_suffix("").parts)
+
+
+def _ours(obj) -> bool:
+    module = getattr(obj, "__module__", "") or ""
+    return module.split(".")[0] == "wighaven" or module == "twisted.plugins.wighaven_plugin"
+
+
+def _third_party(obj) -> bool:
+    module = getattr(obj, "__module__", "") or ""
+    return module.split(".")[0] in THIRD_PARTY and not _ours(obj)
+
+
+def parsed_sources():
+    """(node, where) for every AST node of the package's sources."""
+    for path in OUR_SOURCES:
+        where = str(path.relative_to(ROOT))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), where)):
+            yield node, where
+
+
+def _defined_in(class_node) -> set:
+    """Names a class defines: its methods, class attributes, self.X stores."""
+    names = set()
+    for node in ast.walk(class_node):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif (isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store)
+              and isinstance(node.value, ast.Name) and node.value.id == "self"):
+            names.add(node.attr)
+    return names
+
+
+class _Source:
+    """One source file of the package: its tree, its module, its classes."""
+
+    def __init__(self, path):
+        self.where = str(path.relative_to(ROOT))
+        self.tree = ast.parse(path.read_text(encoding="utf-8"), self.where)
+        self.module = importlib.import_module(_module_name(path))
+        self.classes = {n.name: n for n in self.tree.body if isinstance(n, ast.ClassDef)}
+        self.defined = _defined_in(self.tree)
+        self.other_modules = {  # `import os`: os._exit is no business of this list
+            alias.asname or alias.name.split(".")[0]
+            for node in ast.walk(self.tree) if isinstance(node, ast.Import)
+            for alias in node.names if alias.name.split(".")[0] not in THIRD_PARTY
+        }
+
+    def at(self, node) -> str:
+        return "%s:%d" % (self.where, node.lineno)
+
+
+def _imports(source, found):
+    """Private modules and private names imported from the third parties."""
+    for node in ast.walk(source.tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            modules, names = [node.module], [a.name for a in node.names]
+        elif isinstance(node, ast.Import):
+            modules, names = [a.name for a in node.names], []
+        else:
+            continue
+        for module in modules:
+            parts = module.split(".")
+            if parts[0] in THIRD_PARTY:
+                if any(map(_private, parts)):
+                    found.setdefault(module, source.at(node))
+                for name in filter(_private, names):
+                    found.setdefault(name, source.at(node))
+
+
+def _strings(source, found):
+    """Dotted private paths of the third parties written as strings (log namespaces)."""
+    for node in ast.walk(source.tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            parts = node.value.split(".")
+            if len(parts) > 1 and parts[0] in THIRD_PARTY and any(map(_private, parts)):
+                found.setdefault(node.value, source.at(node))
+
+
+def _attributes(source, own_classes, defined_anywhere, found):
+    """
+    Private attributes the package reaches for that none of its classes
+    defines: on C{self}, those not defined by the class or its bases of the
+    package; on anything else, those defined nowhere in the package.
+    """
+    for name, class_node in source.classes.items():
+        cls = getattr(source.module, name)
+        ours = set().union(*(own_classes.get((c.__module__, c.__name__), set())
+                             for c in cls.__mro__ if _ours(c)))
+        for node in ast.walk(class_node):
+            if (isinstance(node, ast.Attribute) and _private(node.attr)
+                    and isinstance(node.value, ast.Name) and node.value.id == "self"
+                    and node.attr not in ours):
+                found.setdefault(node.attr, source.at(node))
+    for node in ast.walk(source.tree):
+        if (isinstance(node, ast.Attribute) and _private(node.attr)
+                and node.attr not in defined_anywhere
+                and not (isinstance(node.value, ast.Name)
+                         and node.value.id in ("self",) + tuple(source.other_modules))):
+            found.setdefault(node.attr, source.at(node))
+
+
+def _overrides(source, found):
+    """Private names a class of the package defines that a third-party base
+    class or interface of it has too: overridden hooks (or clashes)."""
+    for name, cls in vars(source.module).items():
+        if not inspect.isclass(cls) or cls.__module__ != source.module.__name__:
+            continue
+        bases = [vars(b) for b in cls.__mro__ if _third_party(b)]
+        bases += [i.names(all=True) for i in implementedBy(cls).flattened() if _third_party(i)]
+        mine = [attr for c in cls.__mro__ if _ours(c) for attr in vars(c)]  # mixins too
+        for attr in mine:
+            if _private(attr) and attr not in _ABC_MACHINERY and any(attr in b for b in bases):
+                found.setdefault(attr, "%s %s.%s" % (source.where, name, attr))
+
+
+def private_names_used() -> dict:
+    """{private name of a third party: where the package uses it}."""
+    sources = [_Source(path) for path in OUR_SOURCES]
+    own_classes = {
+        (s.module.__name__, name): _defined_in(node) for s in sources for name, node in s.classes.items()
+    }
+    defined_anywhere = set().union(*(s.defined for s in sources))
+    found = {}
+    for source in sources:
+        _imports(source, found)
+        _strings(source, found)
+        _attributes(source, own_classes, defined_anywhere, found)
+        _overrides(source, found)
+    return found
+
+
+class ListTests(SynchronousTestCase):
+    """The module's list, its tests and the package's code agree."""
+
+    def test_every_listed_name_has_its_test(self):
+        names = listed()
+        self.assertEqual(len(names), len(set(names)), "a name is listed twice")
+        missing = [named_test(n) for n in names if not hasattr(PrivateNamesTests, named_test(n))]
+        self.assertEqual(missing, [])
+
+    def test_every_test_is_listed(self):
+        tests = {n for n in vars(PrivateNamesTests) if n.startswith("test_")}
+        self.assertEqual(tests - {named_test(n) for n in listed()}, set())
+
+    def test_every_private_name_used_is_listed(self):
+        """A private name of Twisted (or treq, Klein, pyOpenSSL...) in the
+        package must have its entry and test here."""
+        entries = listed()
+
+        def is_listed(name):
+            return any(name == entry or name in entry.split(".") for entry in entries)
+
+        unlisted = {name: where for name, where in private_names_used().items() if not is_listed(name)}
+        self.assertEqual(unlisted, {}, "add an entry and a test to tests/test_twisted_private.py")
+
+    def test_the_scan_sees_each_kind_of_use(self):
+        """The scan of the package sees the known uses of each kind."""
+        found = private_names_used()
+        for name in ("twisted.web._newclient", "_dataMustBeBytes", "twisted.web.client._HTTP11ClientFactory",
+                     "_HTTPChannel__first_line", "_buffer", "_getEndpoint", "_send100Continue",
+                     "_addCACertsToContext", "_makeTransport"):
+            self.assertIn(name, found)
+        self.assertNotIn("_exit", found)  # os._exit: the standard library's
+        self.assertNotIn("_log", found)  # the package's own
