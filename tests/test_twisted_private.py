@@ -4,7 +4,10 @@ The private names of Twisted the gateway relies on, one named test each.
 Twisted does not promise to keep them. Each test below checks the behaviour
 the gateway needs from its name, not merely that the name exists, so that a
 Twisted release that changes one fails the test named after it. The Twisted
-range in setup.py should be the set of releases on which this module passes.
+range in setup.py is the set of releases on which this module passes;
+L{DependencyRangeTests} checks that setup.py asks for ranges (no exact pin
+holds back a security release of Twisted, cryptography or pyOpenSSL) and
+that requirements.txt, the tested lock, pins a version inside each.
 
 To add a name: write its entry in the list below
 (C{- Name -- where it is used: what for. Breaks: what goes wrong}) and a
@@ -123,19 +126,24 @@ import os
 import pathlib
 import re
 import socket
+import subprocess
+import sys
+import tempfile
 
 from OpenSSL import SSL, crypto
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from twisted.internet import _sslverify, abstract, main, reactor, ssl, tcp
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IPushProducer
-from twisted.internet.protocol import ClientFactory, Factory, Protocol
+from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import globalLogPublisher
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from twisted.web import _newclient, client, http
 from twisted.web.client import URI, Agent, HTTPConnectionPool
 from twisted.web.http_headers import Headers
@@ -1007,3 +1015,81 @@ class ListTests(SynchronousTestCase):
             self.assertIn(name, found)
         self.assertNotIn("_exit", found)  # os._exit: the standard library's
         self.assertNotIn("_log", found)  # the package's own
+
+
+# The dependency ranges (setup.py) and the lock (requirements.txt).
+
+RANGED = ("twisted", "cryptography", "pyopenssl")  # whose fixes must reach users
+
+
+def install_requires() -> list:
+    """setup.py's INSTALL_REQUIRES, read without running setup()."""
+    tree = ast.parse((ROOT / "setup.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "INSTALL_REQUIRES"
+                                                for t in node.targets):
+            return [Requirement(line) for line in ast.literal_eval(node.value)]
+    raise AssertionError("setup.py has no INSTALL_REQUIRES list")
+
+
+def locked() -> dict:
+    """{project: pinned version} of requirements.txt."""
+    pins = {}
+    for line in (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            requirement = Requirement(line)
+            [spec] = requirement.specifier
+            pins[canonicalize_name(requirement.name)] = (spec.operator, spec.version)
+    return pins
+
+
+def exact_pins(requirements) -> list:
+    return [str(r) for r in requirements if any(s.operator in ("==", "===") for s in r.specifier)]
+
+
+class DependencyRangeTests(SynchronousTestCase):
+    """
+    install_requires holds compatible ranges, so that a user's install can
+    take security fixes of Twisted, cryptography and pyOpenSSL;
+    requirements.txt pins one tested set inside them (the lock the Docker
+    image and CI install).
+    """
+
+    def test_install_requires_are_ranges(self):
+        requirements = install_requires()
+        self.assertEqual(exact_pins(requirements), [])
+        names = {canonicalize_name(r.name): r for r in requirements}
+        for name in RANGED:
+            self.assertIn(name, names)
+            self.assertTrue(any(s.operator == ">=" for s in names[name].specifier), name)
+        # A release may change the private names above: Twisted is capped
+        # at the releases this module has been run against.
+        self.assertTrue(any(s.operator == "<" for s in names["twisted"].specifier))
+
+    def test_the_lock_pins_every_range_inside_it(self):
+        pins = locked()
+        requirements = {canonicalize_name(r.name): r.specifier for r in install_requires()}
+        self.assertEqual(set(pins), set(requirements))
+        for name, (operator, version) in pins.items():
+            self.assertEqual(operator, "==", name)
+            self.assertIn(version, requirements[name], name)
+
+    def test_built_metadata_has_no_exact_pins(self):
+        """The metadata setuptools builds from setup.py (what pip installs)
+        requires ranges: read with importlib.metadata, as for an installed
+        distribution."""
+        from importlib.metadata import PathDistribution
+
+        try:
+            import setuptools  # noqa: F401 (pip builds with it; a venv may lack it)
+        except ImportError:
+            raise SkipTest("setuptools is not installed in this environment")
+        with tempfile.TemporaryDirectory() as base:
+            subprocess.run([sys.executable, "setup.py", "-q", "egg_info", "--egg-base", base],
+                           cwd=ROOT, check=True, capture_output=True, timeout=120)
+            [info] = pathlib.Path(base).glob("*.egg-info")
+            requires = PathDistribution(info).requires
+        requirements = [Requirement(r) for r in requires]
+        self.assertEqual(exact_pins(requirements), [])
+        self.assertTrue({canonicalize_name(r.name) for r in requirements} >= set(RANGED))
