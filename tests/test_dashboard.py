@@ -4,7 +4,7 @@ snapshot or a live message, paths only for who may see them, escaping, no
 external URL, the script that opens the live feed, accessible markup), the
 counters of L{GatewayStats} driven by a task.Clock, and the page as the
 gateway serves it (L{wighaven.site.GatewayPages}: its first paint's
-recent requests).
+recent requests, the live feed's cap).
 
 What the page does in a browser is in test_dashboard_browser.
 """
@@ -16,6 +16,7 @@ from html.parser import HTMLParser
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
+from twisted.web.websocket import WebSocketResource
 
 from wighaven import site
 from wighaven.config import load_config
@@ -596,3 +597,27 @@ class GatewayPagesTests(SynchronousTestCase):
         page = self.get(pages)
         self.assertEqual(stat(page, "requests"), "3")
         self.assertEqual([row[2] for row in _Page(page).rows], ["/c", "/b", "/a"])
+
+    def test_live_feed_refused_past_its_watchers(self):
+        pages = self.pages(LIVE_MAX_WATCHERS="2")
+        self.assertIsInstance(pages.live_feed(DummyRequest([b""])), WebSocketResource)
+        watchers = [_Watcher() for _ in range(2)]
+        for watcher in watchers:
+            pages.live.joined(watcher)
+        request = DummyRequest([b""])
+        body = pages.live_feed(request)
+        self.assertEqual(request.responseCode, 503)
+        self.assertEqual(request.responseHeaders.getRawHeaders(b"Retry-After"), [b"5"])
+        self.assertEqual(json.loads(body)["error"], "live_feed_full")
+        pages.live.left(watchers[0])
+        self.assertIsInstance(pages.live_feed(DummyRequest([b""])), WebSocketResource)
+
+
+class _Watcher:
+    """What the feed needs of a watcher."""
+
+    show_paths = False
+    paused = False
+
+    def send(self, text):
+        pass

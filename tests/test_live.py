@@ -1,19 +1,22 @@
 """Tests for L{wighaven.live}: the messages of the dashboard's live feed,
 built from a route's metrics (L{LiveMessages}), what each viewer may see of
 them (no paths unless show_paths), and the feed itself (L{LiveFeed}): hello
-at once with the newest requests, one stats a second, and a timer that
-runs only while someone watches. Driven with task.Clock and fake watchers;
-over real sockets in test_live_integration.
+at once with the newest requests, one stats a second, a timer that runs
+only while someone watches, dashboards that do not read dropped, and a cap
+on watchers. Driven with task.Clock and fake watchers; over real sockets in
+test_live_integration.
 """
 
 import json
+import socket
 
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from wighaven import __version__
 from wighaven.cluster import PeerFigures
-from wighaven.live import RECENT_ON_PAGE, LiveFeed, LiveMessages, for_viewer
+from wighaven.live import RECENT_ON_PAGE, SEND_BUFFER, LiveFeed, LiveMessages, for_viewer
 from wighaven.metrics import RouteMetrics, merge_snapshots
 from wighaven.stats import GatewayStats
 
@@ -247,17 +250,35 @@ class LiveMessagesTests(SynchronousTestCase):
 class FakeTransport:
     def __init__(self):
         self.lost = 0
+        self.aborted = 0
         self.text = []
 
     def loseConnection(self):
         self.lost += 1
 
+    def abortConnection(self):
+        self.aborted += 1
+
     def sendTextMessage(self, text):
         self.text.append(text)
 
 
+class FakeRequest:
+    """What a watcher needs of its HTTP request: a consumer and a transport."""
+
+    def __init__(self):
+        self.producer = None
+        self.streaming = None
+        self.transport = FakeTransport()
+
+    def registerProducer(self, producer, streaming):
+        self.producer, self.streaming = producer, streaming
+
+
 class FakeWatcher:
     """What the feed needs of a watcher: send(text), a transport, its view."""
+
+    paused = False
 
     def __init__(self, show_paths=False):
         self.show_paths = show_paths
@@ -381,7 +402,7 @@ class LiveFeedTests(SynchronousTestCase):
 
     def real_watcher(self, show_paths=False):
         """The protocol the feed's WebSocket resource builds, over a fake request."""
-        request = object()
+        request = FakeRequest()
         return self.feed.resource(show_paths).factory.buildProtocol(request), request
 
     def test_a_real_watcher_protocol(self):
@@ -623,3 +644,95 @@ class FirstMessageWithWorkersTests(SynchronousTestCase):
 
     def traffic_paths(self, first, end):
         return {"/%s-%d" % (name, i) for i in range(first, end) for name in ("own", "w7", "w8")}
+
+
+class BackpressureTests(SynchronousTestCase):
+    """A dashboard that does not read is dropped; the feed serves few enough."""
+
+    def setUp(self):
+        self.f = Fixture()
+        self.clock = self.f.clock
+        self.feed = LiveFeed(self.f.messages, self.clock, max_watchers=3)
+
+    def real_watcher(self):
+        request = FakeRequest()
+        watcher = self.feed.resource().factory.buildProtocol(request)
+        transport = FakeTransport()
+        watcher.negotiationStarted(transport)
+        watcher.negotiationFinished()
+        return watcher, request, transport
+
+    def test_a_push_producer_on_its_request(self):
+        watcher, request, _ = self.real_watcher()
+        self.assertIs(request.producer, watcher)
+        self.assertTrue(request.streaming)
+        self.assertTrue(IPushProducer.providedBy(watcher))
+
+    def test_a_small_kernel_send_buffer(self):
+        """Left to autotune, the kernel would queue megabytes for a dashboard
+        that does not read before Twisted's buffer even fills."""
+        options = []
+
+        class Socket:
+            def setsockopt(self, *option):
+                options.append(option)
+
+        request = FakeRequest()
+        request.transport.getHandle = Socket
+        watcher = self.feed.resource().factory.buildProtocol(request)
+        watcher.negotiationStarted(FakeTransport())
+        watcher.negotiationFinished()
+        self.assertEqual(options, [(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)])
+
+    def test_still_paused_at_the_next_tick_dropped(self):
+        watcher, request, transport = self.real_watcher()
+        other, _, other_transport = self.real_watcher()
+        self.clock.advance(1)
+        self.assertEqual(len(transport.text), 2)
+        watcher.pauseProducing()  # its write buffer passed the bound
+        self.clock.advance(1)
+        self.assertEqual(len(transport.text), 2, "nothing more for a dashboard that does not read")
+        self.assertEqual(request.transport.aborted, 1)  # aborted: it would never drain
+        self.assertEqual(self.feed.watchers, 1)
+        self.assertEqual(len(other_transport.text), 3)
+        watcher.connectionLost(None)  # the abort ends the connection
+        self.assertEqual(self.feed.watchers, 1)
+        self.feed.left(other)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_the_last_watcher_dropped_stops_the_timer(self):
+        watcher, request, _ = self.real_watcher()
+        watcher.pauseProducing()
+        self.clock.advance(1)
+        self.assertEqual(request.transport.aborted, 1)
+        self.assertEqual(self.feed.watchers, 0)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_paused_then_drained_stays(self):
+        """One message over the bound (a big hello) is no reason to drop:
+        only a buffer still full a second later is."""
+        watcher, request, transport = self.real_watcher()
+        watcher.pauseProducing()
+        self.clock.advance(0.5)
+        watcher.resumeProducing()
+        self.clock.advance(0.5)
+        self.assertEqual(len(transport.text), 2)
+        self.assertEqual(request.transport.aborted, 0)
+        self.assertEqual(self.feed.watchers, 1)
+
+    def test_full_at_max_watchers(self):
+        self.assertFalse(self.feed.full)
+        watchers = [self.real_watcher()[0] for _ in range(3)]
+        self.assertTrue(self.feed.full)
+        watchers[0].connectionLost(None)
+        self.assertFalse(self.feed.full)
+
+    def test_each_view_encoded_once(self):
+        hidden, shown = FakeWatcher(), FakeWatcher(show_paths=True)
+        self.feed.joined(hidden)
+        self.feed.joined(shown)
+        finish(self.f.route, path=SECRET_PATHS[0])
+        self.clock.advance(1)
+        self.assertEqual(shown.sent[-1]["recent"][0]["path"], SECRET_PATHS[0].decode())
+        self.assertNotIn("SECRET", json.dumps(hidden.sent))
+        self.assertEqual(hidden.sent[-1]["recent"][0]["status"], 200)

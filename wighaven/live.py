@@ -18,6 +18,24 @@ string unless LOG_REDACT_QUERY=false: the site drops it before counting)
 and each message is cut for its viewer at the last moment
 (L{for_viewer}): one "stats" a second serves every kind of viewer.
 
+Slow dashboards: each watcher is a push producer on its HTTP request, so
+its connection pauses it when the write buffer passes Twisted's
+C{bufferSize} (64 KiB) and resumes it once the buffer has drained. A
+watcher still paused at the next tick (it took nothing for a whole
+second) is dropped instead of sent more: its connection is aborted, since
+a buffer nobody reads never drains, and the page reconnects by itself.
+The kernel's send buffer of a watcher's socket is fixed at SEND_BUFFER
+(Linux doubles it): left to grow by itself it would hold some 4 MiB for
+a dashboard that does not read before Twisted's buffer even starts to
+fill. So each dashboard holds at most about 200 KiB and one message.
+Twisted's own C{attachProducer} of the WebSocket transport cannot serve
+here: it registers on the TCP transport, where the HTTP channel is
+registered already (RuntimeError).
+
+At most C{max_watchers} are served at once (LIVE_MAX_WATCHERS):
+L{LiveFeed.full} tells the gateway's pages to answer 503 before the
+handshake, and the page retries with backoff.
+
 Served with Twisted's own WebSocket server (twisted.web.websocket, over
 wsproto): the gateway speaks the protocol itself here, unlike forwarded
 WebSockets, which it only relays as bytes.
@@ -26,9 +44,12 @@ WebSockets, which it only relays as bytes.
 from __future__ import annotations
 
 import json
+import socket
 
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import LoopingCall
 from twisted.web.websocket import WebSocketResource
+from zope.interface import implementer
 
 from . import __version__
 from .metrics import Histogram
@@ -42,9 +63,20 @@ HISTORY_SECONDS = 300
 # counts of a second are all in (each reports once a second, and hears
 # back when it next reports): the chart's newest point waits for them.
 PEER_LAG = 2
+MAX_WATCHERS = 50
+# Bytes of the kernel's send buffer of a watcher's socket: several seconds
+# of messages, even those of long paths.
+SEND_BUFFER = 64 * 1024
 # What every viewer may see of a recent request; "path" only with show_paths.
 _SHOWN = ("time", "method", "route", "status", "ms")
 _SHOWN_WITH_PATHS = ("time", "method", "route", "path", "status", "ms")
+
+
+def _bound_send_buffer(transport) -> None:
+    """Fix the kernel's send buffer of C{transport}'s socket at SEND_BUFFER."""
+    get_handle = getattr(transport, "getHandle", None)  # TCP transports have one
+    if get_handle is not None:
+        get_handle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
 
 
 def _ms(histogram, q):
@@ -180,11 +212,19 @@ class LiveMessages:
         return for_viewer(self.next_stats(), show_paths)
 
 
+@implementer(IPushProducer)
 class _Watcher:
-    """One open dashboard (a WebSocketProtocol for Twisted's server)."""
+    """
+    One open dashboard: a WebSocketProtocol for Twisted's server, and a
+    push producer on its HTTP request, paused by the connection when the
+    dashboard does not read what it is sent.
+    """
+
+    paused = False
 
     def __init__(self, feed: "LiveFeed", request, show_paths: bool):
         self._feed = feed
+        self._request = request
         self.show_paths = show_paths
         self.transport = None
 
@@ -192,10 +232,29 @@ class _Watcher:
         self.transport = transport
 
     def negotiationFinished(self):
+        _bound_send_buffer(self._request.transport)
+        self._request.registerProducer(self, True)
         self._feed.joined(self)
 
     def send(self, text: str):
         self.transport.sendTextMessage(text)
+
+    def pauseProducing(self):
+        self.paused = True  # the connection's write buffer is full
+
+    def resumeProducing(self):
+        self.paused = False
+
+    def stopProducing(self):
+        pass  # the connection ends: connectionLost follows
+
+    def drop(self):
+        """
+        Leave the feed and abort the connection (a dashboard that does not
+        read would keep a closing one, and its buffer, for ever).
+        """
+        self._feed.left(self)
+        self._request.transport.abortConnection()
 
     def textMessageReceived(self, message):
         pass  # the feed only talks
@@ -222,12 +281,17 @@ class _Door:
 
 
 class LiveFeed:
-    """The watchers of the feed and the once-a-second timer that serves them."""
+    """
+    The watchers of the feed (C{max_watchers} at most) and the once-a-second
+    timer that serves them.
+    """
 
-    def __init__(self, messages: LiveMessages, clock, interval: float = 1.0):
+    def __init__(self, messages: LiveMessages, clock, interval: float = 1.0,
+                 max_watchers: int = MAX_WATCHERS):
         self._messages = messages
         self._clock = clock
         self._interval = interval
+        self._max_watchers = max_watchers
         self._watchers = set()
         self._loop = None
 
@@ -238,6 +302,11 @@ class LiveFeed:
     @property
     def watchers(self) -> int:
         return len(self._watchers)
+
+    @property
+    def full(self) -> bool:
+        """No room for another watcher: the gateway answers 503 instead."""
+        return len(self._watchers) >= self._max_watchers
 
     def hello(self, show_paths: bool = False) -> dict:
         """A new watcher's first message (the dashboard's first paint too)."""
@@ -262,6 +331,9 @@ class LiveFeed:
         message = self._messages.next_stats()
         texts = {}  # one encoding per kind of viewer
         for watcher in list(self._watchers):
+            if watcher.paused:  # it took nothing of the last message for a second
+                watcher.drop()
+                continue
             view = watcher.show_paths
             if view not in texts:
                 texts[view] = json.dumps(for_viewer(message, view))

@@ -34,6 +34,9 @@ HEALTH_PATH = "/gateway-health"
 GATEWAY_PREFIX = "/_gateway/"
 METRICS_PATH = GATEWAY_PREFIX + "metrics"
 LIVE_PATH = GATEWAY_PREFIX + "live"
+LIVE_FULL = errors.GatewayError(
+    503, "live_feed_full", "LIVE_MAX_WATCHERS dashboards are watching; the page retries by itself"
+)
 
 
 class GatewayPages:
@@ -56,7 +59,10 @@ class GatewayPages:
         self.live = None
         if config.metrics:
             self._collector = GatewayCollector(stats.figures)
-            self.live = LiveFeed(LiveMessages(stats.route, stats, self._backend_host, clock), clock)
+            self.live = LiveFeed(
+                LiveMessages(stats.route, stats, self._backend_host, clock), clock,
+                max_watchers=config.live_max_watchers,
+            )
             app.route(METRICS_PATH, methods=["GET", "HEAD"])(self.metrics)
             app.route(LIVE_PATH, methods=["GET"])(self.live_feed)
         app.route(GATEWAY_PREFIX, branch=True)(self.not_found)
@@ -70,6 +76,10 @@ class GatewayPages:
         return self._show_paths
 
     def live_feed(self, request):
+        if self.live.full:
+            # Refused before the handshake: the page backs off and retries.
+            request.setHeader(b"Retry-After", b"5")
+            return errors.respond_with_error(request, LIVE_FULL)
         return self.live.resource(self.may_see_paths(request))
 
     def metrics(self, request):
