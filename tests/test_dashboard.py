@@ -3,8 +3,8 @@ the chart, the self-contained dashboard page (its first paint from a
 snapshot or a live message, paths only for who may see them, escaping, no
 external URL, the script that opens the live feed, accessible markup), the
 counters of L{GatewayStats} driven by a task.Clock, and the page as the
-gateway serves it (L{wighaven.site.GatewayPages}: its first paint's
-recent requests, the live feed's cap).
+gateway serves it (L{wighaven.site.GatewayPages}: rendered once a second,
+its first paint's recent requests, the live feed's cap).
 
 What the page does in a browser is in test_dashboard_browser.
 """
@@ -559,6 +559,14 @@ class GatewayPagesTests(SynchronousTestCase):
     def setUp(self):
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
+        self.renders = 0
+        real = site.render_dashboard
+
+        def counted(*args, **kwargs):
+            self.renders += 1
+            return real(*args, **kwargs)
+
+        self.patch(site, "render_dashboard", counted)
 
     def pages(self, **settings):
         env = {"PRIVATE_BACKEND_URL": "https://user-space.hf.space", "HF_TOKEN": "hf_x"}
@@ -574,6 +582,35 @@ class GatewayPagesTests(SynchronousTestCase):
     def get(self, pages):
         request = DummyRequest([b""])
         return pages.dashboard(request).decode("utf-8")
+
+    def test_two_renders_within_a_second_do_the_work_once(self):
+        pages = self.pages()
+        self.finish(n=3)
+        first = self.get(pages)
+        self.assertEqual(stat(first, "requests"), "3")
+        self.finish(n=2)
+        self.clock.advance(0.99)
+        self.assertEqual(self.get(pages), first)
+        self.assertEqual(self.renders, 1)
+        self.clock.advance(0.01)
+        later = self.get(pages)
+        self.assertEqual(self.renders, 2)
+        self.assertEqual(stat(later, "requests"), "5")
+        self.assertEqual(len(_Page(later).rows), 5)
+
+    def test_draining_shows_at_once(self):
+        pages = self.pages()
+        self.get(pages)
+        self.stats.draining = True
+        self.assertEqual(stat(self.get(pages), "status"), "draining")
+        self.assertEqual(self.renders, 2)
+
+    def test_a_clock_gone_back_renders_again(self):
+        pages = self.pages()
+        self.get(pages)
+        self.clock.rightNow -= 5  # the wall clock was set back
+        self.get(pages)
+        self.assertEqual(self.renders, 2)
 
     def test_first_paint_without_paths_by_default(self):
         pages = self.pages()

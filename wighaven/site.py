@@ -34,6 +34,8 @@ HEALTH_PATH = "/gateway-health"
 GATEWAY_PREFIX = "/_gateway/"
 METRICS_PATH = GATEWAY_PREFIX + "metrics"
 LIVE_PATH = GATEWAY_PREFIX + "live"
+# Seconds a rendered dashboard is served again to viewers of the same kind.
+PAGE_TTL = 1.0
 LIVE_FULL = errors.GatewayError(
     503, "live_feed_full", "LIVE_MAX_WATCHERS dashboards are watching; the page retries by itself"
 )
@@ -46,13 +48,19 @@ class GatewayPages:
     METRICS is on).
 
     What a viewer may see of other visitors' requests is decided in one
-    place (L{may_see_paths}), for the page and the feed alike.
+    place (L{may_see_paths}), for the page and the feed alike. The
+    dashboard is rendered at most once per PAGE_TTL for each kind of
+    viewer: a render costs milliseconds of CPU, a forwarded request a
+    fraction of one, so anonymous visitors asking for the page over and
+    over must not cost more than one render a second.
     """
 
     def __init__(self, config, stats, clock):
         self._stats = stats
+        self._clock = clock
         self._backend_host = config.backend_netloc
         self._show_paths = config.dashboard_show_paths
+        self._rendered = {}  # (show_paths, draining) -> (when, page)
         self.app = app = Klein()
         app.route(config.dashboard_path, methods=["GET", "HEAD"])(self.dashboard)
         app.route(HEALTH_PATH, methods=["GET", "HEAD"])(self.health)
@@ -121,6 +129,15 @@ class GatewayPages:
             b"connect-src 'self'",
         )
         show_paths = self.may_see_paths(request)
+        key = (show_paths, self._stats.draining)
+        now = self._clock.seconds()
+        when, page = self._rendered.get(key, (None, None))
+        if when is None or not 0 <= now - when < PAGE_TTL:
+            page = self._render(show_paths)
+            self._rendered[key] = (now, page)
+        return page
+
+    def _render(self, show_paths: bool) -> bytes:
         snap = self._stats.snapshot()
         live = self.live
         return render_dashboard(
