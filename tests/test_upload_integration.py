@@ -1,8 +1,10 @@
 """Request bodies stream to the backend as they arrive, within MAX_BODY_SIZE."""
 
+import gc
 import hashlib
 import http.client
 import socket
+import threading
 import time
 
 from twisted.internet import defer, reactor
@@ -16,7 +18,7 @@ from tests.support.backend import start_backend
 from tests.support.client import fetch, raw
 from tests.support.gateway import start_gateway
 from tests.support.waiting import wait_until
-from wighaven.transport import FastClient
+from wighaven.transport import FastClient, FastServer
 
 MiB = 1024 * 1024
 
@@ -448,3 +450,49 @@ class EarlyAnswerBodyDroppedTests(unittest.TestCase):
         _, backend, _, _ = yield self.answer_while_body_stuck()
         yield wait_until(lambda: backend.closed.called, timeout=5)
 
+
+
+def _send_until(port, stop, chunk=32 * 1024, every=0.02):
+    """
+    Send an upload's head, then a piece of its 100 MiB body every C{every}
+    seconds until C{stop} (a threading.Event) is set; then hang up. The
+    pieces are small, so the hang-up reaches the gateway's side of the
+    connection even while the gateway is not reading it.
+    """
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % (100 * MiB))
+    sent = 0
+    deadline = time.monotonic() + 20
+    while not stop.is_set() and time.monotonic() < deadline:
+        sent += s.send(b"b" * chunk)
+        time.sleep(every)
+    s.close()
+    return sent
+
+
+def _held_back_clients():
+    """The gateway's accepted connections whose reading is stopped now."""
+    return [t for t in gc.get_objects()
+            if isinstance(t, FastServer) and t.connected and t._read_stopped]
+
+
+class HangupDuringBackpressureTests(unittest.TestCase):
+    """A client that leaves while its upload is held back is noticed at once."""
+
+    @defer.inlineCallbacks
+    def test_upstream_request_dropped_when_the_client_hangs_up(self):
+        factory, gw_port = yield _gateway_before(self, _StallingEarlyAnswer)
+        stop = threading.Event()
+        sending = deferToThread(_send_until, gw_port, stop)
+        # The backend reads nothing: the upload is soon held back.
+        yield wait_until(lambda: _held_back_clients(), timeout=10)
+        [backend] = factory.connections
+        upstream = _gateway_side(backend)  # the gateway's end, paused by the backend
+        stop.set()
+        sent = yield sending
+        self.assertLess(sent, 100 * MiB)
+        hung_up = time.monotonic()
+        # The stalled backend itself reads nothing more, so the gateway's
+        # side of that connection is where the give-up shows.
+        yield wait_until(lambda: not upstream.connected, timeout=5)
+        self.assertLess(time.monotonic() - hung_up, 1.0)

@@ -114,8 +114,20 @@ class StreamingBody:
         if not self._client_paused and not self._ended:
             self._client_paused = True
             self._client.pauseProducing()
+            self._watch_hangup(True)
 
     def _resume_client(self):
         if self._client_paused:
             self._client_paused = False
+            self._watch_hangup(False)
             self._client.resumeProducing()
+
+    def _watch_hangup(self, on: bool):
+        """
+        While the upload is held back, a client that hangs up is noticed at
+        once (L{wighaven.transport}); other transports (tests' fakes, TLS)
+        notice it when they read again.
+        """
+        watch = getattr(self._client, "watch_hangup", None)
+        if watch is not None:
+            watch(on)

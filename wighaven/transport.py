@@ -24,7 +24,11 @@ subclasses change only that:
     whichever happened. A pause that ends before the peer sends anything,
     the common case, costs nothing.
   - the local address is read once per connection (Twisted's HTTP server
-    asks for it on every request).
+    asks for it on every request);
+  - on request (L{watch_hangup}: an upload held back by backpressure), a
+    connection whose reading is stopped is watched for its peer hanging up
+    (L{wighaven.hangup}): a client that leaves while its upload waits is
+    noticed at once, not when reading resumes.
 
 L{FastPort} listens with L{FastServer} connections; L{FastConnectReactor}
 hands an endpoint (the backend's) L{FastClient} connections. Transports
@@ -43,6 +47,8 @@ from twisted.internet.abstract import _dataMustBeBytes  # Twisted's own write ch
 from twisted.internet.posixbase import PosixReactorBase
 from twisted.python import failure, log
 from zope.interface import directlyProvides, providedBy
+
+from .hangup import hangup_watch_for
 
 __all__ = [
     "FastClient", "FastConnectReactor", "FastPort", "FastServer", "address_family", "adopt_port",
@@ -98,6 +104,7 @@ class _FewerSyscalls:
 
     _read_paused = False  # paused by a consumer
     _read_stopped = False  # ...and data came, so reading is really stopped
+    _watch_hangup = False  # a hang-up of the peer aborts, even while not reading
     _corked = False  # writes wait in the buffer for the end of this reactor turn
     _writing = False  # registered for writability: Twisted's own write path is on
     _cached_host = None
@@ -185,12 +192,16 @@ class _FewerSyscalls:
         self._read_paused = False
         if self._read_stopped:
             self._read_stopped = False
+            if self._watch_hangup:
+                hangup_watch_for(self.reactor).unwatch(self)
             super().resumeProducing()
 
     def doRead(self):
         if self._read_paused:
             self._read_stopped = True
             self.stopReading()
+            if self._watch_hangup:
+                hangup_watch_for(self.reactor).watch(self)
             return None
         if self.read_size is None:
             return super().doRead()
@@ -200,6 +211,24 @@ class _FewerSyscalls:
         except OSError as e:
             return None if e.args[0] == EWOULDBLOCK else main.CONNECTION_LOST
         return self._dataReceived(data)
+
+    def watch_hangup(self, on: bool) -> None:
+        """
+        While C{on}, a peer that hangs up aborts the connection at once, even
+        while reading is stopped: for a pause that only an incomplete upload
+        holds (the request can never complete then). Off, a hang-up is
+        seen when reading resumes, as Twisted does (a client that half-closes
+        after its request still gets the answer in flight).
+        """
+        self._watch_hangup = on
+        if self._read_stopped:
+            watch = hangup_watch_for(self.reactor)
+            (watch.watch if on else watch.unwatch)(self)
+
+    def connectionLost(self, reason):
+        if self._watch_hangup:
+            hangup_watch_for(self.reactor).unwatch(self)
+        super().connectionLost(reason)
 
     def getHost(self):
         if self._cached_host is None:
@@ -278,9 +307,26 @@ def listen_tcp(reactor, port, factory, backlog, interface):
 
 
 def adopt_port(reactor, fd, family, factory):
-    """Like reactor.adoptStreamPort, with L{FastServer} connections."""
+    """Like reactor.adoptStreamPort, with L{FastServer} connections (a L{SharedPort})."""
     if not _real(reactor):
         return reactor.adoptStreamPort(fd, family, factory)
-    listening = FastPort._fromListeningDescriptor(reactor, fd, family, factory)
+    listening = SharedPort._fromListeningDescriptor(reactor, fd, family, factory)
     listening.startListening()
     return listening
+
+
+class SharedPort(FastPort):
+    """
+    A listening socket that other processes accept from too (the workers of
+    L{wighaven.cluster}). Twisted accepts up to C{numberAccepts} connections
+    per wake-up, a number that grows with the traffic (100 at first): the
+    first worker to wake would take a whole burst (a load tester's 64
+    connections made at once) and leave the others idle. Taking a few at a
+    time lets each idle worker take its share of the burst.
+    """
+
+    accepts_per_wakeup = 1
+
+    def doRead(self):
+        self.numberAccepts = self.accepts_per_wakeup  # Twisted's adaptive count, pinned
+        return super().doRead()
