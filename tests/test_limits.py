@@ -38,6 +38,7 @@ from websockets.sync.client import connect as ws_connect
 
 from wighaven.config import load_config
 from wighaven.limits import PeerConnectionLimit
+from wighaven.trust import TrustedProxies
 from wighaven.service import build_site
 from wighaven.tls import BackendTLSPolicy
 from wighaven.upstream import BackendAgent
@@ -463,6 +464,18 @@ class PeerConnectionLimitUnitTests(SynchronousTestCase):
         self.connect("10.0.0.1")
         first.connectionLost(Failure(ConnectionDone()))
         self.assertServed(*self.connect("10.0.0.1"))
+        self.assertRefused(self.connect("10.0.0.1")[1])
+
+    def test_trusted_proxy_not_counted(self):
+        """Every visitor comes through the proxy: the limit can't fall on all of them."""
+        self.limit = PeerConnectionLimit(self.site, 2, TrustedProxies.parse("10.9.0.0/16"))
+        connections = [self.connect("10.9.0.1") for _ in range(5)]
+        for connection in connections:
+            self.assertServed(*connection)
+        for protocol, _ in connections:
+            protocol.connectionLost(Failure(ConnectionDone()))
+        self.connect("10.0.0.1")
+        self.connect("10.0.0.1")
         self.assertRefused(self.connect("10.0.0.1")[1])
 
 

@@ -5,6 +5,11 @@ count goes down when a connection closes, whatever it became (an HTTP
 connection, or a WebSocket tunnel that took it over). Off by default: many
 users may share one address behind a NAT or a corporate proxy.
 
+A trusted proxy (TRUST_PROXY) is not counted: every visitor's connection
+comes from it, and the limit would fall on all of them together. Behind
+it, the per-client bound that still applies is the one on WebSockets and
+event streams, counted by the client's real address (L{wighaven.tunnels}).
+
 Twisted's LimitConnectionsByPeer would do, but reads addresses as tuples,
 which they no longer are.
 """
@@ -17,6 +22,7 @@ from twisted.internet.protocol import Protocol
 from twisted.protocols.policies import WrappingFactory
 
 from .channel import refusal
+from .trust import NO_PROXY
 
 __all__ = ["PeerConnectionLimit"]
 
@@ -30,13 +36,19 @@ class _TooMany(Protocol):
 class PeerConnectionLimit(WrappingFactory):
     """Wraps the site's factory and counts open connections per peer host."""
 
-    def __init__(self, wrapped, limit: int):
+    def __init__(self, wrapped, limit: int, trust_proxy=NO_PROXY):
         super().__init__(wrapped)
         self.limit = limit
         self.open = Counter()
+        self._trust_proxy = trust_proxy
 
     def buildProtocol(self, addr):
         host = getattr(addr, "host", None)
+        if self._trust_proxy.trusts_peer(host):
+            protocol = super().buildProtocol(addr)
+            if protocol is not None:
+                protocol.peer_host = None  # not counted
+            return protocol
         if self.open[host] >= self.limit:
             return _TooMany()
         protocol = super().buildProtocol(addr)
@@ -48,6 +60,8 @@ class PeerConnectionLimit(WrappingFactory):
     def unregisterProtocol(self, protocol):
         super().unregisterProtocol(protocol)
         host = protocol.peer_host
+        if host is None:
+            return
         self.open[host] -= 1
         if self.open[host] <= 0:
             del self.open[host]

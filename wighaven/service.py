@@ -129,7 +129,9 @@ class GatewayService(service.Service):
     def _factory(self):
         """The site, behind the per-address connection limit when one is set."""
         if self.config.max_connections_per_ip:
-            return PeerConnectionLimit(self.site, self.config.max_connections_per_ip)
+            return PeerConnectionLimit(
+                self.site, self.config.max_connections_per_ip, self.config.trust_proxy
+            )
         return self.site
 
     def privilegedStartService(self):
