@@ -43,12 +43,12 @@ from . import errors
 from .body import StreamingBody
 from .cors import CorsPolicy
 from .exchange_log import ExchangeLog
-from .slow_clients import PacedProducer, SlowClients
-from .tunnels import STREAM, WEBSOCKET, TunnelLimits
 from .headers import (
     client_origin, downstream_headers, rightmost, upstream_headers, upstream_target,
 )
 from .metrics import RouteMetrics
+from .slow_clients import PacedProducer, SlowClients
+from .tunnels import STREAM, WEBSOCKET, TunnelLimits
 from .websocket import WebSocketRelay, is_websocket_upgrade
 
 __all__ = ["ForwardResource"]
