@@ -33,8 +33,9 @@ subclasses change only that:
 L{FastPort} listens with L{FastServer} connections; L{FastConnectReactor}
 hands an endpoint (the backend's) L{FastClient} connections. Transports
 that have switched to Twisted's old startTLS keep Twisted's own behaviour.
-Twisted is pinned in requirements.txt; tests/test_transport.py covers the
-private names used here (the write buffer's fields).
+setup.py caps Twisted at the releases where tests/test_twisted_private.py
+passes; each private name used here (the write buffer's fields) has a test
+there.
 """
 
 from __future__ import annotations

@@ -7,8 +7,9 @@ the backend byte for byte. L{BackendAgent} parses the backend's origin once
 and sends the client's raw target as the request path: the host and port
 can never come from the request.
 
-Why it reaches into the HTTP client (private names, so Twisted is pinned in
-requirements.txt and tests/test_upstream.py covers them): Twisted's client
+Why it reaches into the HTTP client (private names: setup.py caps Twisted at
+the releases where tests/test_twisted_private.py, which tests each of them,
+passes): Twisted's client
 parser files the response's Connection, Content-Length and Transfer-Encoding
 under connection-control headers that the Response does not expose. A
 proxy must read Connection to drop the headers it names, so the parser of

@@ -19,8 +19,8 @@ Why not Twisted's HTTP client: it treats 101 as an informational answer and
 waits for another; and Twisted's message-level websocket client can carry
 neither the token header nor the client's subprotocols. Taking over the
 client's connection after 101 uses Twisted's private hook
-C{HTTPChannel._protocolUpgradeForWebsockets} (Twisted is pinned; tests
-cover it).
+C{HTTPChannel._protocolUpgradeForWebsockets} (tested by name in
+tests/test_twisted_private.py; setup.py caps Twisted where it passes).
 """
 
 from __future__ import annotations
