@@ -274,7 +274,8 @@ class StubFeed:
         self.end = int(time.time()) - 1
         self.history = base_history(self.end)
         self.hello_recent = [
-            {"time": self.end - 3 + i, "method": m, "path": p, "status": s, "ms": ms}
+            {"time": self.end - 3 + i, "method": m, "route": "backend", "path": p, "status": s,
+             "ms": ms}
             for i, (m, p, s, ms) in enumerate([
                 ("GET", "/", 200, 8.5), ("POST", "/gradio_api/queue/join", 200, 31.0),
                 ("GET", "/file=missing.png", 404, 2.25),
@@ -308,8 +309,8 @@ class StubFeed:
         return message
 
     def finish(self, method, path, status, ms):
-        self.queued.append({"time": time.time(), "method": method, "path": path,
-                            "status": status, "ms": ms})
+        self.queued.append({"time": time.time(), "method": method, "route": "backend",
+                            "path": path, "status": status, "ms": ms})
 
     def joined(self, watcher):
         self.connects.append(time.monotonic())
@@ -391,6 +392,7 @@ class StubGateway:
         self.feed = feed
         self.first_paint = None  # a hello-shaped message for render_dashboard(live=...)
         self.refusing = None  # a list: the feed answers 503 and records each try
+        self.show_paths = True  # the page as a viewer who may see paths has it
         page = _Page(self)
         gateway = resource.Resource()
         gateway.putChild(b"", page)
@@ -406,7 +408,8 @@ class StubGateway:
         snap = StatsSnapshot(started=100.0, now=100.0 + 3725, requests=12000, errors=30,
                              in_flight=1, mean_latency_ms=20.0)
         return render_dashboard(snap, "user-space.hf.space", "0.1.0", "/gateway-health",
-                                status=self.feed.figures["status"], live=self.first_paint)
+                                status=self.feed.figures["status"], live=self.first_paint,
+                                show_paths=self.show_paths)
 
     @defer.inlineCallbacks
     def start(self):
@@ -462,8 +465,8 @@ class StubFeedTests(unittest.TestCase):
         """
 
         def late_entry(path, ended):
-            self.feed.queued.append(
-                {"time": ended, "method": "GET", "path": path, "status": 200, "ms": 1.0})
+            self.feed.queued.append({"time": ended, "method": "GET", "route": "backend",
+                                     "path": path, "status": 200, "ms": 1.0})
 
         def scenario():
             with chromium() as browser:
@@ -581,7 +584,8 @@ class StubFeedTests(unittest.TestCase):
         """
         hello = self.feed.hello()
         hello["recent"] = hello["recent"] + [
-            {"time": self.feed.end, "method": "GET", "path": "/a<b>&c", "status": None, "ms": 0.42}
+            {"time": self.feed.end, "method": "GET", "route": "backend", "path": "/a<b>&c",
+             "status": None, "ms": 0.42}
         ]
         hello["latency_ms"]["p99"] = 15000.0
         self.feed.hello_override = self.stub.first_paint = hello
@@ -606,6 +610,102 @@ class StubFeedTests(unittest.TestCase):
                     + " | GET | /a<b>&c | \u2014no status (aborted) | 0.42 ms",
                 )
                 self.assertEqual(problems(live), [])
+
+        return deferToThread(scenario)
+
+    def test_recent_requests_without_paths(self):
+        """
+        The public page by default: no path column, each request's route in
+        its place. The table reads as one on a desktop and on a phone, and
+        the server's first paint and the script's agree.
+        """
+        self.stub.show_paths = False
+        self.feed.hello_recent = [
+            {k: v for k, v in entry.items() if k != "path"} for entry in self.feed.hello_recent
+        ]
+        self.stub.first_paint = self.feed.hello()
+
+        def no_path(method, status, ms):
+            self.feed.queued.append({"time": time.time(), "method": method, "route": "backend",
+                                     "status": status, "ms": ms})
+
+        def scenario():
+            with chromium() as browser:
+                options = dict(timezone_id="UTC")
+                static = open_page(browser, self.stub.url + DASHBOARD, java_script_enabled=False,
+                                   watch=False, **options)
+                first = stats_of(static)
+                page = self.live_page(browser, **options)
+                painted = stats_of(page)
+                first.pop("connection")
+                painted.pop("connection")
+                self.assertEqual(painted, first)
+                self.assertEqual(
+                    page.get_by_role("table").get_by_role("columnheader").all_text_contents(),
+                    ["Time", "Method", "Route", "Status", "Duration"])
+                self.assertEqual([row.split(" | ")[1:] for row in painted["rows"]], [
+                    ["GET", "backend", "404", "2.3 ms"],
+                    ["POST", "backend", "200", "31 ms"],
+                    ["GET", "backend", "200", "8.5 ms"],
+                ])
+                self.assertEqual(page.eval_on_selector_all(".c-path", "e => e.length"), 0)
+                self.assertEqual(page.text_content(".area-recent .hint"),
+                                 "newest first, the last 20; paths are not shown")
+
+                # New requests arrive on top, as before.
+                self.call(no_path, "GET", 200, 3.2)
+                self.call(no_path, "POST", None, 30012.0)
+                took = wait_until(lambda: stats_of(page)["rows"][0].split(" | ")[1:] == [
+                    "POST", "backend", "\u2014no status (aborted)", "30.0 s"], 2.5)
+                self.assertIsNotNone(took, stats_of(page)["rows"])
+                self.assertEqual(stats_of(page)["rows"][1].split(" | ")[1:],
+                                 ["GET", "backend", "200", "3.2 ms"])
+                # The table fills its panel, its cells on one line each.
+                fit = page.evaluate(
+                    "() => { const t = document.querySelector('.area-recent table');"
+                    " const rows = Array.from(t.querySelectorAll('tbody tr'), r => r.offsetHeight);"
+                    " return [t.offsetWidth, t.parentElement.clientWidth, Math.max(...rows),"
+                    " Math.min(...rows)]; }")
+                self.assertEqual(fit[0], fit[1], fit)
+                self.assertLessEqual(fit[2] - fit[3], 2, fit)
+                time.sleep(1.8)  # let the new rows' highlight fade
+                page.screenshot(path=artifact("dashboard-stub-no-paths.png"), full_page=True)
+                for scheme in ("dark", "light"):
+                    page.emulate_media(color_scheme=scheme)
+                    low = [c for c in page.evaluate(CONTRAST, TEXT_SELECTORS) if c[2] < 4.5]
+                    self.assertEqual(low, [], "text below 4.5:1 in the %s scheme" % scheme)
+                page.screenshot(path=artifact("dashboard-stub-no-paths-light.png"), full_page=True)
+                page.emulate_media(color_scheme="dark")
+                page.set_viewport_size({"width": 360, "height": 740})
+                self.assertLessEqual(page.evaluate("() => document.documentElement.scrollWidth"), 360)
+                page.screenshot(path=artifact("dashboard-stub-no-paths-360.png"), full_page=True)
+                self.assertEqual(problems(page), [])
+
+        return deferToThread(scenario)
+
+    def test_reconnects_at_once_when_the_feed_drops_it(self):
+        """
+        The gateway drops a dashboard whose connection stays full (it aborts
+        it): the page, which was live, comes back by itself within a
+        second, from a new hello.
+        """
+
+        def drop_every_watcher():
+            for watcher in list(self.feed.watchers):
+                watcher.transport.transport.abortConnection()
+
+        def scenario():
+            with chromium() as browser:
+                page = self.live_page(browser)
+                self.assertEqual(len(self.feed.connects), 1)
+                self.feed.figures["requests"] = 54321  # what the next hello says
+                self.call(drop_every_watcher)
+                took = wait_until(lambda: len(self.feed.connects) == 2, 2)
+                self.assertIsNotNone(took, "the page did not come back within 2 s")
+                self.assertLess(took, 1.0)
+                self.assertIsNotNone(wait_until(lambda: conn_state(page) == "live", 1))
+                self.assertEqual(stat(page, "requests"), "54,321")
+                self.assertEqual(problems(page), [])
 
         return deferToThread(scenario)
 
@@ -791,12 +891,15 @@ class RealGatewayTests(unittest.TestCase):
         self.addCleanup(lambda: self.gateway.stop())
         yield deferToThread(self.gateway.wait_ready)
 
+    # Paths shown whole (query strings too): the probes are told apart by them.
+    SETTINGS = dict(DASHBOARD_PATH=DASHBOARD, DASHBOARD_SHOW_PATHS="true", LOG_REDACT_QUERY="false")
+
     def start_gateway(self, port=None):
         log = os.path.join(self.log_dir, "gateway-%d.log" % len(os.listdir(self.log_dir)))
         if port is None:
-            return GatewayProcess(self.origin, log, DASHBOARD_PATH=DASHBOARD)
+            return GatewayProcess(self.origin, log, **self.SETTINGS)
         with mock.patch.object(gateway_support, "free_port", lambda: port):
-            return GatewayProcess(self.origin, log, DASHBOARD_PATH=DASHBOARD)
+            return GatewayProcess(self.origin, log, **self.SETTINGS)
 
     def get(self, path):
         with urllib.request.urlopen(self.gateway.url + path, timeout=10) as response:
@@ -881,7 +984,8 @@ class RealGatewayTests(unittest.TestCase):
                     self.assertEqual(set(m["backend_status"]),
                                      {"reachable", "last_error", "last_error_at"})
                     for entry in m["recent"]:
-                        self.assertEqual(set(entry), {"time", "method", "path", "status", "ms"})
+                        self.assertEqual(set(entry),
+                                         {"time", "method", "route", "path", "status", "ms"})
                 self.assertEqual(len(messages[0]["history"]), 300)
                 self.assertEqual(set(messages[0]["history"][0]), {"t", "requests", "errors"})
                 self.assertTrue(all(set(m["point"]) == {"t", "requests", "errors"}
@@ -905,6 +1009,64 @@ class RealGatewayTests(unittest.TestCase):
                 self.assertEqual(problems(page), [])
                 self.assertEqual(
                     {u for u in page.requests_seen if not u.startswith(self.gateway.url)}, set())
+
+        return deferToThread(scenario)
+
+
+class RealGatewayDefaultsTests(unittest.TestCase):
+    """
+    The dashboard of a real `twistd -n wighaven` with the default settings:
+    other visitors' paths and query strings appear nowhere, neither in the
+    page nor in what the feed sends it.
+    """
+
+    timeout = 120
+    SECRETS = ("/login/callback?code=SECRET", "/gradio_api/file=/tmp/secret.png")
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        _, _, origin = yield start_backend(self)
+        log_dir = tempfile.mkdtemp(prefix="wighaven-dash-defaults-")
+        self.addCleanup(shutil.rmtree, log_dir, True)
+        self.gateway = GatewayProcess(origin, os.path.join(log_dir, "gateway.log"),
+                                      DASHBOARD_PATH=DASHBOARD)
+        self.addCleanup(self.gateway.stop)
+        yield deferToThread(self.gateway.wait_ready)
+
+    def get(self, path):
+        with urllib.request.urlopen(self.gateway.url + path, timeout=10) as response:
+            return response.read()
+
+    def test_no_path_and_no_query_of_anyone(self):
+        def scenario():
+            for target in self.SECRETS:
+                self.get(target)
+            with chromium() as browser:
+                frames = []
+                page = open_page(browser, self.gateway.url + DASHBOARD,
+                                 on_websocket=lambda ws: ws.on("framereceived", lambda f: frames.append(f)))
+                self.assertIsNotNone(wait_until(lambda: conn_state(page) == "live", 5),
+                                     self.gateway.output())
+                for target in self.SECRETS + ("/echo/more", "/status/404"):
+                    try:
+                        self.get(target)
+                    except urllib.error.HTTPError:
+                        pass
+                rows = lambda: stats_of(page)["rows"]  # noqa: E731
+                self.assertIsNotNone(wait_until(lambda: len(rows()) == 6, 3), rows())
+                self.assertEqual([row.split(" | ")[1:3] for row in rows()],
+                                 [["GET", "backend"]] * 6)
+                self.assertEqual([row.split(" | ")[3] for row in rows()],
+                                 ["404", "200", "200", "200", "200", "200"])
+                self.assertEqual(page.get_by_role("table").get_by_role("columnheader")
+                                 .all_text_contents(),
+                                 ["Time", "Method", "Route", "Status", "Duration"])
+                shown = page.content() + "".join(frames) + self.get(DASHBOARD).decode()
+                for part in ("SECRET", "code=", "secret.png", "file=", "callback", "/echo/more"):
+                    self.assertNotIn(part, shown)
+                time.sleep(1.8)  # let the new rows' highlight fade
+                page.screenshot(path=artifact("dashboard-live-no-paths.png"), full_page=True)
+                self.assertEqual(problems(page), [])
 
         return deferToThread(scenario)
 
@@ -950,7 +1112,7 @@ class RealGatewayWorkersTests(unittest.TestCase):
         self.addCleanup(self._reap_workers)
         self.gateway = GatewayProcess(
             self.origin, os.path.join(self.log_dir, "gateway.log"), args=("--workers", "2"),
-            DASHBOARD_PATH=DASHBOARD,
+            DASHBOARD_PATH=DASHBOARD, DASHBOARD_SHOW_PATHS="true",
         )
         self.addCleanup(self.gateway.stop)
         yield deferToThread(self.gateway.wait_ready)
