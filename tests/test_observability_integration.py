@@ -329,6 +329,18 @@ class JsonLogTests(unittest.TestCase):
         self.assertEqual(gateway.proc.returncode, 0, gateway.output())
 
     @defer.inlineCallbacks
+    def test_client_behind_a_trusted_proxy(self):
+        """The access line names the visitor the proxy vouches for, beside the peer."""
+        gateway = yield self.start(LOG_FORMAT="json", TRUST_PROXY="127.0.0.0/8")
+        reply = yield fetch(gateway.port, "GET", "/echo", headers={
+            "X-Request-ID": "behind-1", "X-Forwarded-For": "6.6.6.6, 198.51.100.7",
+        })
+        self.assertEqual(reply.status, 200)
+        yield self.stop(gateway)
+        line = {e["request_id"]: e for e in access_lines(json_lines(gateway.output()))}["behind-1"]
+        self.assertEqual((line["peer"], line["client"]), ("127.0.0.1", "198.51.100.7"))
+
+    @defer.inlineCallbacks
     def test_access_lines(self):
         gateway = yield self.start(LOG_FORMAT="json", LOG_REDACT_QUERY="false")
         port = gateway.port
@@ -357,6 +369,7 @@ class JsonLogTests(unittest.TestCase):
         self.assertIsInstance(line["upstream_ms"], float)
         self.assertLessEqual(line["upstream_ms"], line["duration_ms"])
         self.assertEqual(line["peer"], "127.0.0.1")
+        self.assertEqual(line["client"], "127.0.0.1")
         self.assertEqual(line["user_agent"], "obs-test/1.0")
         self.assertEqual(line["level"], "info")
         self.assertIn("GET /echo?q=secret-ish&x=1 200", line["event"])

@@ -180,6 +180,7 @@ class GatewaySite(Site):
         self._own_prefix = GATEWAY_PREFIX.encode()
         self.max_body_size = config.max_body_size
         self._redact_query = config.log_redact_query
+        self._trust_proxy = config.trust_proxy
         self._count_metrics = config.metrics
         # Access and exchange lines are info: below LOG_LEVEL, don't even build them.
         self._log_access = LEVELS[config.log_level] <= LogLevel.info
@@ -222,6 +223,15 @@ class GatewaySite(Site):
         self._count(request)
         return self._forward
 
+    def _client_address(self, request, peer: str) -> str:
+        """The visitor's address: the peer's, or behind a trusted proxy its client's."""
+        if not self._trust_proxy:
+            return peer
+        forwarded_for = request.requestHeaders.getRawHeaders(b"x-forwarded-for", ())
+        return self._trust_proxy.client_address(peer.encode("latin-1"), forwarded_for).decode(
+            "latin-1"
+        )
+
     def _count(self, request):
         if not getattr(request, "forwarded", False):
             request.forwarded = True
@@ -248,8 +258,9 @@ class GatewaySite(Site):
                 self._stats.route.in_flight -= 1  # the drain still needs it
         if not self._log_access:
             return
+        peer = getattr(request.getClientAddress(), "host", None) or "-"
         self._log.info(
-            "{method} {path} {status} {bytes_out} {duration_ms:.1f}ms {peer} {request_id}",
+            "{method} {path} {status} {bytes_out} {duration_ms:.1f}ms {client} {request_id}",
             method=request.method.decode("ascii", "replace"),
             path=path.decode("latin-1"),
             status=("%s aborted" % (status or "-")) if failed else status,
@@ -257,7 +268,8 @@ class GatewaySite(Site):
             bytes_out=request.sentLength,
             duration_ms=round(duration * 1000.0, 3),
             upstream_ms=None if to_headers is None else round(to_headers * 1000.0, 3),
-            peer=getattr(request.getClientAddress(), "host", "-"),
+            peer=peer,
+            client=self._client_address(request, peer),
             request_id=request.request_id.decode("ascii"),
             user_agent=request.requestHeaders.getRawHeaders(b"user-agent", [b"-"])[0].decode(
                 "latin-1"
