@@ -2,14 +2,16 @@
 supervising parent, its workers and how their figures are added up.
 
 Unit tests drive the parent's bookkeeping with task.Clock and fake worker
-processes (nothing is spawned): the report framing, the sockets, what each
-worker is told of the others, the figures of dead workers, the restart
-back-off, and how a worker's pages (L{wighaven.stats.GatewayStats},
+processes (nothing is spawned): the report framing, the one listening
+socket, what each worker is told of the others (and how much merging and
+writing that takes), the figures of dead workers, the restart back-off,
+hung workers, and how a worker's pages (L{wighaven.stats.GatewayStats},
 L{wighaven.live.LiveMessages}) add the others' figures to its own.
 
 Integration tests run the real thing: `twistd -n wighaven --workers 2` in
 front of the real TLS test backend, its worker processes found under
-/proc, killed, restarted and drained.
+/proc, killed, stopped, restarted and drained, and a second gateway on
+its port.
 """
 
 import errno
@@ -31,22 +33,28 @@ from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.internet.threads import deferToThread
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 from twisted.trial.unittest import SynchronousTestCase
 
+from wighaven import cluster
 from wighaven.cluster import (
+    FIRST_REPORT_WITHIN,
+    HUNG_AFTER,
     LISTEN_FD,
     MAX_LINE,
     REPORT_FD,
+    REPORT_INTERVAL,
     RESTART_DELAY_MAX,
     PeerFigures,
     Supervisor,
     WorkerLink,
     _Lines,
     encode,
+    everyone_but,
     first_message,
-    listening_sockets,
+    listening_socket,
 )
 from wighaven.config import load_config
 from wighaven.live import LiveMessages
@@ -141,10 +149,9 @@ def cluster_config(**settings):
 
 
 def fake_supervisor(clock, workers=2):
-    """A Supervisor on C{clock}, with fake sockets, spawning nothing real."""
+    """A Supervisor on C{clock}, with a fake socket, spawning nothing real."""
     supervisor = Supervisor(cluster_config(WORKERS=str(workers)), clock, {"HOME": "/x"})
-    supervisor._sockets = [FakeSocket(100 + i) for i in range(workers)]
-    supervisor.workers = [None] * workers
+    supervisor._socket = FakeSocket(100)
     return supervisor
 
 
@@ -202,26 +209,32 @@ class LinesTests(SynchronousTestCase):
         self.assertEqual(self.got, [{"snapshot": {"time": 1.5, "routes": {}}, "n": [1, 2]}, "é"])
 
 
-class ListeningSocketsTests(SynchronousTestCase):
-    """One SO_REUSEPORT socket per worker, all on one port."""
+def plain_listener(reuse_port=False):
+    """A listening socket on a free port, as some other program would hold it."""
+    sock = socket.socket()
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    return sock
 
-    def test_several_sockets_share_the_chosen_port(self):
-        sockets = listening_sockets("127.0.0.1", 0, 3, 16)
-        self.addCleanup(lambda: [s.close() for s in sockets])
-        self.assertEqual(len(sockets), 3)
-        ports = {s.getsockname() for s in sockets}
-        self.assertEqual(len(ports), 1)
-        host, port = ports.pop()
+
+class ListeningSocketTests(SynchronousTestCase):
+    """The one listening socket every worker accepts from."""
+
+    def test_listening_on_the_chosen_port(self):
+        sock = listening_socket("127.0.0.1", 0, 16)
+        self.addCleanup(sock.close)
+        host, port = sock.getsockname()
         self.assertEqual(host, "127.0.0.1")
         self.assertNotEqual(port, 0)
-        for sock in sockets:
-            self.assertEqual(sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT), 1)
-            self.assertEqual(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN), 1)
-            self.assertFalse(sock.getblocking())
-        # The port accepts connections (the kernel queues them on one of the sockets).
+        self.assertEqual(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN), 1)
+        self.assertEqual(sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT), 0)
+        self.assertFalse(sock.getblocking())
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
 
-    def test_address_taken_raises_and_closes_what_it_opened(self):
+    def assertRefused(self, port):
+        """No socket on C{port}: EADDRINUSE, and the socket it made is closed."""
         opened = []
         real = socket.socket
 
@@ -230,35 +243,25 @@ class ListeningSocketsTests(SynchronousTestCase):
             opened.append(sock)
             return sock
 
-        with real() as taken:  # a plain socket: no SO_REUSEPORT
-            taken.bind(("127.0.0.1", 0))
-            taken.listen()
-            port = taken.getsockname()[1]
-            self.patch(socket, "socket", recording)
-            with self.assertRaises(OSError) as caught:
-                listening_sockets("127.0.0.1", port, 2, 16)
-        self.assertEqual(caught.exception.errno, errno.EADDRINUSE)
-        self.assertTrue(opened)
-        self.assertEqual([s.fileno() for s in opened], [-1] * len(opened))
-
-    def test_a_later_failure_closes_the_earlier_sockets(self):
-        opened = []
-        real = socket.socket
-
-        class Refusing(real):
-            def bind(self, address):
-                raise OSError(errno.EADDRINUSE, "Address already in use")
-
-        def recording(*args, **kwargs):
-            sock = (Refusing if len(opened) == 2 else real)(*args, **kwargs)
-            opened.append(sock)
-            return sock
-
         self.patch(socket, "socket", recording)
-        with self.assertRaises(OSError):
-            listening_sockets("127.0.0.1", 0, 4, 16)
-        self.assertEqual(len(opened), 3)
-        self.assertEqual([s.fileno() for s in opened], [-1, -1, -1])
+        with self.assertRaises(OSError) as caught:
+            listening_socket("127.0.0.1", port, 16)
+        self.assertEqual(caught.exception.errno, errno.EADDRINUSE)
+        self.assertEqual([s.fileno() for s in opened], [-1])
+
+    def test_a_plain_listener_keeps_its_port(self):
+        with plain_listener() as taken:
+            self.assertRefused(taken.getsockname()[1])
+
+    def test_a_reuse_port_listener_keeps_its_port(self):
+        """Even one that would share (SO_REUSEPORT, same user): no silent sharing."""
+        with plain_listener(reuse_port=True) as taken:
+            self.assertRefused(taken.getsockname()[1])
+
+    def test_a_second_gateway_keeps_off_the_port(self):
+        first = listening_socket("127.0.0.1", 0, 16)
+        self.addCleanup(first.close)
+        self.assertRefused(first.getsockname()[1])
 
 
 class SupervisorTests(SynchronousTestCase):
@@ -286,9 +289,12 @@ class SupervisorTests(SynchronousTestCase):
         self.assertEqual(call["executable"], sys.executable)
         # The workers load the same configuration, as single processes.
         self.assertEqual(call["env"], {"HOME": "/x", "WORKERS": "1"})
+        # Every worker gets the one socket.
         self.assertEqual(
-            call["childFDs"], {0: "w", 1: 1, 2: 2, LISTEN_FD: 101, REPORT_FD: "r"}
+            call["childFDs"], {0: "w", 1: 1, 2: 2, LISTEN_FD: 100, REPORT_FD: "r"}
         )
+        self.worker(0)
+        self.assertEqual(self.clock.spawned[-1]["childFDs"][LISTEN_FD], 100)
 
     def test_told_of_the_others_at_spawn(self):
         """A new worker's stdin holds the others' figures before it serves anything."""
@@ -311,7 +317,7 @@ class SupervisorTests(SynchronousTestCase):
         a.snapshot = report(self.routes[0], src=a.pid)
         b.snapshot = report(self.routes[1], src=b.pid)
         # c has not reported yet.
-        told = {w.slot: self.supervisor.peer_message(w) for w in (a, b, c)}
+        told = self.supervisor.peer_messages()
         self.assertEqual(total(told[0]["others"]["routes"]["backend"]), 2)
         self.assertEqual(total(told[1]["others"]["routes"]["backend"]), 1)
         self.assertEqual(total(told[2]["others"]["routes"]["backend"]), 3)
@@ -326,21 +332,22 @@ class SupervisorTests(SynchronousTestCase):
         a = self.worker(0)
         a.snapshot = report(self.routes[0])
         self.assertEqual(
-            self.supervisor.peer_message(a),
-            {"others": None, "started": START, "workers": 1},
+            self.supervisor.peer_messages(),
+            {0: {"others": None, "started": START, "workers": 1}},
         )
 
-    def test_report_is_answered_on_stdin(self):
+    def test_report_is_answered_on_stdin_at_the_tick(self):
         a, b = self.worker(0), self.worker(1)
         finish(self.routes[1], "/b")
         b.childDataReceived(REPORT_FD, encode({"snapshot": report(self.routes[1], src=b.pid)}))
-        self.assertEqual(b.transport.messages()[-1]["others"], None)
-        # a's report, in two pieces: a hears of b's request.
+        # a's report, in two pieces.
         data = encode({"snapshot": report(self.routes[0], src=a.pid)})
         a.childDataReceived(REPORT_FD, data[:10])
-        self.assertEqual(len(a.transport.messages()), 1)  # the one at spawn
         a.childDataReceived(REPORT_FD, data[10:])
-        answer = a.transport.messages()[-1]
+        self.assertEqual([len(w.transport.messages()) for w in (a, b)], [1, 1])  # at spawn
+        self.supervisor.tick()
+        self.assertEqual(total(b.transport.messages()[-1]["others"]["routes"]["backend"]), 0)
+        answer = a.transport.messages()[-1]  # a hears of b's request
         self.assertEqual(total(answer["others"]["routes"]["backend"]), 1)
         self.assertEqual(answer["workers"], 2)
 
@@ -351,10 +358,12 @@ class SupervisorTests(SynchronousTestCase):
         a.childDataReceived(REPORT_FD, encode(["a list"]))
         a.childDataReceived(1, encode({"snapshot": report(self.routes[0])}))  # not REPORT_FD
         self.assertIsNone(a.snapshot)
+        self.supervisor.tick()
         self.assertEqual(len(a.transport.messages()), 1)  # the one at spawn, no answer
         # The next good report is read as usual.
         a.childDataReceived(REPORT_FD, encode({"snapshot": report(self.routes[0])}))
         self.assertIsNotNone(a.snapshot)
+        self.supervisor.tick()
         self.assertEqual(len(a.transport.messages()), 2)
 
     def test_dead_workers_counters_are_retired(self):
@@ -383,7 +392,7 @@ class SupervisorTests(SynchronousTestCase):
         self.assertEqual(retired["last_minute"]["errors"], 0)
         self.assertEqual(retired["last_minute"]["latency"]["count"], 0)
 
-        told = self.supervisor.peer_message(b)
+        told = self.supervisor.peer_messages()[b.slot]
         others = told["others"]["routes"]["backend"]
         self.assertEqual(total(others), 3)
         self.assertEqual(others["in_flight"], 0)
@@ -398,12 +407,13 @@ class SupervisorTests(SynchronousTestCase):
         finish(fresh, "/a2")
         fresh.request_started()
         a2.snapshot = report(fresh, src=a2.pid)
-        others = self.supervisor.peer_message(b)["others"]["routes"]["backend"]
+        told = self.supervisor.peer_messages()
+        others = told[b.slot]["others"]["routes"]["backend"]
         self.assertEqual(total(others), 4)
         self.assertEqual(others["in_flight"], 1)
-        self.assertEqual(self.supervisor.peer_message(b)["workers"], 2)
+        self.assertEqual(told[b.slot]["workers"], 2)
         # b is told of a2 and the retired figures, a2 of b and the retired ones.
-        self.assertEqual(total(self.supervisor.peer_message(a2)["others"]["routes"]["backend"]), 4)
+        self.assertEqual(total(told[a2.slot]["others"]["routes"]["backend"]), 4)
 
         # A second death adds to the retired figures.
         end(a2, code=1)
@@ -414,7 +424,7 @@ class SupervisorTests(SynchronousTestCase):
         a, b = self.worker(0), self.worker(1)
         end(a, code=1)
         self.assertIsNone(self.supervisor.retired)
-        self.assertIsNone(self.supervisor.peer_message(b)["others"])
+        self.assertIsNone(self.supervisor.peer_messages()[b.slot]["others"])
 
     def test_restart_delay_doubles_while_dying_young(self):
         self.worker(0)
@@ -466,12 +476,12 @@ class SupervisorTests(SynchronousTestCase):
         self.supervisor._spawn(0)  # a restart scheduled earlier does nothing now
         self.assertEqual(len(self.clock.spawned), 2)
 
-    def test_drain_closes_the_sockets(self):
-        sockets = list(self.supervisor._sockets)
+    def test_drain_closes_the_socket(self):
+        sock = self.supervisor._socket
         self.worker(0)
         self.supervisor.drain()
-        self.assertTrue(all(s.closed for s in sockets))
-        self.assertEqual(self.supervisor._sockets, [])
+        self.assertTrue(sock.closed)
+        self.assertIsNone(self.supervisor._socket)
 
     def test_restart_scheduled_before_drain_does_not_spawn(self):
         self.worker(0)
@@ -482,24 +492,186 @@ class SupervisorTests(SynchronousTestCase):
         self.assertEqual(len(self.clock.spawned), 2)
 
 
+def reports(worker, route):
+    """C{worker} reports C{route}'s figures, as its L{WorkerLink} does."""
+    worker.childDataReceived(REPORT_FD, encode({"snapshot": report(route, src=worker.pid)}))
+
+
+class EveryoneButTests(SynchronousTestCase):
+    """The others' figures for every worker at once, in linear work."""
+
+    def setUp(self):
+        clock = Clock()
+        clock.advance(START)
+        self.routes = [RouteMetrics("backend", clock) for _ in range(5)]
+        for i, route in enumerate(self.routes):
+            for _ in range(i + 1):
+                finish(route, "/%d" % i)
+        self.snapshots = [report(route, src=i) for i, route in enumerate(self.routes)]
+
+    def test_each_gets_the_sum_of_the_others_and_the_base(self):
+        snapshots = list(self.snapshots)
+        snapshots[2] = None  # has not reported yet
+        base, snapshots = snapshots[0], snapshots[1:]  # the retired figures
+        others = everyone_but(snapshots, base)
+        self.assertEqual([total(o["routes"]["backend"]) for o in others],
+                         [1 + 4 + 5, 1 + 2 + 4 + 5, 1 + 2 + 5, 1 + 2 + 4])
+        # Exact: the same as merging the others one by one.
+        from wighaven.metrics import merge_snapshots
+
+        expected = merge_snapshots([base, self.snapshots[1], self.snapshots[3]])
+        self.assertEqual(json.dumps(others[3], sort_keys=True),
+                         json.dumps(expected, sort_keys=True))
+        self.assertEqual({e["src"] for e in others[1]["routes"]["backend"]["recent"]}, {0, 1, 3, 4})
+
+    def test_nothing_to_tell(self):
+        self.assertEqual(everyone_but([]), [])
+        self.assertEqual(everyone_but([None, None]), [None, None])
+        self.assertEqual(everyone_but([self.snapshots[0]]), [None])
+        self.assertEqual(everyone_but([None], self.snapshots[1]), [self.snapshots[1]])
+
+
+class SupervisorTickTests(SynchronousTestCase):
+    """Once a second: one merge of everything, bounded answers, hung workers killed."""
+
+    def supervisor(self, workers):
+        clock = ProcessClock()
+        clock.advance(START)
+        supervisor = fake_supervisor(clock, workers)
+        for slot in range(workers):
+            supervisor._spawn(slot, tell=False)
+        return clock, supervisor
+
+    def counted_merges(self, workers):
+        """How many snapshots one round of reports and answers merges."""
+        clock, supervisor = self.supervisor(workers)
+        routes = [RouteMetrics("backend", clock) for _ in range(workers)]
+        merged = []
+        real = cluster.merge_snapshots
+
+        def counting(snapshots):
+            snapshots = list(snapshots)
+            merged.append(len(snapshots))
+            return real(snapshots)
+
+        self.patch(cluster, "merge_snapshots", counting)
+        for worker, route in zip(supervisor.workers, routes):
+            finish(route)
+            reports(worker, route)
+        clock.advance(REPORT_INTERVAL)
+        supervisor.tick()
+        for worker in supervisor.workers:  # everyone told, of everyone else
+            told = worker.transport.messages()[-1]
+            self.assertEqual(total(told["others"]["routes"]["backend"]), workers - 1)
+        return sum(merged)
+
+    def test_merges_grow_linearly_with_the_workers(self):
+        few, many = self.counted_merges(8), self.counted_merges(32)
+        # Six per worker (before, after, and the two joined, pairwise): 40
+        # and 184, where a merge of all the others for each would be 16 times.
+        self.assertLess(many / few, 6, (few, many))
+        self.assertLessEqual(many, 32 * 6)
+
+    def test_at_most_one_answer_per_report(self):
+        clock, supervisor = self.supervisor(2)
+        a, b = supervisor.workers
+        route = RouteMetrics("backend", clock)
+        for _ in range(5):  # five reports before a tick: two answers owed, at most
+            reports(a, route)
+        reports(b, route)
+        for _ in range(10):
+            supervisor.tick()
+        self.assertEqual([len(w.transport.messages()) for w in (a, b)], [2, 1])
+        # One more report, one more answer.
+        reports(b, route)
+        supervisor.tick()
+        supervisor.tick()
+        self.assertEqual([len(w.transport.messages()) for w in (a, b)], [2, 2])
+
+    def test_a_worker_that_does_not_report_is_told_nothing(self):
+        clock, supervisor = self.supervisor(2)
+        a, b = supervisor.workers
+        route = RouteMetrics("backend", clock)
+        for _ in range(4):
+            reports(a, route)
+            supervisor.tick()
+        self.assertEqual([len(w.transport.messages()) for w in (a, b)], [4, 0])
+
+    def test_a_silent_worker_is_killed_and_restarted(self):
+        clock, supervisor = self.supervisor(2)
+        a, b = supervisor.workers
+        route = RouteMetrics("backend", clock)
+        supervisor._ticks.start(REPORT_INTERVAL, now=False)
+        self.addCleanup(supervisor._stop_ticking, None)
+        reports(b, route)
+        for _ in range(int(HUNG_AFTER)):  # b keeps quiet: not yet hung
+            reports(a, route)
+            clock.advance(REPORT_INTERVAL)
+        self.assertEqual((a.transport.signals, b.transport.signals), ([], []))
+        reports(a, route)
+        with capturedLogs() as events:
+            clock.advance(REPORT_INTERVAL)
+        self.assertEqual((a.transport.signals, b.transport.signals), ([], ["KILL"]))
+        self.assertEqual(
+            [formatEvent(e) for e in events if e["log_level"] == LogLevel.warn],
+            ["worker 1 (pid %d) silent for %ds: killed, to be restarted" % (b.pid, HUNG_AFTER + 1)],
+        )
+        reports(a, route)
+        clock.advance(REPORT_INTERVAL)
+        self.assertEqual(b.transport.signals, ["KILL"])  # once
+        end(b, signal_name="KILL")
+        clock.advance(1.0)  # the usual restart
+        fresh = supervisor.workers[1]
+        self.assertIsNot(fresh, b)
+        self.assertEqual(len(clock.spawned), 3)
+        # A new worker has longer to start; then it is watched as the others.
+        for _ in range(int(FIRST_REPORT_WITHIN / REPORT_INTERVAL)):
+            reports(a, route)
+            clock.advance(REPORT_INTERVAL)
+        self.assertEqual(fresh.transport.signals, [])
+        reports(a, route)
+        clock.advance(REPORT_INTERVAL)
+        self.assertEqual(fresh.transport.signals, ["KILL"])
+        self.assertEqual(a.transport.signals, [])
+
+    def test_a_parent_that_was_stopped_kills_nobody(self):
+        """Ctrl-Z stops every process: silence is counted in the parent's ticks."""
+        clock, supervisor = self.supervisor(2)
+        supervisor._ticks.start(REPORT_INTERVAL, now=False)
+        self.addCleanup(supervisor._stop_ticking, None)
+        route = RouteMetrics("backend", clock)
+        for worker in supervisor.workers:
+            reports(worker, route)
+        clock.advance(600)
+        for worker in supervisor.workers:
+            self.assertEqual(worker.transport.signals, [])
+
+
 class SupervisorServiceTests(SynchronousTestCase):
     """startService binds real sockets and spawns (fake) workers on them."""
 
-    def test_start_spawns_one_worker_per_socket(self):
+    def test_start_spawns_the_workers_on_one_socket(self):
         clock = ProcessClock()
         supervisor = Supervisor(cluster_config(WORKERS="2"), clock, {"X": "1", "WORKERS": "2"})
         supervisor.startService()
-        self.addCleanup(lambda: [s.close() for s in supervisor._sockets])
+        sock = supervisor._socket
+        self.addCleanup(sock.close)
         port = supervisor.port
         self.assertGreater(port, 0)
-        self.assertEqual([s.getsockname()[1] for s in supervisor._sockets], [port, port])
+        self.assertEqual(sock.getsockname()[1], port)
         self.assertEqual(len(clock.spawned), 2)
         self.assertEqual(
-            [call["childFDs"][LISTEN_FD] for call in clock.spawned],
-            [s.fileno() for s in supervisor._sockets],
+            [call["childFDs"][LISTEN_FD] for call in clock.spawned], [sock.fileno()] * 2
         )
         self.assertEqual([call["env"]["WORKERS"] for call in clock.spawned], ["1", "1"])
         self.assertEqual([w.slot for w in supervisor.workers], [0, 1])
+        # The ticks run from the start, and stop once the drain is over.
+        self.assertEqual(delays(clock), [REPORT_INTERVAL])
+        done = supervisor.drain()
+        for worker in supervisor.workers:
+            end(worker)
+        self.successResultOf(done)
+        self.assertEqual(delays(clock), [])
 
 
 class FirstMessageTests(SynchronousTestCase):
@@ -748,15 +920,15 @@ class LiveMessagesWithPeersTests(SynchronousTestCase):
         finish(self.others[8], "/eight1")
         self.parent_says(7, 8)
         self.clock.advance(0.1)
-        first = self.messages.stats()
+        first = self.messages.stats(show_paths=True)
         self.assertEqual(sorted(self.paths(first)), ["/eight1", "/own1", "/seven1"])
         self.assertEqual(first["requests"], 3)
         for entry in first["recent"]:
-            self.assertEqual(set(entry), {"time", "method", "path", "status", "ms"})
+            self.assertEqual(set(entry), {"time", "method", "route", "path", "status", "ms"})
 
         # Nothing new: the same figures again send nothing twice.
         self.clock.advance(1)
-        self.assertEqual(self.paths(self.messages.stats()), [])
+        self.assertEqual(self.paths(self.messages.stats(show_paths=True)), [])
 
         # New entries, some arriving later than newer own ones (the parent's
         # figures are up to a second old): each still shows exactly once.
@@ -764,16 +936,16 @@ class LiveMessagesWithPeersTests(SynchronousTestCase):
         self.clock.advance(0.5)
         finish(self.route, "/own2")
         self.clock.advance(0.5)
-        self.assertEqual(self.paths(self.messages.stats()), ["/own2"])
+        self.assertEqual(self.paths(self.messages.stats(show_paths=True)), ["/own2"])
         self.parent_says(7, 8)
         finish(self.others[8], "/eight2")  # not reported yet
         self.clock.advance(1)
-        self.assertEqual(self.paths(self.messages.stats()), ["/seven2"])
+        self.assertEqual(self.paths(self.messages.stats(show_paths=True)), ["/seven2"])
         self.parent_says(7, 8)
         self.clock.advance(1)
-        self.assertEqual(self.paths(self.messages.stats()), ["/eight2"])
+        self.assertEqual(self.paths(self.messages.stats(show_paths=True)), ["/eight2"])
         self.clock.advance(1)
-        self.assertEqual(self.paths(self.messages.stats()), [])
+        self.assertEqual(self.paths(self.messages.stats(show_paths=True)), [])
 
     def test_many_stats_messages_show_everything_once(self):
         shown = []
@@ -783,9 +955,9 @@ class LiveMessagesWithPeersTests(SynchronousTestCase):
             if i % 3 == 0:
                 self.parent_says(7, 8)
             self.clock.advance(1)
-            shown += self.paths(self.messages.stats())
+            shown += self.paths(self.messages.stats(show_paths=True))
         self.parent_says(7, 8)
-        shown += self.paths(self.messages.stats())
+        shown += self.paths(self.messages.stats(show_paths=True))
         self.assertEqual(len(shown), len(set(shown)))
         self.assertEqual(
             set(shown), {"/own%d" % i for i in range(30)} | {"/other%d" % i for i in range(30)}
@@ -796,32 +968,32 @@ class LiveMessagesWithPeersTests(SynchronousTestCase):
         finish(self.others[7], "/seven1")
         self.parent_says(7)
         self.clock.advance(0.5)
-        self.assertEqual(self.paths(self.messages.hello()), [])  # nothing sent yet
-        self.assertEqual(sorted(self.paths(self.messages.stats())), ["/own1", "/seven1"])
+        self.assertEqual(self.paths(self.messages.hello(show_paths=True)), [])  # nothing sent yet
+        self.assertEqual(sorted(self.paths(self.messages.stats(show_paths=True))), ["/own1", "/seven1"])
         finish(self.route, "/own2")
         finish(self.others[7], "/seven2")
         finish(self.others[8], "/eight1")
         self.parent_says(7, 8)
         self.clock.advance(0.5)
-        hello = self.messages.hello()
+        hello = self.messages.hello(show_paths=True)
         self.assertEqual(sorted(self.paths(hello)), ["/own1", "/seven1"])
         self.assertEqual(hello["requests"], 5)
         self.assertEqual(hello["uptime_seconds"], 2.0)  # from the parent's start
-        self.assertEqual(sorted(self.paths(self.messages.stats())),
+        self.assertEqual(sorted(self.paths(self.messages.stats(show_paths=True))),
                          ["/eight1", "/own2", "/seven2"])
-        self.assertEqual(sorted(self.paths(self.messages.hello())),
+        self.assertEqual(sorted(self.paths(self.messages.hello(show_paths=True))),
                          ["/eight1", "/own1", "/own2", "/seven1", "/seven2"])
 
     def test_a_worker_gone_then_replaced(self):
         finish(self.others[7], "/seven1")
         self.parent_says(7)
-        self.assertEqual(self.paths(self.messages.stats()), ["/seven1"])
+        self.assertEqual(self.paths(self.messages.stats(show_paths=True)), ["/seven1"])
         # 7 dies (its figures stay, retired), 9 replaces it: numbering from 1 again.
         self.others[9] = RouteMetrics("backend", self.clock)
         finish(self.others[9], "/nine1")
         self.clock.advance(1)
         self.parent_says(7, 9)
-        self.assertEqual(self.paths(self.messages.stats()), ["/nine1"])
+        self.assertEqual(self.paths(self.messages.stats(show_paths=True)), ["/nine1"])
 
 
 # Integration: real processes.
@@ -872,14 +1044,35 @@ def get(port, target, timeout=20):
         conn.close()
 
 
-def forward(port, n, target="/echo"):
+def forward(port, n, target="/echo", timeout=20):
     """C{n} forwarded requests, each on a new connection: their X-Request-IDs."""
     ids = []
     for i in range(n):
-        status, resp, body = get(port, "%s?i=%d" % (target, i))
+        status, resp, body = get(port, "%s?i=%d" % (target, i), timeout)
         if status != 200:
             raise AssertionError("request %d: %d %r" % (i, status, body[:200]))
         ids.append(resp.getheader("X-Request-ID"))
+    return ids
+
+
+def workers_of(ids):
+    """The workers (their request id prefixes) that answered C{ids}."""
+    return {request_id[:12] for request_id in ids}
+
+
+def both_serve(port, timeout=5.0):
+    """
+    Requests until both workers have answered some (a worker logs that it
+    listens a moment before it accepts, and one after another, new
+    connections come in runs on one worker: the kernel wakes the worker
+    that went idle last): the X-Request-IDs of them all.
+    """
+    ids = []
+    deadline = time.monotonic() + timeout
+    while len(workers_of(ids)) < 2:
+        if time.monotonic() > deadline:
+            raise AssertionError("not both workers serve in %.0fs" % timeout)
+        ids += forward(port, 10, "/warm")
     return ids
 
 
@@ -903,7 +1096,36 @@ def requests_total(port):
     )
 
 
-class ClusterProcessTests(unittest.TestCase):
+def start_on(port, timeout=30):
+    """
+    `twistd -n wighaven --workers 2` on C{port}, until it exits: its exit
+    status and output.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ("PRIVATE_BACKEND_URL", "HF_TOKEN")}
+    env.update({"PRIVATE_BACKEND_URL": "https://x.example", "INTERFACE": "127.0.0.1",
+                "PYTHONPATH": ROOT})
+    result = subprocess.run(
+        [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+         "-n", "--pidfile=", "wighaven", "--port", str(port), "--workers", "2"],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+    )
+    return result.returncode, result.stdout + result.stderr
+
+
+class CannotListenAssertions:
+    def assertCannotListen(self, code, output, port):
+        """Start-up stopped with exit status 1 and the usual one line."""
+        self.assertEqual(code, 1, output)
+        # twistd sends stderr to its log: the one line is the log's stderr line.
+        refusals = [line for line in output.splitlines() if "wighaven:" in line]
+        self.assertEqual(len(refusals), 1, output)
+        self.assertIn("wighaven: cannot listen on 127.0.0.1:%d: Address already in use" % port,
+                      refusals[0])
+        self.assertNotIn("Traceback", output)
+        self.assertNotIn("supervising", output)
+
+
+class ClusterProcessTests(CannotListenAssertions, unittest.TestCase):
     """`twistd -n wighaven --workers 2`: two workers behind one port."""
 
     timeout = 120
@@ -919,6 +1141,8 @@ class ClusterProcessTests(unittest.TestCase):
         self.addCleanup(self.kill_everything)
         yield deferToThread(self.gateway.wait_ready)
         self.workers = yield deferToThread(self.wait_workers, 2)
+        # Both serve: the ids of these requests, which the figures hold too.
+        self.warmup = yield deferToThread(both_serve, self.gateway.port)
 
     def kill_everything(self):
         self.gateway.stop()
@@ -961,9 +1185,9 @@ class ClusterProcessTests(unittest.TestCase):
                 self.assertIn(b"wighaven.worker", f.read())
         ids = yield deferToThread(forward, self.gateway.port, 200)
         self.assertEqual(len(ids), 200)
-        prefixes = {request_id[:12] for request_id in ids}
+        prefixes = workers_of(self.warmup + ids)
         self.assertEqual(len(prefixes), 2, prefixes)
-        for request_id in ids:
+        for request_id in self.warmup + ids:
             self.assertRegex(request_id, r"^[0-9a-f]{24}$")
         # Every request reached the backend, with the token.
         forwarded = [r for r in self.backend.requests if r["uri"].startswith(b"/echo")]
@@ -975,9 +1199,9 @@ class ClusterProcessTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_figures_add_up_whichever_worker_answers(self):
-        n = 60
-        ids = yield deferToThread(forward, self.gateway.port, n)
-        self.assertEqual(len({i[:12] for i in ids}), 2)
+        ids = yield deferToThread(forward, self.gateway.port, 60)
+        self.assertEqual(len(workers_of(self.warmup + ids)), 2)
+        n = len(self.warmup) + 60
         yield deferToThread(time.sleep, 2.5)  # a report each way, at least
         answers = yield deferToThread(lambda: [health(self.gateway.port) for _ in range(20)])
         for answer in answers:
@@ -994,8 +1218,8 @@ class ClusterProcessTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_killed_worker_is_replaced_and_its_counts_kept(self):
         port = self.gateway.port
-        n = 40
-        yield deferToThread(forward, port, n)
+        yield deferToThread(forward, port, 40)
+        n = len(self.warmup) + 40
         yield self.wait_counted(n)
         yield deferToThread(time.sleep, 1.5)  # both have reported since the last request
         victim = sorted(self.workers)[0]
@@ -1024,14 +1248,57 @@ class ClusterProcessTests(unittest.TestCase):
         self.assertEqual(low, [], "health went below %d after the kill" % n)
 
         # The port keeps answering, on both workers again.
-        ids = yield deferToThread(forward, port, 60)
-        self.assertEqual(len({i[:12] for i in ids}), 2)
+        again = yield deferToThread(both_serve, port)
         yield deferToThread(time.sleep, 2.5)
         answers = yield deferToThread(lambda: [health(port) for _ in range(10)])
-        self.assertEqual({(a["requests"], a["workers"]) for a in answers}, {(n + 60, 2)})
+        self.assertEqual({(a["requests"], a["workers"]) for a in answers},
+                         {(n + len(again), 2)})
         total_now = yield deferToThread(requests_total, port)
-        self.assertEqual(total_now, n + 60)
+        self.assertEqual(total_now, n + len(again))
         self.assertIn("restarting in 1s", self.gateway.output())
+
+    @defer.inlineCallbacks
+    def test_new_connections_reach_the_live_worker_at_once_after_a_kill(self):
+        """Nothing waits for a dead worker's replacement: the live one takes all."""
+        port = self.gateway.port
+        both = workers_of(self.warmup)
+        victim = sorted(self.workers)[0]
+        os.kill(victim, signal.SIGKILL)
+        gone = yield deferToThread(poll, lambda: not alive(victim), 2.0, 0.01)
+        self.assertTrue(gone)
+        started = time.monotonic()
+        ids = yield deferToThread(forward, port, 20, timeout=1.0)
+        self.assertLess(time.monotonic() - started, 1.0)
+        served_by = workers_of(ids)
+        self.assertEqual(len(served_by), 1, served_by)
+        self.assertLess(served_by, both)
+
+    @defer.inlineCallbacks
+    def test_a_hung_worker_is_killed_and_replaced(self):
+        port = self.gateway.port
+        yield deferToThread(time.sleep, 1.5)  # both have reported: past the start-up grace
+        victim = sorted(self.workers)[0]
+        os.kill(victim, signal.SIGSTOP)  # alive, silent, accepting nothing
+        stopped_at = time.monotonic()
+        ids = yield deferToThread(forward, port, 20, timeout=1.0)  # the other takes them all
+        self.assertEqual(len(workers_of(ids)), 1)
+        limit = HUNG_AFTER + 6.0  # silence, a tick, the restart delay, a start
+        yield deferToThread(self.wait_workers, 2, limit, {victim})
+        self.assertLess(time.monotonic() - stopped_at, limit)
+        self.assertFalse(alive(victim))
+        log = self.gateway.output()
+        self.assertIn("silent for 6s: killed, to be restarted", log)
+        self.assertIn("exited (signal 9)", log)
+        yield deferToThread(both_serve, port)  # the replacement too, once started
+
+    @defer.inlineCallbacks
+    def test_a_second_gateway_on_the_port_stops(self):
+        """Not a second gateway sharing the port unseen, with another token."""
+        code, output = yield deferToThread(start_on, self.gateway.port)
+        self.assertCannotListen(code, output, self.gateway.port)
+        # The first one serves on.
+        ids = yield deferToThread(forward, self.gateway.port, 10)
+        self.assertEqual(len(ids), 10)
 
     @defer.inlineCallbacks
     def test_sigterm_drains_every_worker_and_exits_0(self):
@@ -1054,28 +1321,16 @@ class ClusterProcessTests(unittest.TestCase):
         self.assertNotIn("Traceback", log)
 
 
-class ClusterStartupTests(unittest.TestCase):
+class ClusterStartupTests(CannotListenAssertions, unittest.TestCase):
     timeout = 60
 
     def test_port_in_use_stops_startup(self):
-        env = {k: v for k, v in os.environ.items() if k not in ("PRIVATE_BACKEND_URL", "HF_TOKEN")}
-        env.update({"PRIVATE_BACKEND_URL": "https://x.example", "INTERFACE": "127.0.0.1",
-                    "PYTHONPATH": ROOT})
-        with socket.socket() as taken:
-            taken.bind(("127.0.0.1", 0))
-            taken.listen()
+        with plain_listener() as taken:
             port = taken.getsockname()[1]
-            result = subprocess.run(
-                [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-                 "-n", "--pidfile=", "wighaven", "--port", str(port), "--workers", "2"],
-                env=env, cwd=ROOT, capture_output=True, text=True, timeout=30,
-            )
-        self.assertEqual(result.returncode, 1)
-        output = result.stdout + result.stderr
-        # twistd sends stderr to its log: the one line is the log's stderr line.
-        refusals = [line for line in output.splitlines() if "wighaven:" in line]
-        self.assertEqual(len(refusals), 1, output)
-        self.assertIn("wighaven: cannot listen on 127.0.0.1:%d: Address already in use" % port,
-                      refusals[0])
-        self.assertNotIn("Traceback", output)
-        self.assertNotIn("supervising", output)
+            self.assertCannotListen(*start_on(port), port)
+
+    def test_port_shared_by_a_reuse_port_listener_stops_startup(self):
+        """A listener that would let others join (SO_REUSEPORT) still has the port."""
+        with plain_listener(reuse_port=True) as taken:
+            port = taken.getsockname()[1]
+            self.assertCannotListen(*start_on(port), port)

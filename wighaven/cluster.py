@@ -2,30 +2,44 @@
 
 Why processes: one Python process runs on one core at a time, so a gateway
 that must use every core runs several. The twistd process becomes the
-L{Supervisor}; it serves no request itself. It binds one listening socket
-per worker, all on the same port with SO_REUSEPORT, so the kernel spreads
-new connections evenly across the workers, and hands each worker its socket
-as file descriptor 3 (L{LISTEN_FD}). The parent keeps its copies open: when a
-worker dies, connections the kernel already queued on its socket wait there
-for the replacement instead of being refused.
+L{Supervisor}; it serves no request itself. It binds ONE listening socket
+(L{listening_socket}, without SO_REUSEPORT) and hands that same socket to
+every worker as file descriptor 3 (L{LISTEN_FD}); the workers accept from
+it side by side, a few connections at a time
+(L{wighaven.transport.SharedPort}), so the idle ones take the new
+connections. Why one socket: a port anything else listens on, another
+gateway included, can't be had (EADDRINUSE, the usual one line and exit
+1), and nothing is queued for one worker in particular: a worker that dies
+or hangs simply stops accepting, the others take every new connection at
+once, and no connection waiting in the queue is lost.
 
 Figures: a worker counts only what it serves. Once a second each worker
-writes its metrics snapshot (one JSON line) to descriptor 4 (L{REPORT_FD});
-the parent answers on the worker's stdin with the sum of every *other*
-worker's latest snapshot, plus those of workers that died (their counters
-must not vanish from the totals); a new worker is told the same at once,
-and reads it (L{first_message}) before it serves anything. The worker adds
-its own live figures to that (L{PeerFigures}, read through
+writes its metrics snapshot (one JSON line) to descriptor 4 (L{REPORT_FD}).
+Once a second too (L{Supervisor.tick}) the parent tells each worker that
+has reported since it was last told, on its stdin, the sum of every
+*other* worker's latest snapshot, plus those of workers that died (their
+counters must not vanish from the totals). That is one pass over all the
+snapshots whatever the number of workers (L{everyone_but}: prefix and
+suffix sums, exact, no subtraction), and at most one message per report
+(two owed at most), so a worker that neither reads nor reports makes
+nothing pile up in the parent. A new worker is told at once, and reads it
+(L{first_message}) before it serves anything. The worker adds its own
+live figures to that (L{PeerFigures}, read through
 L{wighaven.stats.GatewayStats.figures}), so /gateway-health, the dashboard
 and /_gateway/metrics show the whole gateway whichever worker answers, the
-other workers' part at most about a second old. No other server is involved.
+other workers' part at most about two seconds old. No other server is
+involved.
 
 Lifecycle: a worker that exits unasked is restarted (after 1 s, doubling
-up to 30 s while it keeps dying young). SIGTERM to the parent closes its
-sockets and passes SIGTERM on: every worker drains (see L{wighaven.drain})
-and the parent exits 0 once all are gone; a second SIGTERM ends everything
-at once. A worker whose parent disappears (its stdin closes) drains and
-exits too, so no orphan keeps the port.
+up to 30 s while it keeps dying young). A worker silent for L{HUNG_AFTER}
+seconds (L{FIRST_REPORT_WITHIN} after its start) is hung: it is killed
+(SIGKILL) and restarted the same way. Silence is counted in the parent's
+own ticks, so a parent that was itself stopped (Ctrl-Z) or whose clock
+jumped kills nobody. SIGTERM to the parent closes its copy of the socket
+and passes SIGTERM on: every worker drains (see L{wighaven.drain}) and the
+parent exits 0 once all are gone; a second SIGTERM ends everything at
+once. A worker whose parent disappears (its stdin closes) drains and exits
+too, so no orphan keeps the port.
 """
 
 from __future__ import annotations
@@ -48,16 +62,21 @@ from .transport import address_family
 from .metrics import Histogram, merge_snapshots
 
 __all__ = [
-    "LISTEN_FD", "REPORT_FD", "PeerFigures", "Supervisor", "WorkerLink", "first_message",
-    "listening_sockets",
+    "LISTEN_FD", "REPORT_FD", "PeerFigures", "Supervisor", "WorkerLink", "everyone_but",
+    "first_message", "listening_socket",
 ]
 
-LISTEN_FD = 3  # the worker's listening socket
+LISTEN_FD = 3  # the listening socket, the same in every worker
 REPORT_FD = 4  # the worker's snapshots to the parent
 REPORT_INTERVAL = 1.0
 RESTART_DELAY = 1.0
 RESTART_DELAY_MAX = 30.0
 YOUNG = 10.0  # a worker dying sooner than this after its start backs the restarts off
+HUNG_AFTER = 5.0  # seconds without a report: the worker is hung
+# Start-up takes well under a second; many workers starting on few cores
+# take longer, and a worker that has not started accepts nothing anyway.
+FIRST_REPORT_WITHIN = 30.0
+OWED_MAX = 2  # answers owed to a worker at most (one per report)
 MAX_LINE = 4 << 20  # bytes of one snapshot line, far above what a snapshot takes
 _GAUGES = ("in_flight", "open_websockets", "open_streams")
 
@@ -83,30 +102,48 @@ def encode(message) -> bytes:
     return json.dumps(message, separators=(",", ":")).encode("utf-8") + b"\n"
 
 
-def listening_sockets(interface: str, port: int, count: int, backlog: int) -> list:
+def listening_socket(interface: str, port: int, backlog: int) -> socket.socket:
     """
-    C{count} listening sockets on one address, with SO_REUSEPORT. With port
-    0 the first one picks a free port and the others join it.
+    The one listening socket every worker accepts from. No SO_REUSEPORT: a
+    port that anything else listens on (another gateway, with workers or
+    not) can't be had, instead of being shared with it unseen.
 
-    @raise OSError: the address can't be had (the first bind tells).
+    @raise OSError: the address can't be had.
     """
-    family = address_family(interface)
-    sockets = []
+    sock = socket.socket(address_family(interface), socket.SOCK_STREAM)
     try:
-        for _ in range(count):
-            sock = socket.socket(family, socket.SOCK_STREAM)
-            sockets.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind((interface, port))
-            port = sock.getsockname()[1]
-            sock.listen(backlog)
-            sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((interface, port))
+        sock.listen(backlog)
+        sock.setblocking(False)
     except OSError:
-        for sock in sockets:
-            sock.close()
+        sock.close()
         raise
-    return sockets
+    return sock
+
+
+def _merged(a, b):
+    """Two snapshots (either may be None) as one."""
+    if a is None or b is None:
+        return b if a is None else a
+    return merge_snapshots([a, b])
+
+
+def everyone_but(snapshots, base=None) -> list:
+    """
+    For each i, C{base} merged with every snapshot but C{snapshots[i]} (None
+    entries count for nothing; None when nothing is left). Linear work: the
+    merges of everything before i and of everything after i, each built
+    once, then one merge per i; exact, since nothing is subtracted.
+    """
+    before = [base]  # before[i]: base and snapshots[:i]
+    for snapshot in snapshots:
+        before.append(_merged(before[-1], snapshot))
+    after = [None]  # built backwards: after[-1 - i] is snapshots[len - i:]
+    for snapshot in reversed(snapshots):
+        after.append(_merged(snapshot, after[-1]))
+    after.reverse()  # after[i]: snapshots[i:]
+    return [_merged(before[i], after[i + 1]) for i in range(len(snapshots))]
 
 
 def _retired(snapshot):
@@ -125,13 +162,22 @@ def _retired(snapshot):
 
 
 class _Worker(protocol.ProcessProtocol):
-    """The parent's end of one worker process."""
+    """
+    The parent's end of one worker process.
+
+    @ivar owed: answers owed, one per report (at most L{OWED_MAX}).
+    @ivar silent: the parent's ticks since the worker last wrote anything.
+    """
 
     def __init__(self, supervisor: "Supervisor", slot: int):
         self.supervisor = supervisor
         self.slot = slot
         self.snapshot = None
         self.started_at = None
+        self.owed = 0
+        self.silent = 0
+        self.heard = False  # has written anything yet
+        self.killed = False
         self.ended = defer.Deferred()
         self._lines = _Lines(self._report)
 
@@ -142,6 +188,8 @@ class _Worker(protocol.ProcessProtocol):
     def childDataReceived(self, fd, data):
         if fd != REPORT_FD:
             return
+        self.heard = True
+        self.silent = 0
         try:
             self._lines.feed(data)
         except ValueError:  # includes bad JSON: a worker is never trusted blindly
@@ -152,7 +200,12 @@ class _Worker(protocol.ProcessProtocol):
         snapshot = message.get("snapshot") if isinstance(message, dict) else None
         if isinstance(snapshot, dict) and isinstance(snapshot.get("routes"), dict):
             self.snapshot = snapshot
-            self.send(self.supervisor.peer_message(self))
+            self.owed = min(self.owed + 1, OWED_MAX)
+
+    def hung(self) -> bool:
+        """Silent too long: for L{HUNG_AFTER} s, or L{FIRST_REPORT_WITHIN} s since its start."""
+        limit = HUNG_AFTER if self.heard else FIRST_REPORT_WITHIN
+        return not self.killed and self.silent * REPORT_INTERVAL > limit
 
     def send(self, message):
         if self.transport is not None and self.transport.pid is not None:
@@ -191,12 +244,14 @@ class Supervisor(service.Service):
         self._backlog = backlog
         self._argv = argv or [sys.executable, "-m", "wighaven.worker"]
         self.started = reactor.seconds()
-        self.workers = []
+        self.workers = [None] * config.workers
         self.retired = None  # figures of workers that died
         self.restarts = 0
         self.stopping = False
-        self._sockets = []
+        self._socket = None
         self._restart_delay = {}
+        self._ticks = LoopingCall(self.tick)
+        self._ticks.clock = reactor
         self.port = None
 
     def setServiceParent(self, parent):
@@ -210,29 +265,28 @@ class Supervisor(service.Service):
         from .service import exit_cannot_listen, raise_open_files_limit
 
         raise_open_files_limit()
-        if self._sockets:
+        if self._socket is not None:
             return
         config = self.config
         try:
-            self._sockets = listening_sockets(
-                config.interface, config.port, config.workers, self._backlog
-            )
+            self._socket = listening_socket(config.interface, config.port, self._backlog)
         except OSError as e:
             exit_cannot_listen(config, e.strerror)
-        self.port = self._sockets[0].getsockname()[1]
+        self.port = self._socket.getsockname()[1]
 
     def startService(self):
-        if not self._sockets:
+        if self._socket is None:
             self.privilegedStartService()
         super().startService()
-        self.workers = [None] * len(self._sockets)
-        for slot in range(len(self._sockets)):
+        for slot in range(len(self.workers)):
             self._spawn(slot, tell=False)
-        for worker in self.workers:  # told once all exist: each counts them all
-            worker.send(self.peer_message(worker))
+        told = self.peer_messages()  # once all exist: each counts them all
+        for worker in self.workers:
+            worker.send(told[worker.slot])
+        self._ticks.start(REPORT_INTERVAL, now=False)
         self._log.info(
             "WigHaven Gateway supervising {n} workers on {host}:{port}",
-            n=len(self._sockets), host=self.config.interface, port=self.port,
+            n=len(self.workers), host=self.config.interface, port=self.port,
         )
         if self._handle_signals:
             # SIGTERM drains every worker, then exits 0; a second one ends all
@@ -253,25 +307,51 @@ class Supervisor(service.Service):
             self._argv[0],
             self._argv,
             env=self._env,
-            childFDs={0: "w", 1: 1, 2: 2, LISTEN_FD: self._sockets[slot].fileno(), REPORT_FD: "r"},
+            childFDs={0: "w", 1: 1, 2: 2, LISTEN_FD: self._socket.fileno(), REPORT_FD: "r"},
         )
-        # Told at once, not only in answer to its first report: the worker
-        # reads this (first_message) before it serves anything, so no request,
-        # not even one already queued on a replacement's socket, is answered
-        # with its own figures alone.
+        # Told at once, not only at the next tick: the worker reads this
+        # (first_message) before it serves anything, so no request is
+        # answered with its own figures alone.
         if tell:
-            worker.send(self.peer_message(worker))
+            worker.send(self.peer_messages()[slot])
 
-    def peer_message(self, worker) -> dict:
-        """What C{worker} is told: everyone else's figures, and the start time."""
-        others = [w.snapshot for w in self.workers if w is not None and w is not worker and w.snapshot]
-        if self.retired is not None:
-            others.append(self.retired)
+    def peer_messages(self) -> dict:
+        """
+        What each worker would be told now, by slot: everyone else's figures
+        (the retired ones included), the start time, the number of workers.
+        """
+        present = [w for w in self.workers if w is not None]
+        others = everyone_but([w.snapshot for w in present], self.retired)
+        workers = len(self._live())
         return {
-            "others": merge_snapshots(others) if others else None,
-            "started": self.started,
-            "workers": sum(1 for w in self.workers if w is not None and w.pid is not None),
+            worker.slot: {"others": figures, "started": self.started, "workers": workers}
+            for worker, figures in zip(present, others)
         }
+
+    def tick(self):
+        """
+        Once a L{REPORT_INTERVAL}: kill the hung workers, then answer each
+        worker owed an answer, all from one L{peer_messages}.
+        """
+        for worker in self._live():
+            worker.silent += 1
+            if worker.hung():
+                self._kill_hung(worker)
+        owed = [w for w in self._live() if w.owed]
+        if not owed:
+            return
+        told = self.peer_messages()
+        for worker in owed:
+            worker.owed -= 1
+            worker.send(told[worker.slot])
+
+    def _kill_hung(self, worker):
+        self._log.warn(
+            "worker {slot} (pid {pid}) silent for {silent:.0f}s: killed, to be restarted",
+            slot=worker.slot, pid=worker.pid, silent=worker.silent * REPORT_INTERVAL,
+        )
+        worker.killed = True
+        worker.signal("KILL")
 
     def _worker_ended(self, worker, status):
         if worker.snapshot is not None:
@@ -310,21 +390,32 @@ class Supervisor(service.Service):
         d.addBoth(lambda _: self._reactor.stop())
 
     def drain(self) -> defer.Deferred:
-        """Stop listening, have every worker drain, fire once all have exited."""
+        """
+        Stop listening, have every worker drain, fire once all have exited
+        (the ticks go on meanwhile: a worker that hangs while draining is
+        killed).
+        """
         self.stopping = True
         self._log.info("draining {n} workers", n=len(self._live()))
-        for sock in self._sockets:
-            sock.close()
-        self._sockets = []
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
         live = self._live()
         self._terminate_workers()
-        return defer.gatherResults([w.ended for w in live]) if live else defer.succeed(None)
+        done = defer.gatherResults([w.ended for w in live]) if live else defer.succeed(None)
+        return done.addBoth(self._stop_ticking)
+
+    def _stop_ticking(self, result):
+        if self._ticks.running:
+            self._ticks.stop()
+        return result
 
     @defer.inlineCallbacks
     def stopService(self):
         """Workers still running when the service stops are drained, then killed."""
         super().stopService()
         if not self._live():
+            self._stop_ticking(None)
             return
         done = self.drain()
         limit = self.config.drain_timeout + 5.0

@@ -2,10 +2,11 @@
 
 Started by L{wighaven.cluster.Supervisor} as C{python -m wighaven.worker},
 never by hand: its configuration comes from the environment its parent
-hands it, its listening socket is descriptor 3 and its parent's end is
-stdin (answers) and descriptor 4 (reports). It serves exactly like a
-single-process gateway (the same L{wighaven.service.GatewayService}); only
-its figures are added up with the other workers'.
+hands it, its listening socket is descriptor 3 (the one socket every worker
+accepts from) and its parent's end is stdin (answers) and descriptor 4
+(reports). It serves exactly like a single-process gateway (the same
+L{wighaven.service.GatewayService}); only its figures are added up with the
+other workers'.
 """
 
 from __future__ import annotations
