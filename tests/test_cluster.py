@@ -28,7 +28,7 @@ import tempfile
 import time
 
 from prometheus_client.parser import text_string_to_metric_families
-from twisted.internet import defer
+from twisted.internet import defer, protocol
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -60,6 +60,7 @@ from wighaven.config import load_config
 from wighaven.live import LiveMessages
 from wighaven.metrics import RouteMetrics
 from wighaven.stats import GatewayStats
+from wighaven.transport import adopt_port
 
 from .support.backend import start_backend
 from .support.gateway import ROOT, TOKEN, GatewayProcess
@@ -262,6 +263,51 @@ class ListeningSocketTests(SynchronousTestCase):
         first = listening_socket("127.0.0.1", 0, 16)
         self.addCleanup(first.close)
         self.assertRefused(first.getsockname()[1])
+
+
+class _Kept(protocol.Protocol):
+    """An accepted connection, kept by its factory, with a Deferred for its end."""
+
+    def connectionMade(self):
+        self.lost = defer.Deferred()
+        self.factory.accepted.append(self)
+
+    def connectionLost(self, reason):
+        self.lost.callback(None)
+
+
+class SharedPortTests(unittest.TestCase):
+    """A worker takes one connection per wake-up from the shared socket."""
+
+    def close_all(self, accepted):
+        for connection in accepted:
+            connection.transport.loseConnection()
+        return defer.gatherResults([connection.lost for connection in accepted])
+
+    def test_one_connection_per_wake_up(self):
+        """
+        Twisted's port would take all three queued connections at once (and
+        up to 100 of a burst), leaving none for the other workers.
+        """
+        from twisted.internet import reactor
+
+        listener = listening_socket("127.0.0.1", 0, 16)
+        factory = protocol.Factory.forProtocol(_Kept)
+        factory.accepted = []
+        try:
+            port = adopt_port(reactor, listener.fileno(), socket.AF_INET, factory)
+        finally:
+            listener.close()  # the port holds its own copy
+        self.addCleanup(port.stopListening)
+        self.addCleanup(self.close_all, factory.accepted)
+        for _ in range(3):
+            client = socket.create_connection(port.socket.getsockname(), timeout=2)
+            self.addCleanup(client.close)
+        port.doRead()  # a wake-up, as the reactor would call it
+        self.assertEqual(len(factory.accepted), 1)
+        port.doRead()
+        port.doRead()
+        self.assertEqual(len(factory.accepted), 3)
 
 
 class SupervisorTests(SynchronousTestCase):
