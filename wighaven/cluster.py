@@ -5,7 +5,7 @@ that must use every core runs several. The twistd process becomes the
 L{Supervisor}; it serves no request itself. It binds ONE listening socket
 (L{listening_socket}, without SO_REUSEPORT) and hands that same socket to
 every worker as file descriptor 3 (L{LISTEN_FD}); the workers accept from
-it side by side, a few connections at a time
+it side by side, one connection at a time
 (L{wighaven.transport.SharedPort}), so the idle ones take the new
 connections. Why one socket: a port anything else listens on, another
 gateway included, can't be had (EADDRINUSE, the usual one line and exit
