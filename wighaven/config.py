@@ -70,7 +70,7 @@ SETTINGS = (
         "WORKERS",
         "1",
         "Gateway processes serving the port (auto = one per CPU core). Above 1, a "
-        "supervising parent binds the port, restarts a worker that dies and adds up "
+        "supervising parent binds the port, restarts a worker that dies or hangs and adds up "
         "every worker's figures for /gateway-health, the dashboard and the metrics.",
     ),
     Setting("LOG_LEVEL", "info", "debug, info, warn or error."),

@@ -61,7 +61,7 @@ RATE_SECONDS = 10  # requests_per_second is averaged over this many seconds
 HISTORY_SECONDS = 300
 # With several workers, how many seconds later than its own the others'
 # counts of a second are all in (each reports once a second, and hears
-# back when it next reports): the chart's newest point waits for them.
+# back at the supervisor's next tick): the chart's newest point waits for them.
 PEER_LAG = 2
 MAX_WATCHERS = 50
 # Bytes of the kernel's send buffer of a watcher's socket: several seconds
