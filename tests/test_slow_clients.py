@@ -7,26 +7,14 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from wighaven.slow_clients import PacedProducer, SlowClients
 
-
-class Upstream:
-    def __init__(self):
-        self.calls = []
-
-    def pauseProducing(self):
-        self.calls.append("pause")
-
-    def resumeProducing(self):
-        self.calls.append("resume")
-
-    def stopProducing(self):
-        self.calls.append("stop")
+from tests.support.fakes import RecordingProducer
 
 
 class SlowClientsTests(SynchronousTestCase):
     def setUp(self):
         self.clock = Clock()
         self.slow = SlowClients(self.clock, grace=2.0)
-        self.upstream = Upstream()
+        self.upstream = RecordingProducer()
         self.released = []
         self.producer = PacedProducer(self.upstream, self.slow, lambda: self.released.append(1))
 

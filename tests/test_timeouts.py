@@ -599,20 +599,28 @@ def _upload(port, head, pieces, every):
         return data, time.monotonic() - last_sent
 
 
-class UploadIdleIntegrationTests(TestCase):
-    """STREAM_IDLE_TIMEOUT=0.5 on request bodies, over real sockets."""
+class UploadIntegrationTests(TestCase):
+    """A real backend and gateway (with C{settings}) for uploads over sockets."""
+
+    settings = {}
 
     @defer.inlineCallbacks
     def setUp(self):
         self.backend, self.backend_site, origin = yield start_backend(self)
-        _, self.port = yield start_gateway(self, origin, STREAM_IDLE_TIMEOUT="0.5")
+        _, self.port = yield start_gateway(self, origin, **self.settings)
 
     @staticmethod
-    def head(length):
+    def head(length, path=b"/upload"):
         return (
-            b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Type: application/octet-stream\r\n"
-            b"Content-Length: %d\r\n\r\n" % length
+            b"POST %s HTTP/1.1\r\nHost: a\r\nContent-Type: application/octet-stream\r\n"
+            b"Content-Length: %d\r\n\r\n" % (path, length)
         )
+
+
+class UploadIdleIntegrationTests(UploadIntegrationTests):
+    """STREAM_IDLE_TIMEOUT=0.5 on request bodies, over real sockets."""
+
+    settings = {"STREAM_IDLE_TIMEOUT": "0.5"}
 
     @defer.inlineCallbacks
     def test_upload_that_goes_silent_is_disconnected(self):
@@ -636,26 +644,16 @@ class UploadIdleIntegrationTests(TestCase):
         self.assertEqual(json.loads(body)["length"], 500)
 
 
-class UpstreamTimeoutUploadIntegrationTests(TestCase):
+class UpstreamTimeoutUploadIntegrationTests(UploadIntegrationTests):
     """UPSTREAM_TIMEOUT=0.5 counts from the body's last byte, not from the head."""
 
-    @defer.inlineCallbacks
-    def setUp(self):
-        self.backend, self.backend_site, origin = yield start_backend(self)
-        _, self.port = yield start_gateway(self, origin, UPSTREAM_TIMEOUT="0.5")
-
-    @staticmethod
-    def head(path, length):
-        return (
-            b"POST %s HTTP/1.1\r\nHost: a\r\nContent-Type: application/octet-stream\r\n"
-            b"Content-Length: %d\r\n\r\n" % (path, length)
-        )
+    settings = {"UPSTREAM_TIMEOUT": "0.5"}
 
     @defer.inlineCallbacks
     def test_upload_longer_than_the_timeout_succeeds(self):
         pieces = [b"u" * 1000] * 6  # 1.5 s of sending, three times UPSTREAM_TIMEOUT
         out, _ = yield deferToThread(
-            _upload, self.port, self.head(b"/upload", 6000), pieces, 0.3
+            _upload, self.port, self.head(6000), pieces, 0.3
         )
         status, _, body = split_response(out)
         self.assertEqual(status, 200, out[:200])
@@ -665,7 +663,7 @@ class UpstreamTimeoutUploadIntegrationTests(TestCase):
     def test_timeout_counted_from_the_last_byte_sent(self):
         pieces = [b"h" * 100] * 4  # 0.9 s of sending, then the backend never answers
         out, waited = yield deferToThread(
-            _upload, self.port, self.head(b"/hang", 400), pieces, 0.3
+            _upload, self.port, self.head(400, b"/hang"), pieces, 0.3
         )
         status, _, _ = split_response(out)
         self.assertEqual(status, 504, out[:200])

@@ -137,7 +137,6 @@ from twisted.internet import _sslverify, abstract, main, reactor, ssl, tcp
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import ConnectionDone, ConnectionLost
-from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import globalLogPublisher
@@ -154,6 +153,7 @@ from wighaven.logs import _QUIET_NAMESPACES
 from wighaven.tls import load_ca_bundle
 
 from .support.certs import pki
+from .support.fakes import RecordingProducer
 from .test_transport import Accepting, Peer, close
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -290,21 +290,6 @@ class Descriptor(abstract.FileDescriptor):
         """Queue C{pieces} the way wighaven.transport's cork does."""
         self._tempDataBuffer.extend(pieces)
         self._tempDataLen += sum(map(len, pieces))
-
-
-@implementer(IPushProducer)
-class Producer:
-    def __init__(self):
-        self.calls = []
-
-    def pauseProducing(self):
-        self.calls.append("pause")
-
-    def resumeProducing(self):
-        self.calls.append("resume")
-
-    def stopProducing(self):
-        self.calls.append("stop")
 
 
 # TLS: does a context's store verify a certificate?
@@ -673,7 +658,7 @@ class PrivateNamesTests(TestCase):
         """Pauses a streaming producer once the queue holds more than
         bufferSize; the doWrite that drains it resumes the producer."""
         descriptor = Descriptor(accept=0)
-        producer = Producer()
+        producer = RecordingProducer()
         descriptor.registerProducer(producer, True)
         descriptor.queue(b"x" * descriptor.bufferSize)
         descriptor._maybePauseProducer()
@@ -937,8 +922,10 @@ def _attributes(source, own_classes, defined_anywhere, found):
     """
     for name, class_node in source.classes.items():
         cls = getattr(source.module, name)
+        # A zope Interface is a class statement without an __mro__.
+        bases = getattr(cls, "__mro__", None) or (cls,)
         ours = set().union(*(own_classes.get((c.__module__, c.__name__), set())
-                             for c in cls.__mro__ if _ours(c)))
+                             for c in bases if _ours(c)))
         for node in ast.walk(class_node):
             if (isinstance(node, ast.Attribute) and _private(node.attr)
                     and isinstance(node.value, ast.Name) and node.value.id == "self"
