@@ -57,6 +57,8 @@ INSTALL_REQUIRES = [
     "prometheus-client>=0.20.0",
     # Twisted's WebSocket server (the dashboard's live feed) runs on wsproto.
     "wsproto>=1.2.0",
+    # httptools (llhttp) parses backend responses: wighaven/upstream_protocol.py.
+    "httptools>=0.6,<1",
 ]
 
 
