@@ -80,6 +80,23 @@ HTTP client (twisted.web.client, twisted.web._newclient):
 - twisted.web.client._HTTP11ClientFactory -- logs.py _QUIET_NAMESPACES: a
   log namespace kept at warn. Breaks: two info lines per new backend
   connection.
+- HTTPConnectionPool._factory -- upstream_protocol.py upstream_pool: the
+  pool builds each new connection's factory with it, from its quiescent
+  callback and the endpoint's repr. Breaks: every new connection speaks
+  Twisted's client protocol instead of UpstreamProtocol.
+- HTTPConnectionPool._newConnection -- upstream_protocol.py new_connection:
+  connects through the endpoint with that factory, whatever is cached.
+  Breaks: every request that finds no idle connection.
+- HTTPConnectionPool._connections -- upstream_protocol.py take_idle: the
+  idle connections of each key, oldest first. Breaks: no connection is
+  reused (or a busy one is).
+- HTTPConnectionPool._timeouts -- upstream_protocol.py take_idle: the idle
+  expiry of each idle connection, cancelled when it is taken. Breaks: the
+  pool closes a connection under its exchange.
+- HTTPConnectionPool._putConnection -- upstream_protocol.py, through the
+  quiescent callback: keeps a QUIESCENT connection with its idle timer, at
+  most maxPersistentPerHost per key (closing the oldest). Breaks: reuse,
+  idle expiry and the cap on idle connections.
 
 TCP transports (twisted.internet.abstract, twisted.internet.tcp):
 - FileDescriptor._tempDataBuffer -- transport.py _FewerSyscalls._cork:
@@ -134,7 +151,7 @@ from OpenSSL import SSL, crypto
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from twisted.internet import _sslverify, abstract, main, reactor, ssl, tcp
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.protocol import ClientFactory, Protocol
@@ -262,6 +279,33 @@ class RecordingPolicy:
     def creatorForNetloc(self, hostname, port):
         self.asked.append((hostname, port))
         return ssl.optionsForClientTLS(hostname.decode("ascii"))
+
+
+# HTTPConnectionPool, with connections that are only what it reads of them.
+
+POOL_KEY = (b"http", b"backend", 80)
+
+
+class Pooled:
+    """A connection as the pool sees it: a state and a transport."""
+
+    def __init__(self, state="QUIESCENT"):
+        self.state = state
+        self.transport = StringTransport()
+
+
+class PoolEndpoint:
+    """Notes the factories it connects with; each connect() fires at once."""
+
+    def __init__(self):
+        self.factories = []
+        self.results = []
+        self.connected = Pooled()
+
+    def connect(self, factory):
+        self.factories.append(factory)
+        self.results.append(succeed(self.connected))
+        return self.results[-1]
 
 
 # Twisted's write buffer, on a descriptor whose "socket" is a list.
@@ -624,6 +668,97 @@ class PrivateNamesTests(TestCase):
         namespaces = {e["log_namespace"] for e in events if "factory" in e.get("log_format", "")}
         self.assertEqual(namespaces, {"twisted.web.client._HTTP11ClientFactory"})
         self.assertIn("twisted.web.client._HTTP11ClientFactory", _QUIET_NAMESPACES)
+
+    # HTTPConnectionPool, as wighaven.upstream_protocol uses it
+
+    def test_HTTPConnectionPool__factory(self):
+        """Called as C{_factory(quiescentCallback, metadata)} for each new
+        connection; the endpoint connects with what it returns, and the
+        callback gives a protocol back under the connection's key."""
+        made = []
+
+        class Made(ClientFactory):
+            def __init__(self, quiescentCallback, metadata):
+                made.append((self, quiescentCallback, metadata))
+
+        pool = HTTPConnectionPool(MemoryReactorClock())
+        pool._factory = Made
+        endpoint = PoolEndpoint()
+        d = pool.getConnection(POOL_KEY, endpoint)
+        [(factory, callback, metadata)] = made
+        self.assertEqual((endpoint.factories, metadata), ([factory], repr(endpoint)))
+        self.assertIs(self.successResultOf(d), endpoint.connected)
+        connection = Pooled()
+        callback(connection)
+        self.assertEqual(pool._connections, {POOL_KEY: [connection]})
+
+    def test_HTTPConnectionPool__newConnection(self):
+        """The endpoint's connect() Deferred itself, made with the pool's
+        factory, even while an idle connection is cached."""
+        callbacks = []
+
+        class Made(ClientFactory):
+            def __init__(self, quiescentCallback, metadata):
+                callbacks.append(quiescentCallback)
+
+        pool = HTTPConnectionPool(MemoryReactorClock())
+        pool._factory = Made
+        cached = Pooled()
+        pool._putConnection(POOL_KEY, cached)
+        endpoint = PoolEndpoint()
+        d = pool._newConnection(POOL_KEY, endpoint)
+        self.assertIs(d, endpoint.results[0])
+        [factory] = endpoint.factories
+        self.assertIsInstance(factory, Made)
+        self.assertEqual(pool._connections, {POOL_KEY: [cached]})
+        connection = Pooled()
+        callbacks[0](connection)
+        self.assertEqual(pool._connections, {POOL_KEY: [cached, connection]})
+
+    def test_HTTPConnectionPool__connections(self):
+        """A list per key, oldest first; getConnection takes from it."""
+        pool = HTTPConnectionPool(MemoryReactorClock())
+        first, second = Pooled(), Pooled()
+        pool._putConnection(POOL_KEY, first)
+        pool._putConnection(POOL_KEY, second)
+        self.assertEqual(pool._connections, {POOL_KEY: [first, second]})
+        pool.retryAutomatically = False
+        self.assertIs(self.successResultOf(pool.getConnection(POOL_KEY, PoolEndpoint())), first)
+        self.assertEqual(pool._connections, {POOL_KEY: [second]})
+
+    def test_HTTPConnectionPool__timeouts(self):
+        """Each idle connection's expiry, a delayed call of
+        cachedConnectionTimeout that closes it and forgets it; cancelled
+        and removed, it leaves the connection alone."""
+        clock = MemoryReactorClock()
+        pool = HTTPConnectionPool(clock)
+        pool.cachedConnectionTimeout = 10
+        kept, expiring = Pooled(), Pooled()
+        pool._putConnection(POOL_KEY, kept)
+        pool._putConnection(POOL_KEY, expiring)
+        self.assertEqual(set(pool._timeouts), {kept, expiring})
+        self.assertEqual(pool._timeouts[kept].getTime(), 10)
+        pool._connections[POOL_KEY].remove(kept)
+        pool._timeouts.pop(kept).cancel()
+        clock.advance(10)
+        self.assertEqual((kept.transport.disconnecting, expiring.transport.disconnecting), (False, True))
+        self.assertEqual((pool._connections, pool._timeouts), ({POOL_KEY: []}, {}))
+
+    def test_HTTPConnectionPool__putConnection(self):
+        """Keeps only a QUIESCENT connection (logging the others as a bug),
+        at most maxPersistentPerHost per key: the oldest is closed."""
+        clock = MemoryReactorClock()
+        pool = HTTPConnectionPool(clock)
+        pool.maxPersistentPerHost = 2
+        pool._putConnection(POOL_KEY, Pooled("BUSY"))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual(pool._connections, {})
+        connections = [Pooled() for _ in range(3)]
+        for connection in connections:
+            pool._putConnection(POOL_KEY, connection)
+        self.assertEqual(pool._connections, {POOL_KEY: connections[1:]})
+        self.assertEqual([c.transport.disconnecting for c in connections], [True, False, False])
+        self.assertEqual(len(clock.getDelayedCalls()), 2)
 
     # TCP transports
 
