@@ -40,6 +40,7 @@ from .support.waiting import wait_until
 
 HOST = [(b"Host", [b"backend"])]
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+OK_HEAD = ("head", 200, b"OK", [(b"Content-Length", b"2")])  # what the sink hears of OK
 KEY = (b"http", b"backend", 80)
 
 
@@ -159,16 +160,18 @@ class RequestTests(SynchronousTestCase):
         protocol.send(b"GET", b"/a?", headers, None, Recorder())
         self.assertEqual(
             transport.value(),
-            b"GET /a? HTTP/1.1\r\nHost: backend:8080\r\nX-Twice: 1\r\nX-Twice: 2\r\nx-lower: v\r\n\r\n",
+            b"GET /a? HTTP/1.1\r\nHost: backend:8080\r\nX-Twice: 1\r\nX-Twice: 2\r\n"
+            b"x-lower: v\r\n\r\n",
         )
         self.assertEqual(protocol.state, "BUSY")
 
     def test_post_and_put_without_body_say_content_length_0(self):
-        for method, framing in ((b"POST", b"Content-Length: 0\r\n"), (b"PUT", b"Content-Length: 0\r\n"),
-                                (b"DELETE", b""), (b"OPTIONS", b"")):
+        zero = b"Content-Length: 0\r\n"
+        for method, framing in ((b"POST", zero), (b"PUT", zero), (b"DELETE", b""), (b"OPTIONS", b"")):
             protocol, transport, _ = connected()
             protocol.send(method, b"/", HOST, None, Recorder())
-            self.assertEqual(transport.value(), method + b" / HTTP/1.1\r\nHost: backend\r\n" + framing + b"\r\n")
+            expected = method + b" / HTTP/1.1\r\nHost: backend\r\n" + framing + b"\r\n"
+            self.assertEqual(transport.value(), expected)
 
     def test_known_length_body(self):
         """Content-Length, the bytes as written, the producer registered on
@@ -180,7 +183,9 @@ class RequestTests(SynchronousTestCase):
         self.assertTrue(transport.streaming)
         body.consumer.write(b"cde")
         body.done.callback(None)
-        self.assertEqual(transport.value(), b"POST /up HTTP/1.1\r\nHost: backend\r\nContent-Length: 5\r\n\r\nabcde")
+        self.assertEqual(
+            transport.value(), b"POST /up HTTP/1.1\r\nHost: backend\r\nContent-Length: 5\r\n\r\nabcde"
+        )
         self.assertIsNone(transport.producer)
 
     def test_unknown_length_is_sent_chunked(self):
@@ -279,7 +284,7 @@ class ResponseTests(SynchronousTestCase):
         return result
 
     def test_head_and_body(self):
-        result = self.check(OK, [("head", 200, b"OK", [(b"Content-Length", b"2")]), ("body", b"ok"), ("done",)])
+        result = self.check(OK, [OK_HEAD, ("body", b"ok"), ("done",)])
         self.assertTrue(reused(*result[1:]))
 
     def test_the_head_arrives_before_the_body(self):
@@ -341,7 +346,7 @@ class ResponseTests(SynchronousTestCase):
 
     def test_a_body_after_a_head_response_is_not_reused(self):
         result = exchange(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", b"HEAD")
-        self.assertEqual(result[0].merged(), [("head", 200, b"OK", [(b"Content-Length", b"2")]), ("done",)])
+        self.assertEqual(result[0].merged(), [OK_HEAD, ("done",)])
         self.assertTrue(closed(*result[1:]))
 
     def test_a_head_response_read_to_the_close_is_not_reused(self):
@@ -354,8 +359,8 @@ class ResponseTests(SynchronousTestCase):
     def test_204_and_304_have_no_body(self):
         for status in (b"204 No Content", b"304 Not Modified"):
             response = b"HTTP/1.1 " + status + b"\r\nContent-Length: 5\r\n\r\n"
-            sink, protocol, transport, given_back = self.check(
-                response, [("head", int(status[:3]), status[4:], [(b"Content-Length", b"5")]), ("done",)])
+            head = ("head", int(status[:3]), status[4:], [(b"Content-Length", b"5")])
+            sink, protocol, transport, given_back = self.check(response, [head, ("done",)])
             self.assertTrue(reused(protocol, transport, given_back))
             again = Recorder()
             protocol.send(b"GET", b"/", HOST, None, again)
@@ -363,9 +368,8 @@ class ResponseTests(SynchronousTestCase):
             self.assertEqual(again.merged()[1:], [("body", b"ok"), ("done",)])
 
     def test_interim_answers_are_dropped(self):
-        response = (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" + OK)
-        result = self.check(response, [("head", 200, b"OK", [(b"Content-Length", b"2")]),
-                                       ("body", b"ok"), ("done",)])
+        response = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" + OK
+        result = self.check(response, [OK_HEAD, ("body", b"ok"), ("done",)])
         self.assertTrue(reused(*result[1:]))
 
     def test_101_makes_a_tunnel(self):
@@ -428,7 +432,8 @@ class ResponseTests(SynchronousTestCase):
         self.assertTrue(ends_at_close([]))
         self.assertTrue(ends_at_close([(b"Transfer-Encoding", b"chunked, gzip")]))
         self.assertFalse(ends_at_close([(b"content-length", b"0")]))
-        self.assertFalse(ends_at_close([(b"Transfer-Encoding", b"gzip"), (b"transfer-encoding", b" Chunked ")]))
+        self.assertFalse(ends_at_close([(b"Transfer-Encoding", b"gzip"),
+                                        (b"transfer-encoding", b" Chunked ")]))
 
 
 class ReuseTests(SynchronousTestCase):
@@ -481,7 +486,8 @@ class ReuseTests(SynchronousTestCase):
         sink = Recorder()
         protocol.send(b"POST", b"/", HOST, body, sink)
         protocol.dataReceived(b"HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\n\r\n")
-        self.assertEqual(sink.events, [("head", 413, b"Too Large", [(b"Content-Length", b"0")]), ("done",)])
+        self.assertEqual(sink.events,
+                         [("head", 413, b"Too Large", [(b"Content-Length", b"0")]), ("done",)])
         self.assertEqual(body.calls, ["stop"])
         self.assertTrue(closed(protocol, transport, given_back))
         self.assertTrue(transport.disconnected)
@@ -745,7 +751,8 @@ class IntegrationTests(TestCase):
         pool = upstream_pool(reactor)
         self.addCleanup(pool.closeCachedConnections)
         uri = URI.fromBytes(origin.encode("ascii") + b"/")
-        agent = Agent(for_connecting(reactor), contextFactory=BackendTLSPolicy(pki().ca_pem), pool=pool)
+        policy = BackendTLSPolicy(pki().ca_pem)
+        agent = Agent(for_connecting(reactor), contextFactory=policy, pool=pool)
         host = [(b"Host", [uri.netloc])]
         return pool, (uri.scheme, uri.host, uri.port), agent._getEndpoint(uri), host
 
@@ -811,7 +818,8 @@ class IntegrationTests(TestCase):
         body.done.callback(None)
         sink, again = yield d
         self.assertIs(again, connection)
-        self.assertEqual(json.loads(sink.body()), {"length": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+        expected = {"length": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        self.assertEqual(json.loads(sink.body()), expected)
         self.assertEqual(site.connections, 1)
 
     def test_big_response_and_chunked_upload_plain(self):

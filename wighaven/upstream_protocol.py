@@ -2,13 +2,14 @@
 parsed with httptools (llhttp, Node's parser) and handed on as they arrive,
 on connections kept by Twisted's persistent HTTPConnectionPool.
 
-Rule: one exchange at a time per connection, full duplex. L{send} writes the
-request head at once and streams the body; the response reaches the sink
-piece by piece the moment it is parsed, even while the body is still going
-up, so a backend that answers before it has read the whole upload, or
-streams while it reads, works. Nothing is buffered whole, and nothing is
-made per request but the exchange's own state: no Deferred (a body
-producer's aside), no Headers, no Response.
+Rule: one exchange at a time per connection, full duplex.
+L{UpstreamProtocol.send} writes the request head at once and streams the
+body; the response reaches the sink piece by piece the moment it is
+parsed, even while the body is still going up, so a backend that answers
+before it has read the whole upload, or streams while it reads, works.
+Nothing is buffered whole, and no Deferred, Headers or Response is made
+per request (a request with a body adds its producer's Deferred and one
+small consumer).
 
 The request (L{request_head}): C{METHOD target HTTP/1.1}, then the caller's
 headers as given, one line per value (Host included; the caller has
@@ -54,12 +55,13 @@ arrive on an idle connection (a backend's late garbage, or the start of its
 close) make it unusable; a closed idle connection leaves the pool at the
 next L{take_idle} or at its idle expiry, whichever comes first.
 
-Backpressure on the response: the sink may call L{UpstreamProtocol.pause_reading}
-and L{UpstreamProtocol.resume_reading} while its exchange is in flight (from
-C{send} until C{response_done} or C{response_failed}, and for as long as a
-tunnel lasts); calls at other times do nothing, and a connection handed
-back to the pool is never left paused. The caller stops calling once its
-exchange has ended: the connection may already serve another.
+Backpressure on the response: the sink (or whoever reads for it) calls
+L{UpstreamProtocol.pause_reading} and L{UpstreamProtocol.resume_reading}
+while its exchange is in flight (from C{send} until C{response_done} or
+C{response_failed}, and for as long as a tunnel lasts); calls at other
+times do nothing, and a connection handed back to the pool is never left
+paused. The caller stops calling once its exchange has ended: the
+connection may already serve another.
 
 L{UpstreamProtocol.abort} closes the connection at once; the sink of the
 exchange then hears nothing more. An exception raised by the sink is
