@@ -152,6 +152,19 @@ def open_page(browser, url, watch=True, on_websocket=None, **options):
     return page
 
 
+def assert_readable_in_both_schemes(testcase, page, light_screenshot):
+    """
+    Every text passes 4.5:1 contrast in the dark and the light scheme; the
+    light one is kept as C{light_screenshot}; the page is left dark.
+    """
+    for scheme in ("dark", "light"):
+        page.emulate_media(color_scheme=scheme)
+        low = [c for c in page.evaluate(CONTRAST, TEXT_SELECTORS) if c[2] < 4.5]
+        testcase.assertEqual(low, [], "text below 4.5:1 in the %s scheme" % scheme)
+    page.screenshot(path=artifact(light_screenshot), full_page=True)
+    page.emulate_media(color_scheme="dark")
+
+
 def stat(page, name):
     return page.eval_on_selector('[data-stat="%s"]' % name, "e => e.textContent")
 
@@ -670,12 +683,7 @@ class StubFeedTests(unittest.TestCase):
                 self.assertLessEqual(fit[2] - fit[3], 2, fit)
                 time.sleep(1.8)  # let the new rows' highlight fade
                 page.screenshot(path=artifact("dashboard-stub-no-paths.png"), full_page=True)
-                for scheme in ("dark", "light"):
-                    page.emulate_media(color_scheme=scheme)
-                    low = [c for c in page.evaluate(CONTRAST, TEXT_SELECTORS) if c[2] < 4.5]
-                    self.assertEqual(low, [], "text below 4.5:1 in the %s scheme" % scheme)
-                page.screenshot(path=artifact("dashboard-stub-no-paths-light.png"), full_page=True)
-                page.emulate_media(color_scheme="dark")
+                assert_readable_in_both_schemes(self, page, "dashboard-stub-no-paths-light.png")
                 page.set_viewport_size({"width": 360, "height": 740})
                 self.assertLessEqual(page.evaluate("() => document.documentElement.scrollWidth"), 360)
                 page.screenshot(path=artifact("dashboard-stub-no-paths-360.png"), full_page=True)
@@ -838,12 +846,7 @@ class StubFeedTests(unittest.TestCase):
                 page.keyboard.press("Enter")
                 self.assertEqual(page.evaluate("() => document.activeElement.id"), "recent-h")
 
-                for scheme in ("dark", "light"):
-                    page.emulate_media(color_scheme=scheme)
-                    low = [c for c in page.evaluate(CONTRAST, TEXT_SELECTORS) if c[2] < 4.5]
-                    self.assertEqual(low, [], "text below 4.5:1 in the %s scheme" % scheme)
-                page.screenshot(path=artifact("dashboard-light.png"), full_page=True)
-                page.emulate_media(color_scheme="dark")
+                assert_readable_in_both_schemes(self, page, "dashboard-light.png")
 
                 # Motion only when the reader allows it.
                 dot = ".pill .dot"
