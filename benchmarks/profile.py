@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Where one gateway's time goes under small requests: CPU per request, garbage
+collections per 10,000 requests, and a py-spy profile (top self-time functions).
+
+One gateway (from a source tree: the working tree by default) forwards to a
+loopback nginx backend (bench.py's configuration) while wrk sends 1 KiB GETs
+over 64 connections; py-spy samples the gateway during a second run of the
+same load. The gateway runs under a small wrapper that writes, at exit, its
+garbage collector's per-generation collection counts and its CPU time, and
+every request it served is counted (warm-up included), so the figures are
+per request exactly.
+
+Usage, from the project root (needs nginx, wrk, and py-spy: pip install py-spy):
+
+    python benchmarks/profile.py                 # the working tree
+    python benchmarks/profile.py /tmp/base --top 25 --duration 10
+
+Bounded: two wrk runs of --duration seconds and a 2 s warm-up, on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from ab import load_bench  # noqa: E402  (benchmarks/ is not a package)
+from run import find_bench  # noqa: E402
+
+# Runs twistd; at exit writes gc collections and CPU seconds to $WIGHAVEN_PROFILE_REPORT.
+WRAPPER = """
+import atexit, gc, json, os, resource, sys
+
+def report():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    with open(os.environ["WIGHAVEN_PROFILE_REPORT"], "w") as f:
+        json.dump({"collections": [s["collections"] for s in gc.get_stats()],
+                   "cpu_seconds": usage.ru_utime + usage.ru_stime}, f)
+
+atexit.register(report)
+from twisted.scripts.twistd import run
+sys.argv = ["twistd"] + sys.argv[1:]
+run()
+"""
+
+
+def top_self_time(raw_path, count):
+    """(percent, function) of the C{count} functions with most self time in py-spy's raw output."""
+    leaves = collections.Counter()
+    total = 0
+    with open(raw_path) as f:
+        for line in f:
+            stack, _, samples = line.rstrip().rpartition(" ")
+            if not stack or not samples.isdigit():
+                continue
+            total += int(samples)
+            leaf = stack.split(";")[-1]
+            leaves[re.sub(r" \(.*", "", leaf) or "(native)"] += int(samples)
+    return [(100.0 * n / total, name) for name, n in leaves.most_common(count)], total
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("tree", nargs="?", default=".")
+    ap.add_argument("--duration", type=int, default=8)
+    ap.add_argument("--top", type=int, default=20)
+    ap.add_argument("--bench", help="path of bench.py (default: as run.py finds it)")
+    args = ap.parse_args()
+    py_spy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
+    if not os.path.exists(py_spy):
+        sys.exit("profile: py-spy not found (pip install py-spy)")
+    bench = load_bench(find_bench(args.bench))
+
+    d = tempfile.mkdtemp(prefix="wighaven-profile-")
+    os.makedirs(os.path.join(d, "www"))
+    with open(os.path.join(d, "www", "small.json"), "wb") as f:
+        f.write(bench.SMALL)
+    with open(os.path.join(d, "www", "big.bin"), "wb") as f:
+        f.write(b"\0")
+    wrapper = os.path.join(d, "wrapper.py")
+    with open(wrapper, "w") as f:
+        f.write(WRAPPER)
+    report = os.path.join(d, "report.json")
+    nginx = "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else "nginx"
+    procs = []
+    try:
+        bport = bench.free_port()
+        with open(os.path.join(d, "backend.conf"), "w") as f:
+            f.write(bench.BACKEND_CONF.format(d=d, port=bport, token=bench.TOKEN))
+        procs.append(bench.Proc("backend", [nginx, "-c", d + "/backend.conf"], logdir=d))
+        backend = "http://127.0.0.1:%d" % bport
+        if bench.wait_http(backend + "/small") is None:
+            sys.exit("profile: the nginx backend did not start; see " + d)
+        port = bench.free_port()
+        env = dict(os.environ, PRIVATE_BACKEND_URL=backend, HF_TOKEN=bench.TOKEN,
+                   LOG_LEVEL="warn", PYTHONPATH=os.path.abspath(args.tree),
+                   WIGHAVEN_PROFILE_REPORT=report)
+        gateway = bench.Proc("gateway", [sys.executable, wrapper, "-n", "--pidfile=", "wighaven",
+                                         "--port", str(port)], env=env, logdir=d)
+        procs.append(gateway)
+        url = "http://127.0.0.1:%d/small" % port
+        if bench.wait_http(url) is None:
+            sys.exit("profile: the gateway did not answer; see " + d)
+        requests = 1  # wait_http's
+        warm, _ = bench.run_wrk(url, 64, 2, 2)
+        measured, _ = bench.run_wrk(url, 64, 2, args.duration)
+        raw = os.path.join(d, "profile.raw")
+        spy = subprocess.Popen([py_spy, "record", "-p", str(gateway.p.pid), "-d", str(args.duration),
+                                "-r", "250", "-f", "raw", "-o", raw, "--nonblocking"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        profiled, _ = bench.run_wrk(url, 64, 2, args.duration)
+        spy.wait(args.duration + 30)
+        requests += warm["requests"] + measured["requests"] + profiled["requests"]
+        gateway.stop()  # SIGTERM: a drain, then the wrapper's report at exit
+        with open(report) as f:
+            figures = json.load(f)
+        print("tree %s: %.0f req/s (64 connections, %d s), %d requests in all"
+              % (args.tree, measured["rps"], args.duration, requests))
+        print("CPU per request: %.1f us" % (figures["cpu_seconds"] / requests * 1e6))
+        per = [n * 10000.0 / requests for n in figures["collections"]]
+        print("garbage collections per 10,000 requests: gen0 %.0f, gen1 %.1f, gen2 %.2f" % tuple(per))
+        if os.path.exists(raw):
+            rows, samples = top_self_time(raw, args.top)
+            print("\npy-spy, top self time (%d samples):" % samples)
+            for percent, name in rows:
+                print("  %5.1f%%  %s" % (percent, name))
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+
+
+if __name__ == "__main__":
+    main()
