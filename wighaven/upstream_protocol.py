@@ -321,6 +321,9 @@ class UpstreamProtocol(Protocol):
 
     @ivar state: QUIESCENT, BUSY, UPGRADED, CLOSING or CLOSED; the pool
         reuses only QUIESCENT ones.
+    @ivar lost_reason: the Failure the connection was lost with (a TLS
+        handshake's error, a reset...), set before the sink hears of it;
+        None until then.
     """
 
     _log = Logger()
@@ -329,6 +332,7 @@ class UpstreamProtocol(Protocol):
         self._quiescent_callback = quiescent_callback
         self._parser = HttpResponseParser(self)
         self.state = QUIESCENT
+        self.lost_reason = None
         self._sink = _NOWHERE
         self._upload = None
         self._paused = False
@@ -423,6 +427,7 @@ class UpstreamProtocol(Protocol):
             self._finish()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.lost_reason = reason
         state = self.state
         upload, self._upload = self._upload, None
         if upload is not None:  # the transport has let go of it already
