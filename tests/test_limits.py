@@ -30,7 +30,7 @@ from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web._newclient import ResponseNeverReceived
-from twisted.web.client import HTTPConnectionPool, readBody
+from twisted.web.client import readBody
 from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
@@ -42,6 +42,7 @@ from wighaven.trust import TrustedProxies
 from wighaven.service import build_site
 from wighaven.tls import BackendTLSPolicy
 from wighaven.upstream import BackendAgent
+from wighaven.upstream_protocol import upstream_pool
 
 from tests.support.waiting import wait_until
 from tests.support.backend import start_backend
@@ -135,7 +136,7 @@ class BackendAgentLimitTests(TestCase):
 
     def setUp(self):
         self.server = HoldingServer(self)
-        self.pool = HTTPConnectionPool(reactor, persistent=True)
+        self.pool = upstream_pool(reactor)
         self.addCleanup(self.pool.closeCachedConnections)
         self.agent = BackendAgent(
             reactor, self.server.origin.encode(), self.pool, BackendTLSPolicy(), max_connections=2

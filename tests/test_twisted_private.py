@@ -62,24 +62,15 @@ HTTP server (twisted.web.http, twisted.protocols.basic):
   with Content-Length. Breaks: that body.
 
 HTTP client (twisted.web.client, twisted.web._newclient):
-- twisted.web._newclient -- upstream.py, errors.py: Request and the
-  request failures are imported from it. Breaks: the import of the gateway,
-  the classification of upstream errors.
-- _newclient.Request._construct -- upstream.py BackendAgent._send_on: a
-  request carrying the client's raw target. Breaks: every forwarded request.
+- twisted.web._newclient -- errors.py: the request failures are imported
+  from it. Breaks: the import of the gateway, the classification of
+  upstream errors.
 - Agent._getEndpoint -- upstream.py BackendAgent: the one endpoint to the
   backend (TLS verified), also used for WebSocket tunnels. Breaks: every
   connection to the backend.
-- HTTP11ClientProtocol._parser -- upstream.py BackendAgent._send_on: the
-  parser of the request just sent, kept for its connection headers.
-  Breaks: every forwarded response.
-- HTTP11ClientProtocol._parser.connHeaders -- upstream.py UpstreamResponse:
-  the response's Connection, Content-Length and Transfer-Encoding, which
-  Response.headers leaves out. Breaks: headers the backend names in
-  Connection reach the client.
 - twisted.web.client._HTTP11ClientFactory -- logs.py _QUIET_NAMESPACES: a
-  log namespace kept at warn. Breaks: two info lines per new backend
-  connection.
+  log namespace kept at warn. Breaks: two info lines per new connection of
+  treq's (probes, Hub API, OIDC calls).
 - HTTPConnectionPool._factory -- upstream_protocol.py upstream_pool: the
   pool builds each new connection's factory with it, from its quiescent
   callback and the endpoint's repr. Breaks: every new connection speaks
@@ -162,7 +153,6 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from twisted.web import _newclient, client, http
 from twisted.web.client import URI, Agent, HTTPConnectionPool
-from twisted.web.http_headers import Headers
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementedBy, implementer
 
@@ -255,18 +245,6 @@ BAD_REQUESTS = [
     b"NONSENSE\r\n\r\n",
     b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
 ]
-
-
-# Twisted's HTTP client, driven through a StringTransport.
-
-def client_request(target=b"/", headers=None):
-    return _newclient.Request(b"GET", target, headers or Headers({b"host": [b"backend"]}), None)
-
-
-def client_protocol():
-    protocol = _newclient.HTTP11ClientProtocol()
-    protocol.makeConnection(StringTransport())
-    return protocol
 
 
 @implementer(IPolicyForHTTPS)
@@ -568,27 +546,11 @@ class PrivateNamesTests(TestCase):
             for alias in getattr(node, "names", ())
             if isinstance(node, ast.ImportFrom) and node.module == "twisted.web._newclient"
         }
-        self.assertIn("Request", imported)
+        self.assertIn("ResponseNeverReceived", imported)
         for name in imported:
             self.assertTrue(hasattr(_newclient, name), name)
             if hasattr(client, name):
                 self.assertIs(getattr(client, name), getattr(_newclient, name), name)
-
-    def test__newclient_Request__construct(self):
-        """A persistent request that writes the target byte for byte (no URI
-        parsing: an empty query stays) and keeps the backend's parsed URI."""
-        uri = URI.fromBytes(b"https://backend.example/")
-        for target in (b"/a?", b"//x", b"/%FF?q=%E2%9C%93", b"/a??b"):
-            request = _newclient.Request._construct(
-                b"GET", target, Headers({b"host": [b"backend.example"]}), None,
-                persistent=True, parsedURI=uri,
-            )
-            transport = StringTransport()
-            request.writeTo(transport)
-            self.assertEqual(
-                transport.value(), b"GET " + target + b" HTTP/1.1\r\nHost: backend.example\r\n\r\n"
-            )
-            self.assertEqual(request.absoluteURI, b"https://backend.example/")
 
     @inlineCallbacks
     def test_Agent__getEndpoint(self):
@@ -606,50 +568,6 @@ class PrivateNamesTests(TestCase):
         self.assertEqual(policy.asked, [])
         agent._getEndpoint(URI.fromBytes(b"https://127.0.0.1:8443/"))
         self.assertEqual(policy.asked, [(b"127.0.0.1", 8443)])
-
-    def test_HTTP11ClientProtocol__parser(self):
-        """Set by request() at once: the parser of that request; None when
-        the protocol refuses the request (RequestNotSent)."""
-        protocol = client_protocol()
-        request = client_request()
-        d = protocol.request(request)
-        parser = protocol._parser
-        self.assertIsInstance(parser, _newclient.HTTPClientParser)
-        self.assertIs(parser.request, request)
-        protocol.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
-        self.assertEqual(self.successResultOf(d).code, 204)
-        gone = client_protocol()
-        gone.connectionLost(Failure(ConnectionDone()))
-        refused = gone.request(client_request())
-        self.assertIsNone(gone._parser)
-        self.failureResultOf(refused, _newclient.RequestNotSent)
-
-    def test_HTTP11ClientProtocol__parser_connHeaders(self):
-        """When the response fires, the parser's connHeaders hold Connection,
-        Content-Length and Transfer-Encoding, which the response's headers
-        do not; they stay there while the body streams."""
-        heads = {
-            b"Content-Length: 2\r\n": (b"content-length", [b"2"], b"ok"),
-            b"Transfer-Encoding: chunked\r\n": (b"transfer-encoding", [b"chunked"], b"2\r\nok\r\n0\r\n\r\n"),
-        }
-        for framing, (name, value, body) in heads.items():
-            protocol = client_protocol()
-            d = protocol.request(client_request())
-            parser = protocol._parser
-            seen = []
-            d.addCallback(lambda response: seen.append((response, parser.connHeaders)))
-            protocol.dataReceived(
-                b"HTTP/1.1 200 OK\r\nConnection: X-Foo\r\n" + framing + b"X-Foo: bar\r\n\r\n"
-            )
-            [(response, connection)] = seen
-            self.assertEqual(connection.getRawHeaders(b"connection"), [b"X-Foo"])
-            self.assertEqual(connection.getRawHeaders(name), value)
-            self.assertEqual(response.headers.getRawHeaders(b"x-foo"), [b"bar"])
-            self.assertFalse(response.headers.hasHeader(b"connection"))
-            self.assertFalse(response.headers.hasHeader(name))
-            response.deliverBody(Relay())
-            protocol.dataReceived(body)
-            self.assertEqual(parser.connHeaders.getRawHeaders(name), value)
 
     def test_twisted_web_client__HTTP11ClientFactory(self):
         """The factories of a real pool log under this namespace, the one

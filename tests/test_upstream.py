@@ -1,35 +1,53 @@
 """Tests for L{wighaven.upstream.BackendAgent} against a real, tiny HTTP
-server on 127.0.0.1 (twisted.web on port 0), over a real HTTPConnectionPool.
+server on 127.0.0.1 (twisted.web on port 0), over a real upstream_pool.
 
-They cover what the module takes from Twisted's private HTTP client (pinned
-in requirements.txt): the raw request target reaches the server byte for
-byte (Agent's URI parser would drop an empty query), the connection always
+They cover: the raw request target reaches the server byte for byte
+(Agent's URI parser would drop an empty query), the connection always
 goes to the configured origin whatever the target says, the connection
-headers Twisted's parser keeps apart are handed on in the
-L{UpstreamResponse}, and the retry rule that replaces the pool's own: an
-idempotent request without a body is sent once more on a new connection
-when a kept-alive one turns out dead; a request with a body, a
+headers are handed on apart from the response's in the
+L{UpstreamResponse}, as Twisted's parser filed them, and the retry rule:
+an idempotent request without a body is sent once more on a new
+connection when a kept-alive one turns out dead; a request with a body, a
 non-idempotent one and a cancelled one are not.
+
+L{ExchangeTests} drive the exchange by hand over StringTransports: the
+head while the upload goes on, the bytes read with the head held until
+deliverBody, backpressure, and the failures Twisted's client would report.
 """
 
+from OpenSSL import SSL
 from twisted.internet import defer, reactor
 from twisted.internet.defer import succeed
+from twisted.internet.error import ConnectionAborted, ConnectionLost
+from twisted.internet.protocol import Protocol
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
 from twisted.web import http
-from twisted.web._newclient import (
+from twisted.web._newclient import HTTPClientParser
+from twisted.web.client import (
+    RequestGenerationFailed,
     RequestTransmissionFailed,
+    ResponseDone,
     ResponseFailed,
     ResponseNeverReceived,
+    readBody,
 )
-from twisted.web.client import HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IBodyProducer
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
+from wighaven.errors import classify_failure
 from wighaven.tls import BackendTLSPolicy
+from wighaven import upstream
 from wighaven.upstream import BackendAgent, UpstreamResponse
+from wighaven.upstream_protocol import (
+    BAD_RESPONSE, new_connection, take_idle, upstream_pool,
+)
+
+from .test_upstream_protocol import Body as UploadBody
 
 
 class TrackedChannel(http.HTTPChannel):
@@ -97,21 +115,29 @@ class Server(Resource):
         return d
 
 
-class RecordingPool(HTTPConnectionPool):
-    """A real pool that records each connection it hands out."""
+class Recording:
+    """
+    Records each connection BackendAgent is handed: an idle one taken from
+    the pool (take_idle) or a new one (new_connection), in order.
+    """
 
-    def __init__(self, reactor):
-        super().__init__(reactor, persistent=True)
+    def __init__(self, testcase):
         self.handed_out = []
+        testcase.patch(upstream, "take_idle", self.take_idle)
+        testcase.patch(upstream, "new_connection", self.new_connection)
 
-    def getConnection(self, key, endpoint):
-        d = super().getConnection(key, endpoint)
+    def take_idle(self, pool, key):
+        connection = take_idle(pool, key)
+        if connection is not None:
+            self.handed_out.append(connection)
+        return connection
 
-        def record(protocol):
-            self.handed_out.append(protocol)
-            return protocol
+    def new_connection(self, pool, key, endpoint):
+        return new_connection(pool, key, endpoint).addCallback(self.record)
 
-        return d.addCallback(record)
+    def record(self, connection):
+        self.handed_out.append(connection)
+        return connection
 
 
 @implementer(IBodyProducer)
@@ -145,8 +171,9 @@ class BackendAgentTests(TestCase):
         self.addCleanup(self.close_server_connections)
         self.port = port.getHost().port
         self.netloc = b"127.0.0.1:%d" % self.port
-        self.pool = RecordingPool(reactor)
+        self.pool = upstream_pool(reactor)
         self.addCleanup(self.pool.closeCachedConnections)
+        self.recording = Recording(self)
         self.agent = BackendAgent(
             reactor, b"http://" + self.netloc, self.pool, BackendTLSPolicy()
         )
@@ -243,22 +270,22 @@ class BackendAgentTests(TestCase):
         _, body = yield self.get(b"/first")
         self.assertEqual(body, b"ok /first")
         [channel] = self.site.channels
-        self.assertEqual(len(self.pool.handed_out), 1)
+        self.assertEqual(len(self.recording.handed_out), 1)
         channel.transport.abortConnection()
-        return self.pool.handed_out[0]
+        return self.recording.handed_out[0]
 
     @defer.inlineCallbacks
     def test_idempotent_request_retried_on_a_new_connection(self):
         for method in [b"GET", b"DELETE"]:
             self.server.received = []
-            self.pool.handed_out = []
+            self.recording.handed_out = []
             dead = yield self.kill_idle_connection()
             upstream, body = yield self.get(b"/second", method=method)
             self.assertEqual((upstream.response.code, body), (200, b"ok /second"), method)
             # Sent on the dead connection first, then once more on a new one.
-            self.assertEqual(len(self.pool.handed_out), 3, method)
-            self.assertIs(self.pool.handed_out[1], dead, method)
-            self.assertIsNot(self.pool.handed_out[2], dead, method)
+            self.assertEqual(len(self.recording.handed_out), 3, method)
+            self.assertIs(self.recording.handed_out[1], dead, method)
+            self.assertIsNot(self.recording.handed_out[2], dead, method)
             self.assertEqual([r.uri for r in self.server.received], [b"/first", b"/second"])
             self.assertIsNot(self.server.received[1].channel, self.server.received[0].channel)
             self.assertEqual(
@@ -276,7 +303,7 @@ class BackendAgentTests(TestCase):
         yield self.assertFailure(
             d, ResponseNeverReceived, RequestTransmissionFailed, ResponseFailed
         )
-        self.assertEqual(self.pool.handed_out, [dead, dead])
+        self.assertEqual(self.recording.handed_out, [dead, dead])
         self.assertEqual([r.uri for r in self.server.received], [b"/first"])
         self.assertEqual(len(self.site.channels), 1)
 
@@ -300,6 +327,215 @@ class BackendAgentTests(TestCase):
         self.assertTrue(any(r.check(defer.CancelledError) for r in failure.value.reasons))
         [channel] = self.site.channels
         yield channel.lost
-        self.assertEqual(len(self.pool.handed_out), 1)
+        self.assertEqual(len(self.recording.handed_out), 1)
         self.assertEqual([r.uri for r in self.server.received], [b"/hang"])
         self.assertEqual(len(self.site.channels), 1)
+
+
+# The exchange, driven by hand over StringTransports.
+
+class Connecting:
+    """An endpoint whose connections are UpstreamProtocols over
+    StringTransports, kept in C{connections}."""
+
+    def __init__(self):
+        self.connections = []
+
+    def connect(self, factory):
+        connection = factory.buildProtocol(None)
+        connection.makeConnection(StringTransport())
+        self.connections.append(connection)
+        return succeed(connection)
+
+
+class BodyReader(Protocol):
+    """A body protocol that keeps what it gets."""
+
+    def __init__(self):
+        self.data = []
+        self.lost = []
+
+    def dataReceived(self, data):
+        self.data.append(data)
+
+    def connectionLost(self, reason):
+        self.lost.append(reason)
+
+
+CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+class ExchangeTests(SynchronousTestCase):
+    """BackendAgent's side of an exchange: the Response interface over the
+    sink, backpressure, failures."""
+
+    def setUp(self):
+        self.clock = MemoryReactorClock()
+        self.pool = upstream_pool(self.clock)
+        self.agent = BackendAgent(self.clock, b"http://backend", self.pool, BackendTLSPolicy())
+        self.agent.endpoint = Connecting()
+
+    def send(self, method=b"GET", body=None):
+        """(the request's Deferred, its connection)."""
+        d = self.agent.request(method, b"/x", Headers({b"host": [b"backend"]}), body)
+        return d, self.agent.endpoint.connections[-1]
+
+    def test_the_head_arrives_while_the_body_is_still_going_up(self):
+        body = UploadBody()
+        d, connection = self.send(b"POST", body)
+        body.consumer.write(b"first")
+        connection.dataReceived(CHUNKED_HEAD + b"5\r\nfirst\r\n")
+        upstream = self.successResultOf(d)
+        self.assertEqual(upstream.response.code, 200)
+        reader = BodyReader()
+        upstream.response.deliverBody(reader)
+        self.assertEqual(reader.data, [b"first"])
+        body.consumer.write(b"rest")
+        connection.dataReceived(b"4\r\nrest\r\n")
+        body.done.callback(None)
+        connection.dataReceived(b"0\r\n\r\n")
+        self.assertEqual(reader.data, [b"first", b"rest"])
+        [reason] = reader.lost
+        reason.trap(ResponseDone)
+        self.assertTrue(connection.transport.value().endswith(b"5\r\nfirst\r\n4\r\nrest\r\n0\r\n\r\n"))
+        self.assertIs(take_idle(self.pool, self.agent._key), connection)
+
+    def test_bytes_read_with_the_head_wait_for_deliverBody(self):
+        """Reading pauses at the head; deliverBody hands on what came with
+        it, then resumes."""
+        d, connection = self.send()
+        connection.dataReceived(CHUNKED_HEAD + b"3\r\none\r\n")
+        transport = connection.transport
+        self.assertEqual(transport.producerState, "paused")
+        upstream = self.successResultOf(d)
+        reader = BodyReader()
+        upstream.response.deliverBody(reader)
+        self.assertEqual((reader.data, transport.producerState), ([b"one"], "producing"))
+        connection.dataReceived(b"3\r\ntwo\r\n0\r\n\r\n")
+        self.assertEqual(reader.data, [b"one", b"two"])
+        reader.lost[0].trap(ResponseDone)
+
+    def test_a_whole_response_read_with_its_head(self):
+        """The connection goes back to the pool at once, unpaused; the body
+        and its end wait for deliverBody."""
+        d, connection = self.send()
+        connection.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        self.assertEqual(connection.transport.producerState, "producing")
+        self.assertEqual(connection.state, "QUIESCENT")
+        upstream = self.successResultOf(d)
+        upstream.abort()  # the exchange is over: the pooled connection is left alone
+        self.assertFalse(connection.transport.disconnecting)
+        reader = BodyReader()
+        upstream.response.deliverBody(reader)
+        self.assertEqual(reader.data, [b"ok"])
+        reader.lost[0].trap(ResponseDone)
+
+    def test_headers_filed_as_twisted_files_them(self):
+        """Connection-control headers apart, names lowered (Headers gives
+        them capitalised), values stripped; a HEAD's Content-Length is an
+        end-to-end header."""
+        head = (b"HTTP/1.1 200 Fine\r\nConnection: X-Foo\r\nContent-Length: 0\r\n"
+                b"X-Foo:  bar \r\nKeep-Alive: timeout=5\r\nset-cookie: a\r\nSet-Cookie: b\r\n\r\n")
+        for method, control, end_to_end in [
+            (b"GET", {b"Connection": [b"X-Foo"], b"Content-Length": [b"0"],
+                      b"Keep-Alive": [b"timeout=5"]},
+             {b"X-Foo": [b"bar"], b"Set-Cookie": [b"a", b"b"]}),
+            (b"HEAD", {b"Connection": [b"X-Foo"], b"Keep-Alive": [b"timeout=5"]},
+             {b"Content-Length": [b"0"], b"X-Foo": [b"bar"], b"Set-Cookie": [b"a", b"b"]}),
+        ]:
+            d, connection = self.send(method)
+            connection.dataReceived(head)
+            upstream = self.successResultOf(d)
+            self.assertEqual((upstream.response.code, upstream.response.phrase), (200, b"Fine"))
+            self.assertEqual(dict(upstream.connection_headers.getAllRawHeaders()), control)
+            self.assertEqual(dict(upstream.response.headers.getAllRawHeaders()), end_to_end)
+
+    def test_connection_control_headers_are_twisted_parsers(self):
+        self.assertEqual(upstream._CONNECTION_CONTROL, HTTPClientParser.CONNECTION_CONTROL_HEADERS)
+
+    def test_backpressure_while_the_exchange_lasts(self):
+        d, connection = self.send()
+        connection.dataReceived(CHUNKED_HEAD)
+        reader = BodyReader()
+        self.successResultOf(d).response.deliverBody(reader)
+        transport = connection.transport
+        reader.transport.pauseProducing()
+        self.assertEqual(transport.producerState, "paused")
+        reader.transport.resumeProducing()
+        self.assertEqual(transport.producerState, "producing")
+        connection.dataReceived(b"0\r\n\r\n")
+        reader.transport.pauseProducing()  # ended: the connection is the pool's
+        self.assertEqual(transport.producerState, "producing")
+
+    def test_a_reader_paused_at_delivery_stays_paused(self):
+        d, connection = self.send()
+        connection.dataReceived(CHUNKED_HEAD + b"1\r\na\r\n")
+
+        class Pausing(BodyReader):
+            def connectionMade(self):
+                self.transport.pauseProducing()
+
+        self.successResultOf(d).response.deliverBody(Pausing())
+        self.assertEqual(connection.transport.producerState, "paused")
+
+    def test_stopping_the_body_aborts_its_connection(self):
+        d, connection = self.send()
+        connection.dataReceived(CHUNKED_HEAD + b"1\r\na\r\n")
+        reader = BodyReader()
+        self.successResultOf(d).response.deliverBody(reader)
+        reader.transport.stopProducing()
+        self.assertTrue(connection.transport.disconnecting)
+        self.assertEqual(reader.lost, [])  # until the connection is gone
+        connection.connectionLost(Failure(ConnectionAborted()))
+        [reason] = reader.lost
+        reason.trap(ResponseFailed)
+        self.assertEqual(reader.data, [b"a"])
+
+    def test_a_broken_body(self):
+        """The body's end is a ResponseFailed holding the connection's loss,
+        or the protocol's reason when the connection was not lost."""
+        for rest, lost in [(b"", Failure(ConnectionLost())), (b"zz\r\n", None)]:
+            d, connection = self.send()
+            connection.dataReceived(CHUNKED_HEAD + rest)
+            reader = BodyReader()
+            self.successResultOf(d).response.deliverBody(reader)
+            if lost is not None:
+                connection.connectionLost(lost)
+            [reason] = reader.lost
+            reason.trap(ResponseFailed)
+            [inner] = reason.value.reasons
+            if lost is None:
+                self.assertEqual(inner.value.args, (BAD_RESPONSE,))
+            else:
+                self.assertIs(inner, lost)
+
+    def test_failures_before_the_head(self):
+        """The types, and so the answers, of Twisted's client; the cause of
+        a lost connection is kept."""
+        closed = "the backend closed the connection without an answer"
+        cases = [
+            (lambda connection: connection.connectionLost(Failure(ConnectionLost())),
+             ResponseNeverReceived, b"POST", closed),
+            (lambda connection: connection.connectionLost(Failure(SSL.Error([]))),
+             ResponseNeverReceived, b"GET",
+             "TLS handshake with the backend failed (certificate not trusted)"),
+            (lambda connection: connection.dataReceived(b"NOT HTTP\r\n\r\n"),
+             ResponseFailed, b"GET", closed),
+            (lambda connection: connection.body.done.errback(Failure(ValueError())),
+             RequestGenerationFailed, b"POST", "the request could not be sent to the backend"),
+        ]
+        for fail, kind, method, detail in cases:
+            body = UploadBody() if method == b"POST" else None
+            d, connection = self.send(method, body)
+            connection.body = body
+            fail(connection)
+            failure = self.failureResultOf(d, kind)
+            self.assertEqual(classify_failure(failure).detail, detail)
+
+    def test_cancelled_before_the_head(self):
+        d, connection = self.send()
+        d.cancel()
+        failure = self.failureResultOf(d, ResponseNeverReceived)
+        self.assertTrue(any(r.check(defer.CancelledError) for r in failure.value.reasons))
+        self.assertTrue(connection.transport.disconnecting)
+        self.assertEqual(len(self.agent.endpoint.connections), 1)

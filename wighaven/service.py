@@ -1,8 +1,8 @@
 """Builds the running gateway from a L{wighaven.config.Config}.
 
 Rule: everything that lives as long as the process is made here, once: the
-persistent upstream connection pool, the Agent over it, the counters, the
-site and its listener. Collaborators (the reactor) are passed in; nothing
+persistent upstream connection pool, the BackendAgent over it, the
+counters, the site and its listener. Collaborators (the reactor) are passed in; nothing
 is reached for globally, so tests build the same service on port 0.
 """
 
@@ -17,7 +17,6 @@ from twisted.application import service
 from twisted.internet import defer
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
-from twisted.web.client import HTTPConnectionPool
 
 from . import __version__
 from .drain import Drain, drain_on_sigterm
@@ -29,6 +28,7 @@ from .stats import GatewayStats
 from .tls import BackendTLSPolicy
 from .transport import address_family, adopt_port, listen_tcp
 from .upstream import BackendAgent
+from .upstream_protocol import upstream_pool
 
 __all__ = ["GatewayService", "build_site"]
 
@@ -105,7 +105,7 @@ class GatewayService(service.Service):
         self._log_observer = log_observer
         # Before the site is built: MAX_WEBSOCKETS and MAX_STREAMS 'auto' follow it.
         raise_open_files_limit()
-        self.pool = HTTPConnectionPool(reactor, persistent=True)
+        self.pool = upstream_pool(reactor)
         self.pool.maxPersistentPerHost = config.pool_max_per_host
         self.pool.cachedConnectionTimeout = config.pool_idle_timeout
         agent = BackendAgent(
