@@ -49,6 +49,14 @@ class SlowClientsTests(SynchronousTestCase):
         self.clock.advance(1.0)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def test_stop_ends_the_sweep(self):
+        """The service stops it: no timer outlives the gateway."""
+        self.producer.pauseProducing()
+        self.slow.stop()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.producer.pauseProducing()  # a later pause sweeps again
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+
     def test_finished_body_is_forgotten(self):
         self.producer.pauseProducing()
         self.producer.done()

@@ -210,4 +210,5 @@ class GatewayService(service.Service):
     def stopService(self):
         super().stopService()
         yield self.drain.run(self._stop_listening)
+        self.site.stop_timers()
         yield self.pool.closeCachedConnections()

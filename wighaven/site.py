@@ -195,6 +195,10 @@ class GatewaySite(Site):
         self.channels.add(channel)
         return channel
 
+    def stop_timers(self) -> None:
+        """The gateway is stopping: no timer of the forwarding path may outlive it."""
+        self._forward.slow_clients.stop()
+
     def is_own_path(self, path: bytes) -> bool:
         """Does C{path} belong to the gateway rather than the backend?"""
         return path in self._own_paths or path.startswith(self._own_prefix)

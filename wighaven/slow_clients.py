@@ -54,6 +54,17 @@ class SlowClients:
                 self.released += 1
                 producer.release()
         if not self._paused:
+            self.stop()
+
+    def stop(self) -> None:
+        """
+        No more sweeps until the next pause. The sweep stops by itself once
+        nothing is paused (lazily: a download pauses and resumes thousands
+        of times a second, and a timer started and cancelled each time
+        would cost more than the sweep); the service calls this on stop, so
+        no timer outlives the gateway.
+        """
+        if self._loop is not None:
             self._loop.stop()
             self._loop = None
 
