@@ -3,10 +3,15 @@
 
 Runs the side-by-side proxy benchmark (bench.py: a loopback nginx backend,
 wrk as the load, and as proxies nginx, Node Express + http-proxy-middleware,
-Twisted's stock proxy and this gateway, interleaved round by round) twice:
+Twisted's stock proxy and this gateway, interleaved round by round) three
+times:
 
   1. one gateway process, every scenario: latency, small, big, upload, c10k;
-  2. the gateway with --workers N (default 2) against Node, small requests.
+  2. the gateway with --workers N (default 2) against Node, small requests;
+  3. one gateway process whose backend speaks TLS (an nginx serving the same
+     locations over https with a certificate from a CA made for the run, the
+     way a Hugging Face Space is reached), against nginx over plain http as
+     the yardstick: latency, small, big, upload (--no-tls skips it).
 
 Each run's raw figures are saved as JSON under benchmarks/results/, and the
 table the README shows is printed in Markdown at the end.
@@ -31,6 +36,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -58,12 +64,67 @@ def run_bench(bench, out, args, extra):
         return json.load(f)
 
 
+def tls_backend(bench_path, workdir):
+    """
+    Start an nginx serving bench.py's backend locations over TLS (certificate
+    for localhost from the tests' own CA). Returns (origin, CA bundle path,
+    the process to stop).
+    """
+    sys.path.insert(0, ROOT)
+    from ab import load_bench
+    from tests.support.certs import pki
+
+    bench = load_bench(bench_path)
+    tls = pki()
+    os.makedirs(os.path.join(workdir, "www"), exist_ok=True)
+    with open(os.path.join(workdir, "www", "small.json"), "wb") as f:
+        f.write(bench.SMALL)
+    with open(os.path.join(workdir, "www", "big.bin"), "wb") as f:
+        f.write(os.urandom(1 << 20))
+    port = bench.free_port()
+    conf = bench.BACKEND_CONF.format(d=workdir, port=port, token=bench.TOKEN)
+    plain = "listen 127.0.0.1:%d backlog=8192;" % port
+    if plain not in conf:
+        sys.exit("benchmarks: bench.py's backend configuration changed; update tls_backend()")
+    conf = conf.replace(plain, "listen 127.0.0.1:%d ssl backlog=8192; ssl_certificate %s; "
+                        "ssl_certificate_key %s;" % (port, tls.good, tls.good))
+    path = os.path.join(workdir, "tls-backend.conf")
+    with open(path, "w") as f:
+        f.write(conf)
+    nginx = "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else "nginx"
+    proc = bench.Proc("tls-backend", [nginx, "-c", path], logdir=workdir)
+    origin = "https://localhost:%d" % port
+    return origin, tls.ca_pem, proc
+
+
 def figure(row, scenario, key):
     return (row or {}).get(scenario, {}).get(key)
 
 
 def ratio(mine, theirs):
     return "%.2fx" % (mine / theirs) if mine and theirs else "n/a"
+
+
+def tls_table(tls):
+    """The TLS-upstream run, in Markdown: the gateway beside nginx over plain http."""
+    gateway = tls["targets"].get("gateway", {})
+    nginx = tls["targets"].get("nginx", {})
+    direct = figure(tls["targets"].get("direct"), "latency", "lat_mean_ms") or 0.0
+    lines = ["| Scenario (backend over TLS) | Gateway | nginx, plain-http backend |",
+             "| --- | --- | --- |"]
+    for label, scenario, key, unit in [
+        ("GET 1 KiB, 64 connections", "small", "rps", "req/s"),
+        ("GET 1 MiB, 8 connections", "big", "mbps", "MB/s"),
+        ("POST 1 MiB, 8 connections", "upload", "rps", "req/s"),
+    ]:
+        mine, theirs = figure(gateway, scenario, key), figure(nginx, scenario, key)
+        lines.append("| %s | %s %s | %s (gateway %s) |" % (
+            label, format(mine or 0, ",.0f"), unit, format(theirs or 0, ",.0f"),
+            ratio(mine, theirs)))
+    mine, theirs = figure(gateway, "latency", "lat_mean_ms"), figure(nginx, "latency", "lat_mean_ms")
+    lines.append("| added latency, 1 connection | %s | %s |" % tuple(
+        "%.2f ms" % (m - direct) if m is not None else "n/a" for m in (mine, theirs)))
+    return "\n".join(lines)
 
 
 def table(one, many, workers):
@@ -124,6 +185,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     ap.add_argument("--workers", type=int, default=2, help="workers for the second run (0: skip it)")
+    ap.add_argument("--no-tls", action="store_true", help="skip the run over a TLS backend")
     args = ap.parse_args()
     bench = find_bench(args.bench)
     os.makedirs(RESULTS, exist_ok=True)
@@ -137,11 +199,28 @@ def main():
             ["--only", "node,gateway", "--scenarios", "small",
              "--gateway-cmd", GATEWAY_CMD + " --workers %d" % args.workers],
         )
+    tls = None
+    if not args.no_tls:
+        workdir = tempfile.mkdtemp(prefix="wighaven-tls-backend-")
+        origin, ca_bundle, backend = tls_backend(bench, workdir)
+        try:
+            tls = run_bench(
+                bench, os.path.join(RESULTS, stamp + "-tls-upstream.json"), args,
+                ["--only", "direct,nginx,gateway", "--scenarios", "latency,small,big,upload",
+                 "--gateway-cmd", GATEWAY_CMD,
+                 "--gateway-env", "PRIVATE_BACKEND_URL=" + origin,
+                 "--gateway-env", "BACKEND_CA_BUNDLE=" + ca_bundle],
+            )
+        finally:
+            backend.stop()
     print()
     print("Machine: %s, %d cores, Python %s; %s" % (
         platform.platform(), os.cpu_count() or 0, platform.python_version(), stamp))
     print()
     print(table(one, many, args.workers))
+    if tls is not None:
+        print()
+        print(tls_table(tls))
 
 
 if __name__ == "__main__":
