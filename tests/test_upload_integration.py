@@ -462,7 +462,7 @@ def _send_until(port, stop, chunk=32 * 1024, every=0.02):
     s = socket.create_connection(("127.0.0.1", port))
     s.sendall(b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % (100 * MiB))
     sent = 0
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 30
     while not stop.is_set() and time.monotonic() < deadline:
         sent += s.send(b"b" * chunk)
         time.sleep(every)
@@ -484,8 +484,9 @@ class HangupDuringBackpressureTests(unittest.TestCase):
         factory, gw_port = yield _gateway_before(self, _StallingEarlyAnswer)
         stop = threading.Event()
         sending = deferToThread(_send_until, gw_port, stop)
-        # The backend reads nothing: the upload is soon held back.
-        yield wait_until(lambda: _held_back_clients(), timeout=10)
+        # The backend reads nothing: the upload is held back once the kernel
+        # buffers between them are full (a few seconds at most).
+        yield wait_until(lambda: _held_back_clients(), timeout=20)
         [backend] = factory.connections
         upstream = _gateway_side(backend)  # the gateway's end, paused by the backend
         stop.set()
@@ -496,3 +497,50 @@ class HangupDuringBackpressureTests(unittest.TestCase):
         # side of that connection is where the give-up shows.
         yield wait_until(lambda: not upstream.connected, timeout=5)
         self.assertLess(time.monotonic() - hung_up, 1.0)
+
+
+class _AnswersOnceRead(_StallingEarlyAnswer):
+    """Stalls at the head like its parent; once let read, answers when the whole body is in."""
+
+    expected = 64 * MiB  # far more than the kernel buffers between the two can hold
+
+    def dataReceived(self, data):
+        super().dataReceived(data)
+        if self.head_in and self.body_bytes >= self.expected and not getattr(self, "done", False):
+            self.done = True
+            self.answer()
+
+
+def _upload_then_pipelined(port, size):
+    """An upload of C{size} bytes with a second request pipelined behind it; all read until close."""
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+        s.sendall(b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % size
+                  + b"u" * size
+                  + b"GET /gateway-health HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        out = b""
+        while True:
+            data = s.recv(65536)
+            if not data:
+                return out
+            out += data
+
+
+class PipelinedAfterBackpressureTests(unittest.TestCase):
+    """
+    The pause for upload backpressure and the pause for pipelining act on the
+    same client transport: once the upload is through, the request behind it
+    is read and answered (the transport is not left paused).
+    """
+
+    @defer.inlineCallbacks
+    def test_request_behind_a_held_back_upload_is_answered(self):
+        factory, gw_port = yield _gateway_before(self, _AnswersOnceRead)
+        talking = deferToThread(_upload_then_pipelined, gw_port, _AnswersOnceRead.expected)
+        yield wait_until(lambda: _held_back_clients(), timeout=10)
+        [backend] = factory.connections
+        backend.read_again()
+        out = yield talking
+        self.assertTrue(out.startswith(b"HTTP/1.1 200 OK"), out[:80])
+        self.assertIn(b"early\n", out)
+        self.assertEqual(out.count(b"HTTP/1.1 200 OK"), 2, out[-300:])
+        self.assertIn(b'"service": "wighaven-gateway"', out)
