@@ -23,7 +23,6 @@ neither needs installing. Loops are bounded; everything is on 127.0.0.1.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import statistics
 import sys
@@ -32,14 +31,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+from local_backend import gateway_argv, load_bench, start_backend  # noqa: E402
 from run import find_bench  # noqa: E402  (benchmarks/ is not a package)
-
-
-def load_bench(path):
-    spec = importlib.util.spec_from_file_location("bench", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
 
 
 def cpu_seconds(pid) -> float:
@@ -62,29 +55,16 @@ def main():
     bench = load_bench(find_bench(args.bench))
 
     d = tempfile.mkdtemp(prefix="wighaven-ab-")
-    os.makedirs(os.path.join(d, "www"))
-    with open(os.path.join(d, "www", "small.json"), "wb") as f:
-        f.write(bench.SMALL)
-    with open(os.path.join(d, "www", "big.bin"), "wb") as f:
-        f.write(os.urandom(1 << 20))
-    nginx = "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else "nginx"
-    procs = []
+    backend, backend_proc = start_backend(bench, d)
+    procs = [backend_proc]
     try:
-        bport = bench.free_port()
-        with open(os.path.join(d, "backend.conf"), "w") as f:
-            f.write(bench.BACKEND_CONF.format(d=d, port=bport, token=bench.TOKEN))
-        procs.append(bench.Proc("backend", [nginx, "-c", d + "/backend.conf"], logdir=d))
-        backend = "http://127.0.0.1:%d" % bport
-        if bench.wait_http(backend + "/small") is None:
-            sys.exit("ab: the nginx backend did not start; see " + d)
         gateways = {}
         for name, tree in (("A", args.tree_a), ("B", args.tree_b)):
             port = bench.free_port()
             env = dict(os.environ, PRIVATE_BACKEND_URL=backend, HF_TOKEN=bench.TOKEN,
                        LOG_LEVEL="warn", PYTHONPATH=os.path.abspath(tree))
-            argv = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-                    "-n", "--pidfile=", "wighaven", "--port", str(port)]
-            proc = bench.Proc("gateway-" + name, argv, env=env, logdir=d)
+            proc = bench.Proc("gateway-" + name, gateway_argv("--port", str(port)), env=env,
+                              logdir=d)
             procs.append(proc)
             if bench.wait_http("http://127.0.0.1:%d%s" % (port, args.path)) is None:
                 sys.exit("ab: gateway %s did not answer; see %s" % (name, d))

@@ -32,7 +32,7 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from ab import load_bench  # noqa: E402  (benchmarks/ is not a package)
+from local_backend import load_bench, start_backend  # noqa: E402  (not a package)
 from run import find_bench  # noqa: E402
 
 # Runs twistd; at exit writes gc collections and CPU seconds to $WIGHAVEN_PROFILE_REPORT.
@@ -80,25 +80,13 @@ def main():
     bench = load_bench(find_bench(args.bench))
 
     d = tempfile.mkdtemp(prefix="wighaven-profile-")
-    os.makedirs(os.path.join(d, "www"))
-    with open(os.path.join(d, "www", "small.json"), "wb") as f:
-        f.write(bench.SMALL)
-    with open(os.path.join(d, "www", "big.bin"), "wb") as f:
-        f.write(b"\0")
     wrapper = os.path.join(d, "wrapper.py")
     with open(wrapper, "w") as f:
         f.write(WRAPPER)
     report = os.path.join(d, "report.json")
-    nginx = "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else "nginx"
-    procs = []
+    backend, backend_proc = start_backend(bench, d)
+    procs = [backend_proc]
     try:
-        bport = bench.free_port()
-        with open(os.path.join(d, "backend.conf"), "w") as f:
-            f.write(bench.BACKEND_CONF.format(d=d, port=bport, token=bench.TOKEN))
-        procs.append(bench.Proc("backend", [nginx, "-c", d + "/backend.conf"], logdir=d))
-        backend = "http://127.0.0.1:%d" % bport
-        if bench.wait_http(backend + "/small") is None:
-            sys.exit("profile: the nginx backend did not start; see " + d)
         port = bench.free_port()
         env = dict(os.environ, PRIVATE_BACKEND_URL=backend, HF_TOKEN=bench.TOKEN,
                    LOG_LEVEL="warn", PYTHONPATH=os.path.abspath(args.tree),

@@ -71,29 +71,11 @@ def tls_backend(bench_path, workdir):
     the process to stop).
     """
     sys.path.insert(0, ROOT)
-    from ab import load_bench
+    from local_backend import load_bench, start_backend
     from tests.support.certs import pki
 
-    bench = load_bench(bench_path)
     tls = pki()
-    os.makedirs(os.path.join(workdir, "www"), exist_ok=True)
-    with open(os.path.join(workdir, "www", "small.json"), "wb") as f:
-        f.write(bench.SMALL)
-    with open(os.path.join(workdir, "www", "big.bin"), "wb") as f:
-        f.write(os.urandom(1 << 20))
-    port = bench.free_port()
-    conf = bench.BACKEND_CONF.format(d=workdir, port=port, token=bench.TOKEN)
-    plain = "listen 127.0.0.1:%d backlog=8192;" % port
-    if plain not in conf:
-        sys.exit("benchmarks: bench.py's backend configuration changed; update tls_backend()")
-    conf = conf.replace(plain, "listen 127.0.0.1:%d ssl backlog=8192; ssl_certificate %s; "
-                        "ssl_certificate_key %s;" % (port, tls.good, tls.good))
-    path = os.path.join(workdir, "tls-backend.conf")
-    with open(path, "w") as f:
-        f.write(conf)
-    nginx = "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else "nginx"
-    proc = bench.Proc("tls-backend", [nginx, "-c", path], logdir=workdir)
-    origin = "https://localhost:%d" % port
+    origin, proc = start_backend(load_bench(bench_path), workdir, certificate=tls.good)
     return origin, tls.ca_pem, proc
 
 
