@@ -36,6 +36,7 @@ from wighaven.upstream_protocol import (
 
 from .support.backend import start_backend
 from .support.certs import pki
+from .support.fakes import RecordingProducer
 from .support.waiting import wait_until
 
 HOST = [(b"Host", [b"backend"])]
@@ -84,30 +85,21 @@ class Recorder:
 
 
 @implementer(IBodyProducer)
-class Body:
-    """A request body the test writes by hand through C{consumer}."""
+class Body(RecordingProducer):
+    """A request body the test writes by hand through C{consumer}; records pauses."""
 
     def __init__(self, length=UNKNOWN_LENGTH, first=()):
+        super().__init__()
         self.length = length
         self.first = first  # written at once by startProducing
         self.consumer = None
         self.done = Deferred()
-        self.calls = []
 
     def startProducing(self, consumer):
         self.consumer = consumer
         for piece in self.first:
             consumer.write(piece)
         return self.done
-
-    def pauseProducing(self):
-        self.calls.append("pause")
-
-    def resumeProducing(self):
-        self.calls.append("resume")
-
-    def stopProducing(self):
-        self.calls.append("stop")
 
 
 def connected():
