@@ -356,7 +356,7 @@ class SupervisorTests(SynchronousTestCase):
         self.assertEqual(told["workers"], 1)
 
     def test_others_exclude_the_worker_itself(self):
-        a, b, c = self.worker(0), self.worker(1), self.worker(2)
+        a, b, _ = self.worker(0), self.worker(1), self.worker(2)  # the third never reports
         finish(self.routes[0], "/a")
         for _ in range(2):
             finish(self.routes[1], "/b")

@@ -145,12 +145,12 @@ from twisted.internet import _sslverify, abstract, main, reactor, ssl, tcp
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import ConnectionDone, ConnectionLost
-from twisted.internet.protocol import ClientFactory, Protocol
+from twisted.internet.protocol import ClientFactory
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import globalLogPublisher
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
-from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web import _newclient, client, http
 from twisted.web.client import URI, Agent, HTTPConnectionPool
 from twisted.web.iweb import IPolicyForHTTPS
@@ -160,7 +160,7 @@ from wighaven.logs import _QUIET_NAMESPACES
 from wighaven.tls import load_ca_bundle
 
 from .support.certs import pki
-from .support.fakes import RecordingProducer
+from .support.fakes import CollectingProtocol, RecordingProducer
 from .test_transport import Accepting, Peer, close
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -216,20 +216,6 @@ class Answering(http.Request):
 
     def process(self):
         self.finish()
-
-
-class Relay(Protocol):
-    """The protocol a connection is handed over to: keeps what it gets."""
-
-    def __init__(self):
-        self.received = []
-        self.lost = []
-
-    def dataReceived(self, data):
-        self.received.append(data)
-
-    def connectionLost(self, reason):
-        self.lost.append(reason)
 
 
 GET_A = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -454,7 +440,7 @@ class PrivateNamesTests(TestCase):
         nothing more."""
         channel, transport = serve()
         channel.dataReceived(UPGRADE)
-        relay = Relay()
+        relay = CollectingProtocol()
         channel._protocolUpgradeForWebsockets(relay)
         self.assertIs(relay.transport, transport)
         channel.dataReceived(b"\x81\x05hello")
@@ -751,7 +737,7 @@ class PrivateNamesTests(TestCase):
         ours, theirs = socket.socketpair()
         self.addCleanup(ours.close)
         self.addCleanup(theirs.close)
-        relay = Relay()
+        relay = CollectingProtocol()
         connection = tcp.Connection(ours, relay, reactor)
         self.assertIsNone(connection._dataReceived(b"abc"))
         self.assertEqual(relay.received, [b"abc"])
@@ -1121,10 +1107,6 @@ class DependencyRangeTests(SynchronousTestCase):
         distribution."""
         from importlib.metadata import PathDistribution
 
-        try:
-            import setuptools  # noqa: F401 (pip builds with it; a venv may lack it)
-        except ImportError:
-            raise SkipTest("setuptools is not installed in this environment")
         with tempfile.TemporaryDirectory() as base:
             subprocess.run([sys.executable, "setup.py", "-q", "egg_info", "--egg-base", base],
                            cwd=ROOT, check=True, capture_output=True, timeout=120)

@@ -19,7 +19,6 @@ from OpenSSL import SSL
 from twisted.internet import defer, reactor
 from twisted.internet.defer import succeed
 from twisted.internet.error import ConnectionAborted, ConnectionLost
-from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.web import http
@@ -47,6 +46,7 @@ from wighaven.upstream_protocol import (
     BAD_RESPONSE, new_connection, take_idle, upstream_pool,
 )
 
+from .support.fakes import CollectingProtocol
 from .test_upstream_protocol import Body as UploadBody
 
 
@@ -348,20 +348,6 @@ class Connecting:
         return succeed(connection)
 
 
-class BodyReader(Protocol):
-    """A body protocol that keeps what it gets."""
-
-    def __init__(self):
-        self.data = []
-        self.lost = []
-
-    def dataReceived(self, data):
-        self.data.append(data)
-
-    def connectionLost(self, reason):
-        self.lost.append(reason)
-
-
 CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
 
 
@@ -387,14 +373,14 @@ class ExchangeTests(SynchronousTestCase):
         connection.dataReceived(CHUNKED_HEAD + b"5\r\nfirst\r\n")
         upstream = self.successResultOf(d)
         self.assertEqual(upstream.response.code, 200)
-        reader = BodyReader()
+        reader = CollectingProtocol()
         upstream.response.deliverBody(reader)
-        self.assertEqual(reader.data, [b"first"])
+        self.assertEqual(reader.received, [b"first"])
         body.consumer.write(b"rest")
         connection.dataReceived(b"4\r\nrest\r\n")
         body.done.callback(None)
         connection.dataReceived(b"0\r\n\r\n")
-        self.assertEqual(reader.data, [b"first", b"rest"])
+        self.assertEqual(reader.received, [b"first", b"rest"])
         [reason] = reader.lost
         reason.trap(ResponseDone)
         self.assertTrue(connection.transport.value().endswith(b"5\r\nfirst\r\n4\r\nrest\r\n0\r\n\r\n"))
@@ -408,11 +394,11 @@ class ExchangeTests(SynchronousTestCase):
         transport = connection.transport
         self.assertEqual(transport.producerState, "paused")
         upstream = self.successResultOf(d)
-        reader = BodyReader()
+        reader = CollectingProtocol()
         upstream.response.deliverBody(reader)
-        self.assertEqual((reader.data, transport.producerState), ([b"one"], "producing"))
+        self.assertEqual((reader.received, transport.producerState), ([b"one"], "producing"))
         connection.dataReceived(b"3\r\ntwo\r\n0\r\n\r\n")
-        self.assertEqual(reader.data, [b"one", b"two"])
+        self.assertEqual(reader.received, [b"one", b"two"])
         reader.lost[0].trap(ResponseDone)
 
     def test_a_whole_response_read_with_its_head(self):
@@ -425,9 +411,9 @@ class ExchangeTests(SynchronousTestCase):
         upstream = self.successResultOf(d)
         upstream.abort()  # the exchange is over: the pooled connection is left alone
         self.assertFalse(connection.transport.disconnecting)
-        reader = BodyReader()
+        reader = CollectingProtocol()
         upstream.response.deliverBody(reader)
-        self.assertEqual(reader.data, [b"ok"])
+        self.assertEqual(reader.received, [b"ok"])
         reader.lost[0].trap(ResponseDone)
 
     def test_headers_filed_as_twisted_files_them(self):
@@ -456,7 +442,7 @@ class ExchangeTests(SynchronousTestCase):
     def test_backpressure_while_the_exchange_lasts(self):
         d, connection = self.send()
         connection.dataReceived(CHUNKED_HEAD)
-        reader = BodyReader()
+        reader = CollectingProtocol()
         self.successResultOf(d).response.deliverBody(reader)
         transport = connection.transport
         reader.transport.pauseProducing()
@@ -471,7 +457,7 @@ class ExchangeTests(SynchronousTestCase):
         d, connection = self.send()
         connection.dataReceived(CHUNKED_HEAD + b"1\r\na\r\n")
 
-        class Pausing(BodyReader):
+        class Pausing(CollectingProtocol):
             def connectionMade(self):
                 self.transport.pauseProducing()
 
@@ -481,7 +467,7 @@ class ExchangeTests(SynchronousTestCase):
     def test_stopping_the_body_aborts_its_connection(self):
         d, connection = self.send()
         connection.dataReceived(CHUNKED_HEAD + b"1\r\na\r\n")
-        reader = BodyReader()
+        reader = CollectingProtocol()
         self.successResultOf(d).response.deliverBody(reader)
         reader.transport.stopProducing()
         self.assertTrue(connection.transport.disconnecting)
@@ -489,7 +475,7 @@ class ExchangeTests(SynchronousTestCase):
         connection.connectionLost(Failure(ConnectionAborted()))
         [reason] = reader.lost
         reason.trap(ResponseFailed)
-        self.assertEqual(reader.data, [b"a"])
+        self.assertEqual(reader.received, [b"a"])
 
     def test_a_broken_body(self):
         """The body's end is a ResponseFailed holding the connection's loss,
@@ -497,7 +483,7 @@ class ExchangeTests(SynchronousTestCase):
         for rest, lost in [(b"", Failure(ConnectionLost())), (b"zz\r\n", None)]:
             d, connection = self.send()
             connection.dataReceived(CHUNKED_HEAD + rest)
-            reader = BodyReader()
+            reader = CollectingProtocol()
             self.successResultOf(d).response.deliverBody(reader)
             if lost is not None:
                 connection.connectionLost(lost)

@@ -1,6 +1,7 @@
 """Small fakes shared by unit tests."""
 
 from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Protocol
 from zope.interface import implementer
 
 
@@ -19,3 +20,17 @@ class RecordingProducer:
 
     def stopProducing(self):
         self.calls.append("stop")
+
+
+class CollectingProtocol(Protocol):
+    """A protocol that keeps what it receives (C{received}) and its end (C{lost})."""
+
+    def __init__(self):
+        self.received = []
+        self.lost = []
+
+    def dataReceived(self, data):
+        self.received.append(data)
+
+    def connectionLost(self, reason):
+        self.lost.append(reason)
