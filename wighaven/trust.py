@@ -113,6 +113,10 @@ class TrustedProxies:
         """
         if not self.trusts_peer(peer.decode("latin-1")):
             return [peer]
+        return self.trusted_chain(peer, forwarded_for)
+
+    def trusted_chain(self, peer: bytes, forwarded_for: Sequence[bytes]) -> list:
+        """L{forwarded_chain} for a C{peer} already known to be trusted."""
         entries = [e.strip() for value in forwarded_for for e in value.split(b",") if e.strip()]
         if not entries:
             return [peer]
@@ -124,7 +128,6 @@ class TrustedProxies:
                 start = i
                 break
         return entries[start:] + [peer]
-
 
     def client_address(self, peer: bytes, forwarded_for: Sequence[bytes]) -> bytes:
         """The client's address: the first entry of L{forwarded_chain}."""
