@@ -37,7 +37,8 @@ LIVE_PATH = GATEWAY_PREFIX + "live"
 # Seconds a rendered dashboard is served again to viewers of the same kind.
 PAGE_TTL = 1.0
 LIVE_FULL = errors.GatewayError(
-    503, "live_feed_full", "LIVE_MAX_WATCHERS dashboards are watching; the page retries by itself"
+    503, "live_feed_full", "LIVE_MAX_WATCHERS dashboards are watching; the page retries by itself",
+    retry_after=5,
 )
 
 
@@ -86,7 +87,6 @@ class GatewayPages:
     def live_feed(self, request):
         if self.live.full:
             # Refused before the handshake: the page backs off and retries.
-            request.setHeader(b"Retry-After", b"5")
             return errors.respond_with_error(request, LIVE_FULL)
         return self.live.resource(self.may_see_paths(request))
 
