@@ -30,9 +30,10 @@ from wighaven.channel import (
 from wighaven.config import load_config
 from wighaven.service import build_site
 from wighaven.stats import GatewayStats
+from .support.agents import SendsThroughRequest
 
 
-class RecordingAgent:
+class RecordingAgent(SendsThroughRequest):
     """Stands in for the BackendAgent: records requests, never answers."""
 
     def __init__(self):

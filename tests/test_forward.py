@@ -33,6 +33,7 @@ from wighaven.config import load_config
 from wighaven.forward import ForwardResource
 from wighaven.service import build_site
 from wighaven.upstream import UpstreamResponse
+from .support.agents import SendsThroughRequest
 
 BACKEND = "https://user-space.hf.space"
 TOKEN = "hf_unit_S3cr3t_0123456789"
@@ -92,7 +93,7 @@ class Backend(Resource):
         return self.answer(request)
 
 
-class FakeAgent:
+class FakeAgent(SendsThroughRequest):
     """
     The BackendAgent interface for tests. By default a request crosses
     RequestTraversalAgent to C{backend} and the response is wrapped in an

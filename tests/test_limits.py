@@ -311,8 +311,9 @@ class SlotReleaseTests(SynchronousTestCase):
         call.deferred.callback(backend.upstream())
         backend.send(b"part one")
         channel.connectionLost(Failure(ConnectionDone()))
+        # The backend connection is being closed and the slot is free at once.
         self.assertEqual(backend.transport.producerState, "stopped")
-        self.assertEqual(backend.released, 0)
+        self.assertEqual(backend.released, 1)
         backend.connection_lost_mid_body()  # the backend connection closes
         self.assertEqual(backend.released, 1)
 

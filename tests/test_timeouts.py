@@ -36,6 +36,7 @@ from twisted.web.http_headers import Headers
 from wighaven.config import load_config
 from wighaven.service import build_site
 from wighaven.upstream import UpstreamResponse
+from .support.agents import SendsThroughRequest
 
 from tests.support.waiting import wait_until
 from tests.support.backend import start_backend
@@ -63,7 +64,7 @@ class Call:
         self.deferred = defer.Deferred(lambda _: cancelled.append(self))
 
 
-class HandAgent:
+class HandAgent(SendsThroughRequest):
     """The BackendAgent interface: records requests, answers only when told."""
 
     def __init__(self):

@@ -33,12 +33,11 @@ from __future__ import annotations
 
 from typing import Optional
 
-from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
-from twisted.web.client import FileBodyProducer, PotentialDataLoss, ResponseDone
-from twisted.web.http_headers import Headers
+from twisted.web.client import FileBodyProducer
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
+from zope.interface import implementer
 
 from . import errors
 from .body import StreamingBody
@@ -50,6 +49,7 @@ from .headers import (
 from .metrics import RouteMetrics
 from .slow_clients import PacedProducer, SlowClients
 from .tunnels import STREAM, WEBSOCKET, TunnelLimits
+from .upstream import IExchangeSink
 from .websocket import WebSocketRelay, is_websocket_upgrade
 
 __all__ = ["ForwardResource"]
@@ -175,20 +175,15 @@ class ForwardResource(Resource):
         )
 
     def _forward(self, request, target, body, in_head=False):
-        headers = Headers()
         sent = self._upstream_headers(request)
-        for name, values in sent:
-            headers.setRawHeaders(name, values)
         if self._exchange_log is not None:
             request.exchange = self._exchange_log.record()
             request.exchange.request_headers = self._exchange_log.headers(sent)
-
-        relay = _Relay(self, request, _origin_of(request))
+        relay = _Relay(self, request, _origin_of(request), in_head)
         request.notifyFinish().addErrback(relay.client_gone)
         if isinstance(body, StreamingBody):
             body.listener = relay
-        d = self._agent.request(request.method, target, headers, body)
-        relay.wait_for(d, in_head)
+        relay.start(self._agent.send(request.method, target, sent, body, relay))
 
     def _answer_preflight(self, request, origin):
         request.setResponseCode(204)
@@ -212,24 +207,18 @@ class ForwardResource(Resource):
             forwarded_host,
         )
 
-    def response_headers(self, request, upstream, origin):
-        """The client's view of the backend's response headers."""
-        raw = list(upstream.response.headers.getAllRawHeaders())
-        raw.extend(upstream.connection_headers.getAllRawHeaders())
+    def response_headers(self, request, raw, origin):
+        """The client's view of the backend's response headers (C{raw}: (name, [values]) pairs)."""
         # The gateway's origin matters only to a Location header: no work without one.
         origin_seen = (
             self.gateway_origin(request)
-            if upstream.response.headers.hasHeader(b"location")
+            if any(name.lower() == b"location" for name, _ in raw)
             else None
         )
         headers = downstream_headers(raw, self._backend_key, origin_seen)
         if self._cors is not None:
             headers = self._cors.response_headers(headers, origin)
         return headers
-
-
-def _nothing():
-    pass
 
 
 def _answer_error(request, err):
@@ -261,112 +250,163 @@ def _body_of(request):
     return FileBodyProducer(request.content) if _declares_body(request) else None
 
 
+@implementer(IExchangeSink)
 class _Relay:
-    """The state of one forwarded request: waiting, streaming, or done."""
+    """
+    One forwarded request, from its start to its end: the sink of the
+    backend's response (L{wighaven.upstream.IExchangeSink}), which it
+    writes to the client as it arrives, with backpressure.
 
-    def __init__(self, resource: ForwardResource, request, origin):
+    Timers: UPSTREAM_TIMEOUT until the response's head (not counting the
+    time a streamed body takes to go up: see L{upload_started}); then
+    STREAM_IDLE_TIMEOUT of silence in the body (the backend sends nothing,
+    or the client has stopped reading and so paused it) cuts it.
+    """
+
+    def __init__(self, resource: ForwardResource, request, origin, in_head):
         self._resource = resource
         self._request = request
         self._origin = origin
-        self._waiting = None
+        self._exchange = None  # the agent's handle, once sent
+        self._starting = True  # being sent: the handle is not there yet
+        self._in_head = in_head  # the request's head is still being parsed
+        self._early = []  # what the sink heard while being sent
         self._timer = None
+        self._idle_timer = None
         self._uploading = False
         self._timed_out = False
-        self._body = None
+        self._waiting = True  # for the response's head
+        self._producer = None  # the PacedProducer registered on the client's request
+        self._record = getattr(request, "exchange", None)  # LOG_BODIES
         self.client_disconnected = False
         self.stream_cut = False  # cut by the gateway for silence: never a clean end
         self.stream_open = None  # the Hold of an event stream counted open
-        self.release = _nothing  # the in-flight slot, once there is one
-        self.abort_upstream = _nothing  # closes the upstream connection
+        self.ended = False
 
-    def wait_for(self, response_deferred, in_head=False):
+    def start(self, exchange):
         """
-        Wait for the response headers, at most UPSTREAM_TIMEOUT (not counting
-        the time a streamed body takes to go up: see L{upload_started}).
-        C{in_head}: the request's head is still being parsed, so an answer
-        that is already there must wait for the reactor's next turn.
+        The request is sent (C{exchange}, the agent's handle): wait for the
+        head at most UPSTREAM_TIMEOUT. What the sink heard while it was
+        being sent is handled now, or, while the request's head is still
+        being parsed, on the reactor's next turn.
         """
-        self._waiting = response_deferred
-        if self._timer is None and not self._uploading:
+        self._exchange = exchange
+        self._starting = False
+        if self._waiting and self._timer is None and not self._uploading and not self.ended:
             self._start_timer()
-        if in_head and response_deferred.called:
-            self._resource._reactor.callLater(
-                0, response_deferred.addCallbacks, self.response_received, self.request_failed
-            )
-        else:
-            response_deferred.addCallbacks(self.response_received, self.request_failed)
+        early, self._early = self._early, None
+        for call in early:
+            if self._in_head:
+                self._resource._reactor.callLater(0, *call)
+            else:
+                call[0](*call[1:])
+
+    def _later(self, *call) -> bool:
+        """Keep C{call} for L{start} while the request is being sent."""
+        if self._starting:
+            self._early.append(call)
+            return True
+        return False
 
     def _start_timer(self):
         resource = self._resource
         self._timer = resource._reactor.callLater(resource._timeout, self.time_out)
 
-    def upload_started(self):
-        """The body starts going upstream: the wait for an answer is suspended."""
-        self._uploading = True
+    def _cancel_timer(self):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+    def upload_started(self):
+        """The body starts going upstream: the wait for an answer is suspended."""
+        self._uploading = True
+        self._cancel_timer()
 
     def upload_finished(self):
         """The body's last byte is sent: UPSTREAM_TIMEOUT counts from now."""
         self._uploading = False
-        if self._waiting is not None and self._timer is None:
+        if self._waiting and self._timer is None and self._exchange is not None:
             self._start_timer()
 
     def time_out(self):
         """No response headers within UPSTREAM_TIMEOUT: give up on the backend."""
-        self._timed_out = True
         self._timer = None
-        if self._waiting is not None:
-            self._waiting.cancel()
+        self._timed_out = True
+        self._exchange.abort()
+        self.response_failed(None)
 
-    def _stop_waiting(self):
-        self._waiting = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+    def release(self):
+        """The exchange's in-flight slot back (once)."""
+        if self._exchange is not None:
+            self._exchange.release()
 
-    def response_received(self, upstream):
-        self._stop_waiting()
-        request = self._request
-        response = upstream.response
-        self.release = upstream.release
-        self.abort_upstream = upstream.abort
-        if self.client_disconnected:
-            response.deliverBody(_Discard(self.release))
+    # IExchangeSink
+
+    def response_head(self, status, phrase, headers):
+        if self._later(self.response_head, status, phrase, headers):
             return
-        request.headers_at = self._resource._reactor.seconds()
-        route = self._resource.route
+        self._waiting = False
+        self._cancel_timer()
+        request = self._request
+        if self.client_disconnected:
+            self._exchange.abort()
+            return
+        resource = self._resource
+        request.headers_at = resource._reactor.seconds()
+        route = resource.route
         route.backend_ok()
-        if _is_event_stream(response):
+        raw = [(name, [value.strip()]) for name, value in headers]
+        if _is_event_stream(raw):
             # A live stream may last hours: it must not hold a slot others wait for,
             # and MAX_STREAMS bounds how many are open.
             self.release()
-            hold = self._resource.take_tunnel(request, STREAM)
+            hold = resource.take_tunnel(request, STREAM)
             if hold is None:
-                self.abort_upstream()
+                self._exchange.abort()
+                self.ended = True
                 return
             route.stream_opened()
             self.stream_open = hold
-        request.setResponseCode(response.code, response.phrase)
+        request.setResponseCode(status, phrase)
         request.defaultContentType = None
         out = request.responseHeaders
         out.removeHeader(b"date")
-        for name, values in self._resource.response_headers(request, upstream, self._origin):
-            out.setRawHeaders(name, values)
+        for name, values in resource.response_headers(request, raw, self._origin):
+            for value in values:  # a name may come back: each value is kept
+                out.addRawHeader(name, value)
         request_id = getattr(request, "request_id", None)
         if request_id is not None:
             out.setRawHeaders(b"X-Request-ID", [request_id])
-        exchange = getattr(request, "exchange", None)
-        if exchange is not None:
-            exchange.response_headers = self._resource._exchange_log.headers(
-                upstream.response.headers.getAllRawHeaders()
-            )
-        self._body = _BodyRelay(self)
-        response.deliverBody(self._body)
+        if self._record is not None:
+            self._record.response_headers = resource._exchange_log.headers(raw)
+        self._producer = PacedProducer(self._exchange, resource.slow_clients, self.release)
+        request.registerProducer(self._producer, True)
+        self._idle_timer = resource._reactor.callLater(
+            resource._stream_idle_timeout, self._went_idle
+        )
 
-    def request_failed(self, failure):
-        self._stop_waiting()
+    def response_body(self, data):
+        if self._later(self.response_body, data):
+            return
+        self._idle_timer.reset(self._resource._stream_idle_timeout)
+        if self._record is not None:
+            self._record.response_body(data)
+        self._request.write(data)
+
+    def response_done(self):
+        if self._later(self.response_done):
+            return
+        self._body_ended(broken=self.stream_cut)
+
+    def response_failed(self, failure):
+        if self._later(self.response_failed, failure):
+            return
+        if not self._waiting:
+            self._body_ended(broken=True, kind=failure.type.__name__)
+            return
+        self._waiting = False
+        self._cancel_timer()
+        self.ended = True
         if self.client_disconnected:
             return
         err = errors.GATEWAY_TIMEOUT if self._timed_out else errors.classify_failure(failure)
@@ -376,21 +416,45 @@ class _Relay:
         self._resource._log.warn(
             "upstream request failed: {detail} ({kind})",
             detail=err.detail,
-            kind=failure.type.__name__,
+            kind="TimeoutError" if failure is None else failure.type.__name__,
         )
         request = self._request
         request.write(errors.respond_with_error(request, err))
         request.finish()
 
-    def client_gone(self, failure):
-        """The client went away: cancel the upstream request or stop its body."""
-        self.client_disconnected = True
-        if self._waiting is not None:
-            self._waiting.cancel()
-        elif self._body is not None:
-            self._body.stop()
+    # The body's end, clean or not.
 
-    def body_ended(self, reason):
+    def _went_idle(self):
+        self._idle_timer = None
+        self.stream_cut = True
+        self._resource._log.info(
+            "stream idle for {seconds}s: cut", seconds=self._resource._stream_idle_timeout
+        )
+        self._exchange.abort()
+        self._body_ended(broken=True, kind="idle")
+
+    def client_gone(self, failure):
+        """The client went away: abandon the upstream request (or its body)."""
+        self.client_disconnected = True
+        if self._exchange is None or self.ended:
+            return
+        self._exchange.abort()
+        if self._waiting:
+            self._waiting = False
+            self._cancel_timer()
+            self.ended = True
+        else:
+            self._body_ended(broken=True)
+
+    def _body_ended(self, broken, kind=None):
+        if self.ended:
+            return
+        self.ended = True
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        if self._producer is not None:
+            self._producer.done()
         self.release()
         if self.stream_open is not None:
             self.stream_open.release()
@@ -401,89 +465,25 @@ class _Relay:
         if isinstance(body, StreamingBody) and not body.ended:
             # The backend has answered in full before reading the whole body
             # (like nginx's `return`): the rest is of no use to it, and its
-            # connection can't carry another request, so it is closed now
-            # (Twisted's client would wait for a body that no longer comes).
+            # connection can't carry another request, so it is closed now.
             # The client's rest is read and dropped.
             body.stopProducing()
-            self.abort_upstream()
+            self._exchange.abort()
         if self.client_disconnected:
             return
-        if reason.check(ResponseDone, PotentialDataLoss) and not self.stream_cut:
+        request.unregisterProducer()
+        if not broken:
             request.finish()
             return
-        # The backend broke off mid-body: make sure the client can tell.
-        self._resource._log.warn(
-            "backend broke off the response body: {kind}", kind=reason.type.__name__
-        )
+        # The backend broke off mid-body (or the gateway cut it): make sure the client can tell.
+        if kind is not None and kind != "idle":
+            self._resource._log.warn("backend broke off the response body: {kind}", kind=kind)
         request.broken_off = True
         request.channel.transport.abortConnection()
 
 
-class _BodyRelay(Protocol):
-    """
-    Writes the backend's body to the client as it arrives, with backpressure.
-    A body that goes silent for STREAM_IDLE_TIMEOUT (the backend sends
-    nothing, or the client has stopped reading and so paused it) is cut.
-    """
-
-    def __init__(self, relay: _Relay):
-        self._relay = relay
-        self._request = relay._request
-        self._reactor = relay._resource._reactor
-        self._idle_limit = relay._resource._stream_idle_timeout
-        self._idle_timer = None
-        self._exchange = getattr(self._request, "exchange", None)
-        self._producer = None
-
-    def connectionMade(self):
-        self._producer = PacedProducer(
-            self.transport, self._relay._resource.slow_clients, self._relay.release
-        )
-        self._request.registerProducer(self._producer, True)
-        self._idle_timer = self._reactor.callLater(self._idle_limit, self._went_idle)
-
-    def dataReceived(self, data):
-        self._idle_timer.reset(self._idle_limit)
-        if self._exchange is not None:
-            self._exchange.response_body(data)
-        self._request.write(data)
-
-    def _went_idle(self):
-        self._idle_timer = None
-        self._relay.stream_cut = True
-        self._relay._resource._log.info(
-            "stream idle for {seconds}s: cut", seconds=self._idle_limit
-        )
-        self.stop()
-
-    def stop(self):
-        if self.transport is not None:
-            self.transport.stopProducing()
-
-    def connectionLost(self, reason):
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
-        if self._producer is not None:
-            self._producer.done()
-        if not self._relay.client_disconnected:
-            self._request.unregisterProducer()
-        self._relay.body_ended(reason)
-
-
-class _Discard(Protocol):
-    """Reads a body nobody wants any more, by closing its connection."""
-
-    def __init__(self, release):
-        self._release = release
-
-    def connectionMade(self):
-        self.transport.stopProducing()
-
-    def connectionLost(self, reason):
-        self._release()
-
-
-def _is_event_stream(response) -> bool:
-    content_type = response.headers.getRawHeaders(b"content-type", [b""])[0]
-    return content_type.split(b";", 1)[0].strip().lower() == b"text/event-stream"
+def _is_event_stream(raw) -> bool:
+    for name, values in raw:
+        if name.lower() == b"content-type":
+            return values[0].split(b";", 1)[0].strip().lower() == b"text/event-stream"
+    return False

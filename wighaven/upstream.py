@@ -1,6 +1,5 @@
 """The upstream HTTP client: requests to the one configured backend, sent
-on the pool's L{wighaven.upstream_protocol.UpstreamProtocol} connections,
-answered through Twisted's Response interface.
+on the pool's L{wighaven.upstream_protocol.UpstreamProtocol} connections.
 
 Why not Agent.request(uri): it parses a URL per request, and its URI parser
 drops an empty query (C{/a?} becomes C{/a}), so the target would not reach
@@ -8,37 +7,45 @@ the backend byte for byte. L{BackendAgent} parses the backend's origin once
 and sends the client's raw target as the request path: the host and port
 can never come from the request.
 
-Rule: one exchange per request, on an idle connection taken at once or on a
-new one. The response's head fires the request's Deferred the moment it is
-parsed, even while the request body is still going up (full duplex: a
-backend that answers before it has read the whole upload, or streams while
-it reads, is relayed at once). The L{UpstreamResponse} holds what Twisted's
-client gave: a response with code, phrase, its end-to-end headers and
-deliverBody, and apart from them the connection-control headers Twisted's
-parser kept to itself (Connection, Content-Length, Transfer-Encoding...): a
-proxy must read Connection to drop the headers it names. The body protocol's
-transport is a push producer over the connection's reading; the bytes that
-came with the head wait (reading paused, so one read at most) until
-deliverBody.
+Two ways in, one rule:
+  - L{BackendAgent.send} is the forwarding path's: the response goes to a
+    sink (L{IExchangeSink}) piece by piece as it is parsed, with no
+    Deferred, Headers, Response or Failure made for a request that goes
+    well. It returns the exchange's handle (L{Exchange}): the push
+    producer over the connection's reading, C{abort} and C{release}.
+  - L{BackendAgent.request} answers through Twisted's Response interface
+    (a Deferred firing with an L{UpstreamResponse}, deliverBody), for
+    callers that want Twisted's client shape; it stands on C{send}.
 
-Failures are Twisted's client's, so L{wighaven.errors} classifies them as
-before: before the head, L{ResponseNeverReceived} (the connection closed),
-L{ResponseFailed} (an unparseable response) or L{RequestGenerationFailed}
-(the body could not be sent whole); connection failures come from the
-endpoint as they are. After the head, the body protocol's connectionLost
-gets L{ResponseDone} for a clean end and L{ResponseFailed} for a broken one.
-Cancelling a request aborts its connection; it fails with a
-L{ResponseNeverReceived} holding a CancelledError.
+Rule: one exchange per request, on an idle connection taken at once (no
+Deferred) or on a new one. At most C{max_connections} exchanges hold a
+slot at once; the rest wait in line, in order. A slot is held from the
+start until C{release} (the caller calls it when the body is done, or when
+the response is a long-lived stream), and given back by itself when the
+exchange fails before its head or is aborted. The response's head reaches
+the sink the moment it is parsed, even while the request body is still
+going up (full duplex).
+
+Failures reach the sink as Twisted's client's failures, so
+L{wighaven.errors} classifies them as before: before the head,
+L{ResponseNeverReceived} (the connection closed), L{ResponseFailed} (an
+unparseable response) or L{RequestGenerationFailed} (the body could not be
+sent whole), each holding the connection's own loss (a TLS error...) when
+there is one; connection failures come from the endpoint as they are.
+After the head, a broken body is a L{ResponseFailed}. An aborted exchange
+tells its sink nothing more.
 
 Retry: an idempotent request without a body is sent once more, on a new
 connection, when the kept-alive connection it was sent on closed before the
-head (the backend's keep-alive timeout raced it); a cancelled one never.
+head (the backend's keep-alive timeout raced it); an aborted one never.
 """
 
 from __future__ import annotations
 
+import collections
+
 import attrs
-from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectionAborted
 from twisted.internet.interfaces import IPushProducer
 from twisted.python.failure import Failure
@@ -51,7 +58,7 @@ from twisted.web.client import (
     ResponseNeverReceived,
 )
 from twisted.web.http_headers import Headers
-from zope.interface import implementer
+from zope.interface import Interface, implementer
 
 from .transport import for_connecting
 from .upstream_protocol import (
@@ -62,7 +69,7 @@ from .upstream_protocol import (
     take_idle,
 )
 
-__all__ = ["BackendAgent", "ExchangeFailed", "UpstreamResponse"]
+__all__ = ["BackendAgent", "Exchange", "ExchangeFailed", "IExchangeSink", "UpstreamResponse"]
 
 _IDEMPOTENT = frozenset([b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"])
 
@@ -86,6 +93,171 @@ class ExchangeFailed(Exception):
     """
 
 
+class IExchangeSink(Interface):
+    """
+    Where L{BackendAgent.send} hands a response. Each exchange ends with
+    exactly one C{response_done} or C{response_failed}, unless it is
+    aborted (then nothing more comes).
+    """
+
+    def response_head(status, reason, headers):
+        """
+        The final head: C{headers} a list of C{(name, value)} pairs as
+        received (see L{IResponseSink.response_head}; connection headers
+        included, the caller filters them).
+        """
+
+    def response_body(data):
+        """A piece of the decoded body."""
+
+    def response_done():
+        """The body ended cleanly."""
+
+    def response_failed(failure):
+        """The exchange failed: a Failure of Twisted's client's kinds (see the module)."""
+
+
+@implementer(IResponseSink, IPushProducer)
+class Exchange:
+    """
+    One request's exchange: between the agent's line and slots, the
+    connection and the caller's sink. The caller keeps it as the handle of
+    its exchange: a push producer over the response's reading (pauses are
+    kept while no connection is there yet), C{abort} and C{release}.
+    """
+
+    __slots__ = ("_agent", "_request", "_sink", "_connection", "_connecting", "_reused",
+                 "_live", "_paused", "_held", "_head_seen")
+
+    def __init__(self, agent, request, sink):
+        self._agent = agent
+        self._request = request  # (method, target, headers, body)
+        self._sink = sink
+        self._connection = None
+        self._connecting = None  # the Deferred of a new connection
+        self._reused = False
+        self._live = True  # neither ended nor aborted
+        self._paused = False
+        self._held = False  # holds a slot
+        self._head_seen = False
+
+    # The caller's side.
+
+    @property
+    def in_line(self) -> bool:
+        """Is the exchange still waiting for a slot?"""
+        return self._live and not self._held and self._connection is None
+
+    def release(self):
+        """Give the exchange's slot back (once; later calls do nothing)."""
+        if self._held:
+            self._held = False
+            self._agent._slot_freed()
+
+    def abort(self):
+        """
+        Give up on the exchange: its connection is closed at once (or its
+        connecting cancelled, or its place in line left) and its slot
+        given back; the sink hears nothing more. Nothing once it has ended.
+        """
+        if not self._live:
+            return
+        self._live = False
+        self.release()
+        if self._connection is not None:
+            self._connection.abort()
+        elif self._connecting is not None:
+            self._connecting.cancel()
+        else:
+            self._agent._left_line()
+
+    def pauseProducing(self):
+        self._paused = True
+        if self._live and self._connection is not None:
+            self._connection.pause_reading()
+
+    def resumeProducing(self):
+        self._paused = False
+        if self._live and self._connection is not None:
+            self._connection.resume_reading()
+
+    stopProducing = abort
+
+    # The agent's side.
+
+    def start(self):
+        """A slot is this exchange's: send on an idle connection, or a new one."""
+        self._held = True
+        connection = take_idle(self._agent._pool, self._agent._key)
+        if connection is None:
+            self._connect()
+        else:
+            self._reused = True
+            self._send_on(connection)
+
+    def _connect(self):
+        agent = self._agent
+        self._reused = False
+        self._connecting = d = new_connection(agent._pool, agent._key, agent.endpoint)
+        d.addCallbacks(self._connected, self._not_connected)
+
+    def _connected(self, connection):
+        self._connecting = None
+        if self._live:
+            self._send_on(connection)
+
+    def _not_connected(self, failure):
+        self._connecting = None
+        if self._live:  # else cancelled by abort: nobody is told
+            self._fail(failure)
+
+    def _send_on(self, connection):
+        self._connection = connection
+        method, target, headers, body = self._request
+        try:
+            connection.send(method, target, headers, body, self)
+        except ValueError:  # a header the request line can't carry: nothing was sent
+            self._connection = None
+            connection.abort()
+            self._fail(Failure(RequestGenerationFailed([Failure()])))
+            return
+        if self._paused and self._live:
+            connection.pause_reading()
+
+    def _fail(self, failure):
+        self._live = False
+        self.release()
+        self._sink.response_failed(failure)
+
+    # IResponseSink, from the connection.
+
+    def response_head(self, status, reason, headers):
+        self._head_seen = True
+        self._sink.response_head(status, reason, headers)
+
+    def response_body(self, data):
+        self._sink.response_body(data)
+
+    def response_done(self):
+        self._live = False
+        self._sink.response_done()
+
+    def response_failed(self, reason):
+        method, _, _, body = self._request
+        if (reason == CLOSED_BEFORE_HEAD and self._reused and body is None
+                and method in _IDEMPOTENT):
+            self._connection = None
+            self._connect()  # once: a new connection is not reused
+            return
+        # The connection's own loss (a TLS error...) says more, when there is one.
+        cause = self._connection.lost_reason or Failure(ExchangeFailed(reason))
+        if self._head_seen:
+            kind = ResponseFailed
+        else:
+            kind = _BEFORE_HEAD.get(reason, RequestGenerationFailed)
+        self._fail(Failure(kind([cause])))
+
+
 @attrs.frozen
 class UpstreamResponse:
     """
@@ -101,31 +273,6 @@ class UpstreamResponse:
     # Closes the exchange's connection at once (its request can't finish);
     # does nothing once the exchange has ended.
     abort: object = lambda: None
-
-
-class _Slot:
-    """One request's place among the UPSTREAM_MAX_CONNECTIONS in flight."""
-
-    def __init__(self, semaphore):
-        self._semaphore = semaphore
-        self._held = False
-
-    def taken(self):
-        self._held = True
-
-    def release(self):
-        if self._held:
-            self._held = False
-            self._semaphore.release()
-
-    def release_on_failure(self, failure):
-        self.release()
-        return failure
-
-
-def _cancelled(failure) -> bool:
-    """True when the request failed because it was cancelled on purpose."""
-    return any(reason.check(CancelledError) for reason in getattr(failure.value, "reasons", ()))
 
 
 def _split_head(headers, method: bytes):
@@ -145,57 +292,58 @@ def _split_head(headers, method: bytes):
 class _Response:
     """The backend's response, read as Twisted's Response is."""
 
-    __slots__ = ("code", "phrase", "headers", "_exchange")
+    __slots__ = ("code", "phrase", "headers", "_answer")
 
-    def __init__(self, code, phrase, headers, exchange):
+    def __init__(self, code, phrase, headers, answer):
         self.code = code
         self.phrase = phrase
         self.headers = headers
-        self._exchange = exchange
+        self._answer = answer
 
     def deliverBody(self, protocol):
         """Hand the body to C{protocol} (an IProtocol), as it arrives."""
-        self._exchange.deliver(protocol)
+        self._answer.deliver(protocol)
 
 
-@implementer(IResponseSink, IPushProducer)
-class _Exchange:
+@implementer(IExchangeSink, IPushProducer)
+class _TwistedAnswer:
     """
-    One request on one connection: the sink of its response, then the
-    transport of the protocol its body is delivered to. Its connection is
-    its own while the exchange is in flight (C{_live}) and no longer: from
-    its response's end, the pool may hand it to another request.
+    The sink of L{BackendAgent.request}: fires its Deferred with the head,
+    then is the transport of the protocol the body is delivered to. Body
+    bytes that come before deliverBody are held, with reading paused.
     """
 
-    def __init__(self, connection, method, release):
-        self._connection = connection
-        self._live = True
+    def __init__(self, method):
         self._method = method
-        self._release = release
+        self.exchange = None
         self.deferred = Deferred(self._cancel)
         self._body = None  # the body's protocol, once delivered
         self._held = []  # body bytes in before deliverBody
         self._end = None  # the body's end, when it came before deliverBody
         self._reader_paused = False
+        self._ended = False
 
     def _cancel(self, deferred):
-        self.abort()
-        deferred.errback(Failure(ResponseNeverReceived([Failure(CancelledError())])))
+        in_line = self.exchange.in_line
+        self.exchange.abort()
+        if in_line:  # left the line: nothing was sent
+            deferred.errback(Failure(CancelledError()))
+        else:
+            deferred.errback(Failure(ResponseNeverReceived([Failure(CancelledError())])))
 
-    def abort(self):
-        """Close the connection at once, while the exchange is in flight."""
-        if self._live:
-            self._live = False
-            return self._connection.abort()
-        return None
+    def _abort(self):
+        if not self._ended:
+            self._ended = True
+            self.exchange.abort()
 
-    # IResponseSink
+    # IExchangeSink
 
     def response_head(self, status, reason, headers):
-        self._connection.pause_reading()  # until deliverBody
+        self.exchange.pauseProducing()  # until deliverBody
         end_to_end, control = _split_head(headers, self._method)
+        exchange = self.exchange
         self.deferred.callback(UpstreamResponse(
-            _Response(status, reason, end_to_end, self), control, self._release, self.abort
+            _Response(status, reason, end_to_end, self), control, exchange.release, self._abort
         ))
 
     def response_body(self, data):
@@ -205,17 +353,15 @@ class _Exchange:
             self._body.dataReceived(data)
 
     def response_done(self):
-        self._live = False
-        self._ended(Failure(ResponseDone("Response body fully received")))
+        self._ended = True
+        self._body_ended(Failure(ResponseDone("Response body fully received")))
 
-    def response_failed(self, reason):
-        self._live = False
-        # The connection's own loss (a TLS error...) says more, when there is one.
-        cause = self._connection.lost_reason or Failure(ExchangeFailed(reason))
+    def response_failed(self, failure):
+        self._ended = True
         if not self.deferred.called:
-            self.deferred.errback(Failure(_BEFORE_HEAD.get(reason, RequestGenerationFailed)([cause])))
+            self.deferred.errback(failure)
         else:
-            self._ended(Failure(ResponseFailed([cause])))
+            self._body_ended(failure)
 
     # The body's side.
 
@@ -227,10 +373,10 @@ class _Exchange:
             protocol.dataReceived(data)
         if self._end is not None:
             protocol.connectionLost(self._end)
-        elif self._live and not self._reader_paused:
-            self._connection.resume_reading()
+        elif not self._reader_paused:
+            self.exchange.resumeProducing()
 
-    def _ended(self, reason):
+    def _body_ended(self, reason):
         if self._body is None:
             self._end = reason
         else:
@@ -240,17 +386,20 @@ class _Exchange:
 
     def pauseProducing(self):
         self._reader_paused = True
-        if self._live:
-            self._connection.pause_reading()
+        self.exchange.pauseProducing()
 
     def resumeProducing(self):
         self._reader_paused = False
-        if self._live:
-            self._connection.resume_reading()
+        self.exchange.resumeProducing()
 
     def stopProducing(self):
         """Give up on the body: its protocol hears a broken end once the connection is gone."""
-        lost = self.abort()
+        if self._ended:
+            return
+        self._ended = True
+        connection = self.exchange._connection
+        self.exchange.abort()
+        lost = connection.abort() if connection is not None else None
         if lost is not None:
             lost.addCallback(
                 lambda _: self._body.connectionLost(
@@ -273,7 +422,9 @@ class BackendAgent:
     def __init__(self, reactor, origin: bytes, pool, tls_policy, max_connections: int = 256):
         # Connections made for this agent are the leaner FastClient transports.
         agent = Agent(for_connecting(reactor), contextFactory=tls_policy, pool=pool)
-        self._slots = DeferredSemaphore(max_connections)
+        self._free = max_connections
+        self._line = collections.deque()  # Exchanges waiting for a slot
+        self._left = 0  # of those, how many were aborted while waiting
         self._pool = pool
         uri = URI.fromBytes(origin + b"/")
         self.endpoint = agent._getEndpoint(uri)
@@ -282,52 +433,51 @@ class BackendAgent:
     # endpoint: connects to the backend (TLS verified); also used on its own
     # for connections that leave HTTP (WebSocket tunnels).
 
-    def request(self, method: bytes, target: bytes, headers, body_producer):
+    def send(self, method: bytes, target: bytes, headers, body, sink) -> Exchange:
         """
         Send C{method} C{target} (the raw request target, starting with /)
-        with C{headers} (a Headers, written as its getAllRawHeaders gives).
+        with C{headers} (a list of C{(name, [values])}, written as given)
+        and C{body} (None or an IBodyProducer); the response goes to C{sink}
+        (an L{IExchangeSink}), which may hear from it before this returns.
 
-        At most C{max_connections} requests are in flight at once; the rest
-        wait in line (cancelling the returned Deferred leaves the line).
+        @return: the L{Exchange}, the caller's handle.
+        """
+        exchange = Exchange(self, (method, target, headers, body), sink)
+        if self._free:
+            self._free -= 1
+            exchange.start()
+        else:
+            self._line.append(exchange)
+        return exchange
+
+    def request(self, method: bytes, target: bytes, headers, body_producer):
+        """
+        L{send}, answered the way Twisted's client answers: C{headers} a
+        Headers; cancelling the returned Deferred aborts the exchange.
 
         @return: a Deferred firing with an L{UpstreamResponse}.
         """
-        slot = _Slot(self._slots)
-        d = self._slots.acquire()
-        d.addCallback(self._send_in_slot, slot, method, target, headers, body_producer)
-        d.addErrback(slot.release_on_failure)
-        return d
+        answer = _TwistedAnswer(method)
+        answer.exchange = self.send(
+            method, target, list(headers.getAllRawHeaders()), body_producer, answer
+        )
+        return answer.deferred
 
     @property
     def waiting(self) -> int:
         """Requests waiting in line for a free slot."""
-        return len(self._slots.waiting)
+        return len(self._line) - self._left
 
-    def _send_in_slot(self, _, slot, method, target, headers, body_producer):
-        slot.taken()
-        exchange = (method, target, list(headers.getAllRawHeaders()), body_producer, slot.release)
-        connection = take_idle(self._pool, self._key)
-        if connection is None:
-            return self._send_on_new(*exchange)
-        d = self._send_on(connection, *exchange)
-        if body_producer is None and method in _IDEMPOTENT:
-            d.addErrback(self._retry, exchange)
-        return d
+    def _left_line(self):
+        self._left += 1
 
-    def _retry(self, failure, exchange):
-        if not failure.check(ResponseNeverReceived) or _cancelled(failure):
-            return failure
-        return self._send_on_new(*exchange)
-
-    def _send_on_new(self, *exchange):
-        d = new_connection(self._pool, self._key, self.endpoint)
-        return d.addCallback(self._send_on, *exchange)
-
-    def _send_on(self, connection, method, target, headers, body_producer, release):
-        exchange = _Exchange(connection, method, release)
-        try:
-            connection.send(method, target, headers, body_producer, exchange)
-        except ValueError:  # a header the request line can't carry: nothing was sent
-            exchange.abort()
-            exchange.deferred.errback(RequestGenerationFailed([Failure()]))
-        return exchange.deferred
+    def _slot_freed(self):
+        """A slot is free: the first live exchange in line takes it."""
+        line = self._line
+        while line:
+            exchange = line.popleft()
+            if exchange._live:
+                exchange.start()
+                return
+            self._left -= 1
+        self._free += 1
