@@ -195,6 +195,38 @@ class MalformedRequestTests(ChannelTestsMixin, SynchronousTestCase):
             self.assertRefused(self.post(b"Content-Length: " + value + b"\r\n"), 400, b"Bad Request")
 
 
+class LlhttpRefusalTests(ChannelTestsMixin, SynchronousTestCase):
+    """What the module says llhttp refuses is a JSON 400 and a closed connection."""
+
+    def test_refused(self):
+        for data in [
+            b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 3x\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+            b"GET / HTTP/1.1\r\nBad Name: v\r\n\r\n",
+            b"GET / HTTP/1.1\r\nNo-colon\r\n\r\n",
+            b"GET / HTTP/1.1\r\nX: a\x00b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nX: a\r\n folded\r\n\r\n",
+            b"GET / HTTP/1.1\nHost: x\n\n",
+            b"NONSENSE\r\n\r\n",
+            b"FROB / HTTP/1.1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+            # An upgrade other than a WebSocket, with a body llhttp would not frame.
+            b"POST /x HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: h2c\r\n"
+            b"Content-Length: 3\r\n\r\nabc",
+        ]:
+            self.assertRefused(data, 400, b"Bad Request")
+
+    def test_upgrade_without_body_is_forwarded(self):
+        """An upgrade the gateway does not tunnel goes on as a plain request,
+        and the connection parses the next one."""
+        data = b"GET /x HTTP/1.1\r\nHost: gw\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n"
+        _, transport = self.send(data)
+        self.assertEqual(self.agent.requests, [(b"GET", b"/x")])
+        self.assertEqual(transport.value(), b"")
+
+
 class AfterRefusalTests(ChannelTestsMixin, SynchronousTestCase):
     def test_later_bytes_ignored(self):
         channel, transport = self.assertRefused(

@@ -20,36 +20,32 @@ attributes read on other objects or on C{self} but defined by no class of
 the package, and methods of the package that override private ones.
 
 HTTP server (twisted.web.http, twisted.protocols.basic):
-- HTTPChannel._command -- channel.py GatewayRequest.gotLength: the method
-  of a request whose body streams upstream, read once its head is in
-  (Twisted sets Request.method only after the body). Breaks: every
-  forwarded request.
-- HTTPChannel._path -- channel.py GatewayRequest.gotLength: the raw
-  request target, at the same moment. Breaks: routing and the target sent
-  upstream.
-- HTTPChannel._version -- channel.py GatewayRequest.gotLength: the
-  request's HTTP version. Breaks: keep-alive and the access log.
-- HTTPChannel._HTTPChannel__first_line -- channel.py
-  GatewayChannel.lineReceived and lineLengthExceeded: whether the next line
-  is a request line (the name-mangled flag). Breaks: the 414 and 431 limits
-  on request heads.
-- HTTPChannel._receivedHeaderSize -- channel.py GatewayChannel.lineReceived:
-  the bytes of the head so far. Breaks: the 64 KiB head limit (431).
-- HTTPChannel._dataBuffer -- websocket.py WebSocketRelay._tunnel: what the
-  client sent after its handshake, taken to the backend at 101. Breaks: the
-  first frames of a client that does not wait for the 101.
-- HTTPChannel._respondToBadRequestAndDisconnect -- channel.py
-  GatewayChannel: overridden to answer a JSON 400 to whatever Twisted's
-  parser rejects. Breaks: malformed requests get Twisted's bare 400.
+- HTTPChannel._dataBuffer -- channel.py GatewayChannel._hold and _replay:
+  the bytes a client sends while an answer is written, parsed once it is
+  done; websocket.py WebSocketRelay._tunnel: what the client sent after its
+  handshake, taken to the backend at 101. Breaks: pipelined requests and
+  the first frames of a client that does not wait for the 101.
+- HTTPChannel._handlingRequest -- channel.py GatewayChannel: set from a
+  request's complete body to its answer's end; Twisted's pauseProducing and
+  resumeProducing leave the client's reading alone while it is set. Breaks:
+  pipelining order, and a slow reader pausing its own upload.
+- HTTPChannel._networkProducer -- channel.py GatewayChannel._hold, _park
+  and requestDone: the client's transport as a push producer, paused while
+  too much of a next request waits and resumed at each answer's end, as
+  Twisted's requestDone does. Breaks: the bound on pipelined bytes read
+  ahead.
+- HTTPChannel._waitingForTransport -- channel.py GatewayChannel: whether
+  the client's transport has paused the channel (its send buffer is full);
+  reading is not resumed then. Breaks: backpressure from slow readers.
+- HTTPChannel._optimisticEagerReadSize -- channel.py GatewayChannel._hold
+  and _park: how many bytes of a next request are read ahead before the
+  client is paused. Breaks: memory bound of pipelining clients.
 - HTTPChannel._send100Continue -- channel.py GatewayChannel: overridden so
   that only a request the gateway goes on with hears 100 Continue. Breaks:
   clients send bodies the gateway has refused (413).
 - HTTPChannel._protocolUpgradeForWebsockets -- websocket.py
   WebSocketRelay._tunnel: hands the client's connection to the byte relay
   after 101. Breaks: every WebSocket (Streamlit, Gradio live updates).
-- LineReceiver._buffer -- channel.py GatewayChannel.requestDone: the start
-  of a next pipelined request that has no line end yet. Breaks: the header
-  timeout of that request.
 - http.Request._cleanup -- channel.py GatewayRequest._cleanup: postponed
   until the rest of a body answered early has been read. Breaks: a next
   request could start inside the previous one's body (smuggling).
@@ -148,7 +144,6 @@ from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.protocol import ClientFactory
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import globalLogPublisher
-from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web import _newclient, client, http
@@ -179,58 +174,9 @@ def serve(channel_class=http.HTTPChannel, request_class=http.Request):
     return channel, transport
 
 
-def seen_at_gotLength(name, head):
-    """The channel's attribute C{name} as each request's gotLength sees it:
-    the moment the gateway reads it, head in, body not yet."""
-    seen = []
-
-    class Seeing(http.Request):
-        def gotLength(self, length):
-            seen.append(getattr(self.channel, name))
-            super().gotLength(length)
-
-    channel, _ = serve(request_class=Seeing)
-    channel.dataReceived(head)
-    return seen
-
-
-def seen_at_each_line(name, data, channel_attrs=None):
-    """C{(line, channel.<name>)} as each head line arrives, before Twisted's
-    lineReceived (where the gateway reads it); requests answer at once."""
-    seen = []
-
-    class Seeing(http.HTTPChannel):
-        def lineReceived(self, line):
-            seen.append((line, getattr(self, name)))
-            return super().lineReceived(line)
-
-    channel, _ = serve(Seeing, Answering)
-    for attr, value in (channel_attrs or {}).items():
-        setattr(channel, attr, value)
-    channel.dataReceived(data)
-    return seen
-
-
-class Answering(http.Request):
-    """A request answered (200, empty) as soon as it is complete."""
-
-    def process(self):
-        self.finish()
-
-
 GET_A = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
 UPGRADE = (b"GET /_stcore/stream HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
            b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n")
-# What channel.py's docstring says Twisted's parser rejects, and more.
-BAD_REQUESTS = [
-    b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
-    b"POST / HTTP/1.1\r\nContent-Length: 3x\r\n\r\n",
-    b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
-    b"GET / HTTP/1.1\r\nBad Name: v\r\n\r\n",
-    b"GET / HTTP/1.1\r\nNo-colon\r\n\r\n",
-    b"NONSENSE\r\n\r\n",
-    b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-]
 
 
 @implementer(IPolicyForHTTPS)
@@ -321,58 +267,6 @@ class PrivateNamesTests(TestCase):
 
     # HTTP server
 
-    def test_HTTPChannel__command(self):
-        head = b"PROPFIND http://elsewhere.example//a?%FF HTTP/1.1\r\nContent-Length: 5\r\n\r\n"
-        self.assertEqual(seen_at_gotLength("_command", head), [b"PROPFIND"])
-
-    def test_HTTPChannel__path(self):
-        """The target as sent: absolute form, double slash and all."""
-        head = b"POST http://elsewhere.example//a?%FF HTTP/1.1\r\nContent-Length: 5\r\n\r\n"
-        self.assertEqual(seen_at_gotLength("_path", head), [b"http://elsewhere.example//a?%FF"])
-        chunked = b"POST /b? HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
-        self.assertEqual(seen_at_gotLength("_path", chunked), [b"/b?"])
-
-    def test_HTTPChannel__version(self):
-        for version in (b"HTTP/1.1", b"HTTP/1.0"):
-            head = b"POST / " + version + b"\r\nContent-Length: 5\r\n\r\n"
-            self.assertEqual(seen_at_gotLength("_version", head), [version])
-
-    def test_HTTPChannel__HTTPChannel__first_line(self):
-        """True before a request line, false in its headers, true again for
-        the next request; the same when a line is too long."""
-        seen = seen_at_each_line("_HTTPChannel__first_line", GET_A + b"GET /b HTTP/1.1\r\n")
-        self.assertEqual(
-            [(line, bool(flag)) for line, flag in seen],
-            [(b"GET /a HTTP/1.1", True), (b"Host: x", False), (b"", False),
-             (b"GET /b HTTP/1.1", True)],
-        )
-        too_long = []
-
-        class Limited(http.HTTPChannel):
-            MAX_LENGTH = 32
-
-            def lineLengthExceeded(self, line):
-                too_long.append(bool(self._HTTPChannel__first_line))
-                return super().lineLengthExceeded(line)
-
-        for data in (b"GET /" + b"a" * 40, b"GET / HTTP/1.1\r\nX: " + b"a" * 40):
-            channel, _ = serve(Limited)
-            channel.dataReceived(data)
-        self.assertEqual(too_long, [True, False])
-
-    def test_HTTPChannel__receivedHeaderSize(self):
-        """The lengths of the head's lines before this one (line ends not
-        counted), from 0 for each request: Twisted refuses the head once
-        that plus the line exceeds totalHeadersSize, the check the gateway
-        makes first."""
-        seen = seen_at_each_line("_receivedHeaderSize", GET_A + b"GET /b HTTP/1.1\r\n")
-        self.assertEqual([size for _, size in seen], [0, 15, 22, 0])
-        refused = seen_at_each_line(
-            "_receivedHeaderSize", b"GET /a HTTP/1.1\r\nHost: x\r\nX: y\r\n\r\n",
-            {"totalHeadersSize": 22},
-        )
-        self.assertEqual(refused, [(b"GET /a HTTP/1.1", 0), (b"Host: x", 15), (b"X: y", 22)])
-
     def test_HTTPChannel__dataBuffer(self):
         """Bytes after a request's head, while it is handled, are kept there
         and nowhere else; emptied, they are never parsed as a request."""
@@ -387,23 +281,60 @@ class PrivateNamesTests(TestCase):
         self.assertEqual(channel.requests, [])
         self.assertEqual(transport.value().count(b"HTTP/1.1 "), 1)
 
-    def test_HTTPChannel__respondToBadRequestAndDisconnect(self):
-        """Every request Twisted's parser rejects goes through it, and
-        overridden, Twisted writes nothing of its own."""
+    def test_HTTPChannel__handlingRequest(self):
+        """Set from a request's complete body until it is done; while set,
+        a full send buffer pauses the request's producer, not the client's
+        reading."""
+        channel, transport = serve()
+        self.assertFalse(channel._handlingRequest)
+        channel.dataReceived(GET_A)
+        self.assertTrue(channel._handlingRequest)
+        producer = RecordingProducer()
+        channel.requests[0].registerProducer(producer, True)
+        channel.pauseProducing()
+        self.assertEqual((producer.calls, transport.producerState), (["pause"], "producing"))
+        channel.resumeProducing()
+        channel.requests[0].unregisterProducer()
+        channel.requests[0].finish()
+        self.assertFalse(channel._handlingRequest)
+        channel.pauseProducing()
+        self.assertEqual(transport.producerState, "paused")
+        channel.resumeProducing()
+        self.assertEqual(transport.producerState, "producing")
 
-        class Refusing(http.HTTPChannel):
-            refused = 0
+    def test_HTTPChannel__networkProducer(self):
+        """The transport, with the channel registered as its producer."""
+        channel, transport = serve()
+        self.assertIs(channel._networkProducer, transport)
+        self.assertIs(transport.producer, channel)
+        channel._networkProducer.pauseProducing()
+        self.assertEqual(transport.producerState, "paused")
 
-            def _respondToBadRequestAndDisconnect(self):
-                self.refused += 1
-                self.transport.loseConnection()
+    def test_HTTPChannel__waitingForTransport(self):
+        """True from the transport's pause of the channel to its resume;
+        a request done meanwhile does not resume the client's reading."""
+        channel, transport = serve()
+        channel.dataReceived(GET_A)
+        self.assertFalse(channel._waitingForTransport)
+        channel.pauseProducing()
+        self.assertTrue(channel._waitingForTransport)
+        transport.pauseProducing()  # as the transport itself would
+        channel.requests[0].finish()
+        self.assertEqual(transport.producerState, "paused")
+        channel.resumeProducing()
+        self.assertFalse(channel._waitingForTransport)
+        self.assertEqual(transport.producerState, "producing")
 
-        for data in BAD_REQUESTS:
-            channel, transport = serve(Refusing)
-            channel.dataReceived(data)
-            self.assertTrue(channel.refused, data)
-            self.assertEqual(transport.value(), b"", data)
-            self.assertTrue(transport.disconnecting, data)
+    def test_HTTPChannel__optimisticEagerReadSize(self):
+        """Twisted reads this many bytes ahead while a request is handled,
+        then pauses the client."""
+        self.assertEqual(http.HTTPChannel._optimisticEagerReadSize, 16 * 1024)
+        channel, transport = serve()
+        channel.dataReceived(GET_A)
+        channel.dataReceived(b"x" * channel._optimisticEagerReadSize)
+        self.assertEqual(transport.producerState, "producing")
+        channel.dataReceived(b"x")
+        self.assertEqual(transport.producerState, "paused")
 
     def test_HTTPChannel__send100Continue(self):
         """Called after the request's gotLength (where the gateway may refuse
@@ -451,25 +382,6 @@ class PrivateNamesTests(TestCase):
         channel.connectionLost(reason)
         self.assertEqual(relay.lost, [reason])
         self.assertEqual(transport.value(), b"")
-
-    def test_LineReceiver__buffer(self):
-        """Once a request is done, the start of the next one (no line end
-        yet) is in the channel's line buffer."""
-
-        class Done(http.HTTPChannel):
-            def requestDone(self, request):
-                super().requestDone(request)
-                self.after_done = self._buffer
-
-        self.assertTrue(issubclass(http.HTTPChannel, LineReceiver))
-        channel, _ = serve(Done)
-        channel.dataReceived(GET_A)
-        channel.dataReceived(b"GET /ne")
-        channel.requests[0].finish()
-        self.assertEqual(channel.after_done, b"GET /ne")
-        self.assertEqual(channel.requests, [])
-        channel.dataReceived(b"xt HTTP/1.1\r\nHost: x\r\n\r\n")
-        self.assertEqual(channel.requests[0].uri, b"/next")
 
     def test_http_Request__cleanup(self):
         """finish() calls it; until it runs, the channel starts no next
@@ -1036,7 +948,7 @@ class ListTests(SynchronousTestCase):
         """The scan of the package sees the known uses of each kind."""
         found = private_names_used()
         for name in ("twisted.web._newclient", "_dataMustBeBytes", "twisted.web.client._HTTP11ClientFactory",
-                     "_HTTPChannel__first_line", "_buffer", "_getEndpoint", "_send100Continue",
+                     "_networkProducer", "_optimisticEagerReadSize", "_getEndpoint", "_send100Continue",
                      "_addCACertsToContext", "_makeTransport"):
             self.assertIn(name, found)
         self.assertNotIn("_exit", found)  # os._exit: the standard library's

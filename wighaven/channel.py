@@ -6,8 +6,9 @@ goes on serving everyone else:
 - a request line over 8 KiB -> 414;
 - a header line over 16 KiB, a header block over 64 KiB or more than 100
   header lines -> 431;
-- anything Twisted's parser rejects (both Content-Length and
-  Transfer-Encoding, malformed lengths, bad header names) -> 400;
+- anything llhttp rejects (both Content-Length and Transfer-Encoding,
+  malformed lengths, bad header names, unknown methods; see
+  L{GatewayChannel}) -> 400;
 - a request the gateway answers itself (its own paths, 405, CORS
   preflights, refused targets) with a body over L{OWN_BODY_LIMIT} -> 413:
   such bodies are kept in memory, never spooled to disk, and none of those
@@ -26,9 +27,13 @@ import json
 import os
 import re
 
+from httptools import (
+    HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser,
+)
 from twisted.web import http, server
 
 from .headers import origin_form
+from .websocket import is_websocket_upgrade
 
 __all__ = ["GatewayChannel", "GatewayRequest"]
 
@@ -150,11 +155,8 @@ class GatewayRequest(server.Request):
         return True
 
     def gotLength(self, length):
-        channel = self.channel
-        self.method, self.clientproto = channel._command, channel._version
-        self.uri = origin_form(channel._path)
-        self.path = self.uri.split(b"?", 1)[0]
-        site = channel.factory
+        # The channel has set method, uri (origin form), path and clientproto.
+        site = self.channel.factory
         if site.max_body_size and length is not None and length > site.max_body_size:
             self.refuse(413)
         elif not site.begin(self, length):
@@ -234,9 +236,44 @@ class GatewayRequest(server.Request):
             site.log(self, aborted=not self.refused)
 
 
+class _Stop(Exception):
+    """Raised in a parser callback: parse nothing more of this connection."""
+
+
 class GatewayChannel(http.HTTPChannel):
     """
-    HTTPChannel with the gateway's limits on request heads, and its timers:
+    Twisted's HTTPChannel with its request parsing replaced by httptools
+    (llhttp, Node's parser), and the gateway's limits and timers.
+
+    Everything after parsing is Twisted's: each request becomes a
+    L{GatewayRequest} (the site decides at its head whether it is
+    forwarded as it arrives or served by the gateway's own pages, see
+    L{GatewaySite.begin}), responses are written through the channel's
+    writeHeaders/write, and the producer chain between transport, channel
+    and request is HTTPChannel's.
+
+    Parsing: the head is handed on once complete; body pieces (chunked
+    framing decoded, trailers dropped) as they come. llhttp refuses
+    Content-Length beside Transfer-Encoding, a second or malformed
+    Content-Length, bad chunk framing, obsolete line folding, bare LF line
+    ends, invalid header names or values and unknown methods: all 400.
+
+    Pipelining: answers go out in order. From the moment a request's body
+    is complete until its answer is done, no next request is handed on:
+    what the parser has read of it already is kept (C{_parked}, replayed
+    then) and later bytes wait unparsed (C{_dataBuffer}); past
+    C{_optimisticEagerReadSize} bytes the client is paused, as Twisted
+    does, through the same transport pause an upload's backpressure uses.
+
+    Upgrade: llhttp stops at the head of a request that asks for one. A
+    WebSocket handshake's later bytes wait in C{_dataBuffer} for the tunnel
+    (L{wighaven.websocket}); for any other, parsing goes on with a fresh
+    parser. An upgrade request other than a WebSocket handshake that
+    declares a body is refused (400): llhttp leaves such a body unframed.
+
+    Limits and timers:
+    - a request line over 8 KiB -> 414; a header line over 16 KiB, a head
+      over 64 KiB or more than 100 header lines -> 431;
     - a request head must be complete within HEADER_TIMEOUT of its first
       byte (or of the connection opening), in all: a client trickling a
       byte at a time gets 408, however steadily it trickles;
@@ -247,19 +284,25 @@ class GatewayChannel(http.HTTPChannel):
     the site passes timeout=None.
     """
 
-    MAX_LENGTH = MAX_HEADER_BLOCK + 1
-    totalHeadersSize = MAX_HEADER_BLOCK
-    maxHeaders = MAX_HEADERS
-    _header_lines = 0
     _refused = False
     _phase_timer = None
     _between_requests = False
-    _head_pending = True
+    _head_pending = False
     _reading_body = False
+    _feeding = False  # inside the parser's feed_data
+    _parked = None  # parser events of a next request read while one is handled
+    _read_ahead = 0  # bytes parked and held while an answer is written
+    _head_bytes = 0  # bytes read while the current head is incomplete
+    _head_lines_ended = False
+    _done_in_feed = False  # an answer was completed while parsing
+    _feed_body = 0  # body bytes parsed from the piece being fed
 
     def connectionMade(self):
         super().connectionMade()
+        self._parser = HttpRequestParser(self)
         self._await_head()
+
+    # Timers.
 
     def _set_phase_timer(self, seconds, expired):
         if self._phase_timer is not None and self._phase_timer.active():
@@ -268,7 +311,6 @@ class GatewayChannel(http.HTTPChannel):
 
     def _await_head(self):
         self._between_requests = False
-        self._head_pending = True
         self._set_phase_timer(self.factory.header_timeout, self._head_timed_out)
 
     def _head_timed_out(self):
@@ -287,34 +329,266 @@ class GatewayChannel(http.HTTPChannel):
         self._phase_timer = None
         self.loseConnection()
 
+    # Bytes in.
+
     def dataReceived(self, data):
+        if self._refused:
+            return
+        if self._handlingRequest or self._parked is not None:
+            # A request is being answered: the next waits (pipelining).
+            self._hold(data)
+            return
         if self._between_requests:
             self._await_head()
         elif self._reading_body and self._phase_timer is not None:
             self._phase_timer.reset(self.factory.stream_idle_timeout)
-        super().dataReceived(data)
+        self._feed(data)
 
-    def allHeadersReceived(self):
+    def _hold(self, data):
+        self._dataBuffer.append(data)
+        self._read_ahead_by(len(data))
+
+    def _read_ahead_by(self, size):
+        """Past Twisted's read-ahead bound, the client is paused until the answer is done."""
+        self._read_ahead += size
+        if self._read_ahead > self._optimisticEagerReadSize and not self._waitingForTransport:
+            self._networkProducer.pauseProducing()
+
+    def _feed(self, data):
+        self._feeding = True
+        self._feed_body = 0
+        try:
+            self._parser.feed_data(data)
+        except HttpParserUpgrade as upgrade:
+            self._feeding = False
+            self._upgraded(data[upgrade.args[0]:])
+            return
+        except HttpParserCallbackError as error:
+            cause = error.__context__
+            if not isinstance(cause, _Stop):
+                raise cause from None
+        except HttpParserError:
+            self._malformed()
+        finally:
+            self._feeding = False
+        if self._done_in_feed:
+            self._done_in_feed = False
+            if not (self.requests or self._head_pending or self._refused or self._parked):
+                self._await_next_request()
+        if self._head_pending and not self._refused:
+            # A line that never ends would be kept whole by llhttp: count what came
+            # (of the piece the head began in, all but the body bytes before it).
+            if self._head_bytes is None:
+                self._head_bytes = -self._feed_body
+            self._head_bytes += len(data)
+            self._head_lines_ended = self._head_lines_ended or b"\n" in data
+            if self._head_bytes > MAX_HEADER_BLOCK:
+                self.refuse(431 if self._head_lines_ended else 414)
+
+    def _malformed(self):
+        """llhttp refused what it read (its parser is done): a 400, in its turn."""
+        if self._parked is not None:
+            self._park(self._bad_request)  # after the answers before it
+        elif self._reading_body:
+            self.requests[-1].refuse(400)
+        elif not self.persistent and not self._head_pending:
+            pass  # bytes after a closing connection's last request are ignored
+        elif self.requests:
+            self._park(self._bad_request)  # an answer is still being written
+        else:
+            self.refuse(400)
+
+    def _bad_request(self):
+        self.refuse(400)
+        raise _Stop()
+
+    def _upgraded(self, rest):
+        """llhttp stopped at an upgrade request's head: go on with a fresh parser."""
+        self._parser = HttpRequestParser(self)
+        if rest and not self._refused:
+            self.dataReceived(rest)
+
+    # httptools' callbacks: the parts of a request, as they are parsed.
+
+    def on_message_begin(self):
+        if self._refused or not self.persistent:
+            raise _Stop()  # a closing connection takes no next request
+        if self._handlingRequest or self._parked is not None:
+            self._park(self._begin)
+        else:
+            self._begin()
+
+    def on_url(self, url):
+        if self._parked is not None:
+            self._park(self._url, url)
+        else:
+            self._url(url)
+
+    def on_header(self, name, value):
+        if self._parked is not None:
+            self._park(self._header, name, value)
+        else:
+            self._header(name, value)
+
+    def on_headers_complete(self):
+        parser = self._parser
+        facts = (parser.get_method(), parser.get_http_version(), parser.should_upgrade())
+        if self._parked is not None:
+            self._park(self._head, *facts)
+        else:
+            self._head(*facts)
+
+    def on_body(self, body):
+        if self._parked is not None:
+            self._park(self._body, body)
+        else:
+            self._body(body)
+
+    def on_message_complete(self):
+        if self._parked is not None:
+            self._park(self._message_complete)
+        else:
+            self._message_complete()
+
+    def _park(self, *event):
+        """Keep a parser event of a request that must wait for the one being answered."""
+        if self._parked is None:
+            self._parked = []
+        self._parked.append(event)
+        self._read_ahead_by(sum(len(part) for part in event[1:] if isinstance(part, bytes)))
+
+    def _replay(self):
+        """The answer is done: hand on what was parked, then what was held."""
+        parked, self._parked, self._read_ahead = self._parked, None, 0
+        for position, event in enumerate(parked or ()):
+            if self._refused or self.transport is None:
+                return
+            if self._handlingRequest or self._parked is not None:
+                if self._parked is None:
+                    self._parked = []
+                self._parked.extend(parked[position:])
+                return
+            try:
+                event[0](*event[1:])
+            except _Stop:
+                return
+        if self._dataBuffer and not self._handlingRequest:
+            data = b"".join(self._dataBuffer)
+            self._dataBuffer = []
+            self.dataReceived(data)
+
+    # One request.
+
+    def _begin(self):
+        if self._between_requests or self._phase_timer is None:
+            self._await_head()
+        self._head_pending = True
+        self._head_bytes = None  # counted from the end of the piece it began in
+        self._head_lines_ended = False
+        self._url_parts = []
+        self._url_size = 0
+        self._headers = []
+        self._head_size = 0
+        self._length = 0
+        self._expect_continue = False
+
+    def _url(self, url):
+        self._url_parts.append(url)
+        self._url_size += len(url)
+        if self._url_size + len(self._parser.get_method() or b"") + 10 > MAX_REQUEST_LINE:
+            self.refuse(414)
+            raise _Stop()
+
+    def _header(self, name, value):
+        if not self._head_pending:
+            return  # a trailer: dropped
+        value = value.rstrip(b" \t")
+        headers = self._headers
+        headers.append((name, value))
+        line = len(name) + len(value) + 2
+        self._head_size += line
+        if (line > MAX_HEADER_LINE or len(headers) > MAX_HEADERS
+                or self._head_size + self._url_size > MAX_HEADER_BLOCK):
+            self.refuse(431)
+            raise _Stop()
+        if len(name) in _FRAMING_NAME_SIZES:
+            low = name.lower()
+            if low == b"content-length":
+                self._length = int(value)
+            elif low == b"transfer-encoding":
+                self._length = None
+            elif low == b"expect":
+                self._expect_continue = value.lower() == b"100-continue"
+
+    def _head(self, method, version, upgrade):
         self._head_pending = False
-        # A body follows unless the length is 0 (None: chunked).
-        self._reading_body = self.length != 0
+        url = b"".join(self._url_parts)
+        version = b"HTTP/" + version.encode("ascii")
+        request = self.requestFactory(self, len(self.requests))
+        add = request.requestHeaders.addRawHeader
+        for name, value in self._headers:
+            add(name, value)
+        if upgrade and self._length != 0 and not is_websocket_upgrade(
+            method, request.requestHeaders
+        ):
+            self.refuse(400)  # llhttp would take its body for the upgraded protocol's bytes
+            raise _Stop()
+        self.requests.append(request)
+        request.method, request.clientproto = method, version
+        request.uri = origin_form(url)
+        request.path = request.uri.split(b"?", 1)[0]
+        self._request_line = (method, url, version)
+        self.persistent = self.checkPersistence(request, version)
+        length = 0 if upgrade else self._length
+        self._reading_body = length != 0
         if self._reading_body:
             self._set_phase_timer(self.factory.stream_idle_timeout, self._body_went_silent)
         else:
             self._set_phase_timer(0, None)
-        super().allHeadersReceived()
+        request.parseCookies()
+        request.gotLength(length)
+        if self._expect_continue and version == b"HTTP/1.1" and not self._refused:
+            self._send100Continue()
+        if self._refused:
+            raise _Stop()
+
+    def _body(self, data):
+        self._feed_body += len(data)
+        if self._reading_body:
+            self.requests[-1].handleContentChunk(data)
+            if self._refused:
+                raise _Stop()
+
+    def _message_complete(self):
+        if self._reading_body:
+            self._reading_body = False
+            self._set_phase_timer(0, None)
+        if self._refused or not self.requests:
+            raise _Stop()
+        self._handlingRequest = True
+        self.requests[-1].requestReceived(*self._request_line)
 
     def requestDone(self, request):
-        super().requestDone(request)
-        if self._refused or self.transport is None or not self.persistent:
+        if request is not self.requests[0]:
+            raise TypeError(request)
+        del self.requests[0]
+        if not self._waitingForTransport:
+            self._networkProducer.resumeProducing()
+        if not self.persistent:
+            self.loseConnection()
             return
-        if not self.requests:
-            if self._buffer:  # a next request's first bytes, still without a line end
+        self._handlingRequest = False
+        if self._refused or self.transport is None:
+            return
+        if not self.requests and not self._feeding and not self._head_pending:
+            if self._parked or self._dataBuffer:
                 self._await_head()
             else:
                 self._await_next_request()
-        elif self._head_pending and not self._between_requests and self._phase_timer is None:
-            self._await_head()
+        if self._feeding:  # the parser goes on by itself
+            self._done_in_feed = True
+        else:
+            self._replay()
 
     def connectionLost(self, reason):
         self._set_phase_timer(0, None)
@@ -334,29 +608,6 @@ class GatewayChannel(http.HTTPChannel):
             return False
         self.loseConnection()
         return True
-
-    def lineReceived(self, line):
-        if self._refused:
-            return
-        first_line = self._HTTPChannel__first_line
-        if first_line:
-            self._head_pending = True
-            if len(line) > MAX_REQUEST_LINE:
-                return self.refuse(414)
-            self._header_lines = 0
-        elif line:
-            self._header_lines += 1
-            if len(line) > MAX_HEADER_LINE or self._header_lines > MAX_HEADERS:
-                return self.refuse(431)
-        if self._receivedHeaderSize + len(line) > self.totalHeadersSize:
-            return self.refuse(431)
-        return super().lineReceived(line)
-
-    def lineLengthExceeded(self, line):
-        self.refuse(414 if self._HTTPChannel__first_line else 431)
-
-    def _respondToBadRequestAndDisconnect(self):
-        self.refuse(400)
 
     def refuse(self, status: int, detail_key=None):
         """Send a self-framed error answer and close; read nothing more."""
@@ -387,15 +638,8 @@ class GatewayChannel(http.HTTPChannel):
         if self.requests and not self.requests[-1].refused:
             super()._send100Continue()
 
-    def allContentReceived(self):
-        if self._reading_body:
-            self._reading_body = False
-            self._set_phase_timer(0, None)
-        if self._refused or not self.requests:
-            return
-        super().allContentReceived()
 
-    def rawDataReceived(self, data):
-        if self._refused or not self.requests:
-            return
-        super().rawDataReceived(data)
+# Lengths of Content-Length, Transfer-Encoding and Expect: only names of
+# these sizes are lowered and compared.
+_FRAMING_NAME_SIZES = frozenset([len(b"content-length"), len(b"transfer-encoding"), len(b"expect")])
+

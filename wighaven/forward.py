@@ -6,16 +6,18 @@ cookie jar (shared by all requests, so one user's cookies would go out on
 another's), in gzip content decoding (which rewrites bodies and drops
 Content-Encoding) and in redirect following (which would carry the token
 wherever a backend points). None of that may happen to proxied traffic, so
-this path stands on L{wighaven.upstream.BackendAgent} over a shared
-persistent HTTPConnectionPool, with a body producer for the request and
-deliverBody for the response. treq's high-level API serves elsewhere
-(tests, probes).
+this path stands on L{wighaven.upstream.BackendAgent.send} over a shared
+persistent HTTPConnectionPool, with a body producer for the request and a
+sink for the response. treq's high-level API serves elsewhere (tests,
+probes).
 
 Flow of one request:
-  render -> checks (method, target, CORS preflight) -> BackendAgent.request
-  with the rebuilt headers and the body -> on response headers (which may
-  come while the body is still going up): status and end-to-end headers
-  copied, body relayed chunk by chunk as it arrives.
+  render -> checks (method, target, CORS preflight) -> BackendAgent.send
+  with the rebuilt headers, the body and the request's L{_Relay} as the
+  sink -> at the response's head (which may come while the body is still
+  going up): status and end-to-end headers copied, body relayed piece by
+  piece as it arrives. No Deferred, Headers or Failure is made for the
+  upstream side of a request that goes well.
 
 Backpressure: the upstream connection is registered as the producer of the
 client's response, so a client that reads slowly pauses the backend
