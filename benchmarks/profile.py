@@ -67,11 +67,28 @@ def top_self_time(raw_path, count):
     return [(100.0 * n / total, name) for name, n in leaves.most_common(count)], total
 
 
+def inclusive_time(raw_path, count):
+    """(percent, function) of the C{count} functions on most samples' stacks (self plus callees)."""
+    on_stack = collections.Counter()
+    total = 0
+    with open(raw_path) as f:
+        for line in f:
+            stack, _, samples = line.rstrip().rpartition(" ")
+            if not stack or not samples.isdigit():
+                continue
+            total += int(samples)
+            for name in {re.sub(r" \(.*", "", frame) for frame in stack.split(";")}:
+                on_stack[name] += int(samples)
+    return [(100.0 * n / total, name) for name, n in on_stack.most_common(count)]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("tree", nargs="?", default=".")
     ap.add_argument("--duration", type=int, default=8)
     ap.add_argument("--top", type=int, default=20)
+    ap.add_argument("--inclusive", type=int, default=0,
+                    help="also list this many functions by inclusive time")
     ap.add_argument("--bench", help="path of bench.py (default: as run.py finds it)")
     args = ap.parse_args()
     py_spy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
@@ -120,6 +137,10 @@ def main():
             print("\npy-spy, top self time (%d samples):" % samples)
             for percent, name in rows:
                 print("  %5.1f%%  %s" % (percent, name))
+            if args.inclusive:
+                print("\npy-spy, top inclusive time:")
+                for percent, name in inclusive_time(raw, args.inclusive):
+                    print("  %5.1f%%  %s" % (percent, name))
     finally:
         for proc in reversed(procs):
             proc.stop()

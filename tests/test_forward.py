@@ -30,6 +30,7 @@ from twisted.web.test.requesthelper import DummyRequest
 from treq.testing import RequestTraversalAgent, StubTreq
 
 from wighaven.config import load_config
+from wighaven.deadlines import RESOLUTION
 from wighaven.forward import ForwardResource
 from wighaven.service import build_site
 from wighaven.upstream import UpstreamResponse
@@ -307,7 +308,7 @@ class TimeoutTests(ForwardTestsMixin, SynchronousTestCase):
         self.assertNoResult(d)
         self.assertEqual(agent.cancelled, [])
 
-        gw.clock.advance(0.25)
+        gw.clock.advance(0.25 + RESOLUTION)  # by the first deadline sweep after it
         gw.stub.flush()
         response = self.successResultOf(d)
         body = self.successResultOf(gw.stub.content(response))
@@ -713,7 +714,7 @@ class WireTests(SynchronousTestCase):
         _, transport = gw.send(b"GET", b"/slow")
         gw.reactor.advance(1.75)
         self.assertEqual(transport.value(), b"")
-        gw.reactor.advance(0.25)
+        gw.reactor.advance(0.25 + RESOLUTION)  # by the first deadline sweep after it
         reply = Reply(transport.value())
         self.assertEqual(reply.status, 504)
         # Through the site, an error body also names the exchange's request id.

@@ -35,6 +35,7 @@ from twisted.web.http_headers import Headers
 
 from wighaven.config import load_config
 from wighaven.service import build_site
+from wighaven.deadlines import RESOLUTION
 from wighaven.upstream import UpstreamResponse
 from .support.agents import SendsThroughRequest
 
@@ -155,6 +156,14 @@ class SiteTestsMixin:
         """Move the clock to C{when} seconds (it starts at 0)."""
         self.reactor.advance(when - self.reactor.seconds())
 
+    def advance_past(self, when):
+        """
+        Move the clock to the first deadline sweep after C{when}: a timeout
+        due at C{when} has fired by then (never before C{when}, at most one
+        RESOLUTION after it).
+        """
+        self.advance_to(when + RESOLUTION)
+
     def answer_at(self, when, body=b"first"):
         """At C{when}, the backend answers the one forwarded request: C{body}, then its end."""
         [call] = self.agent.calls
@@ -196,7 +205,7 @@ class HeaderTimeoutTests(SiteTestsMixin, SynchronousTestCase):
         self.advance_to(HEADER_TIMEOUT - 0.01)
         self.assertEqual(transport.value(), b"")
         self.assertOpen(transport)
-        self.advance_to(HEADER_TIMEOUT)
+        self.advance_past(HEADER_TIMEOUT)
         self.assert408(transport)
         self.assertEqual(self.agent.calls, [])
 
@@ -281,7 +290,7 @@ class HeaderTimeoutTests(SiteTestsMixin, SynchronousTestCase):
         self.advance_to(start + HEADER_TIMEOUT - 0.01)
         self.assertEqual(transport.value(), first)
         self.assertOpen(transport)
-        self.advance_to(start + HEADER_TIMEOUT)
+        self.advance_past(start + HEADER_TIMEOUT)
         self.assert408(transport, before=first)
 
     def test_next_request_in_time_served(self):
@@ -319,7 +328,7 @@ class HeaderTimeoutTests(SiteTestsMixin, SynchronousTestCase):
         written = transport.value()
         self.advance_to(answered + HEADER_TIMEOUT - 0.01)
         self.assertOpen(transport)
-        self.advance_to(answered + HEADER_TIMEOUT)
+        self.advance_past(answered + HEADER_TIMEOUT)
         self.assert408(transport, before=written)
 
 
@@ -343,7 +352,7 @@ class ShortStreamIdleTimeoutTests(SiteTestsMixin, SynchronousTestCase):
         channel, transport = self.connect()
         self.advance_to(HEADER_TIMEOUT - 0.01)
         self.assertOpen(transport)
-        self.advance_to(HEADER_TIMEOUT)
+        self.advance_past(HEADER_TIMEOUT)
         self.assert408(transport)
 
     def test_keepalive_not_cut_short(self):
@@ -351,7 +360,7 @@ class ShortStreamIdleTimeoutTests(SiteTestsMixin, SynchronousTestCase):
         channel.dataReceived(get())
         self.advance_to(KEEPALIVE_TIMEOUT - 0.01)
         self.assertOpen(transport)
-        self.advance_to(KEEPALIVE_TIMEOUT)
+        self.advance_past(KEEPALIVE_TIMEOUT)
         self.assertTrue(transport.disconnecting)
 
     def test_silent_upload_cut(self):
@@ -361,7 +370,7 @@ class ShortStreamIdleTimeoutTests(SiteTestsMixin, SynchronousTestCase):
         channel.dataReceived(b"1")  # every byte restarts the body timer
         self.advance_to(1.8)
         self.assertOpen(transport)
-        self.advance_to(1.9)
+        self.advance_past(1.9)
         self.assertTrue(transport.disconnecting)
 
 
@@ -382,7 +391,7 @@ class KeepAliveTimeoutTests(SiteTestsMixin, SynchronousTestCase):
         written = transport.value()
         self.advance_to(KEEPALIVE_TIMEOUT - 0.01)
         self.assertOpen(transport)
-        self.advance_to(KEEPALIVE_TIMEOUT)
+        self.advance_past(KEEPALIVE_TIMEOUT)
         self.assertClosedQuietly(transport, written)
 
     def test_counted_from_the_end_of_the_response(self):
@@ -395,7 +404,7 @@ class KeepAliveTimeoutTests(SiteTestsMixin, SynchronousTestCase):
         written = transport.value()
         self.advance_to(answered + KEEPALIVE_TIMEOUT - 0.01)
         self.assertOpen(transport)
-        self.advance_to(answered + KEEPALIVE_TIMEOUT)
+        self.advance_past(answered + KEEPALIVE_TIMEOUT)
         self.assertClosedQuietly(transport, written)
 
     def test_new_request_before_timeout_served(self):
@@ -409,7 +418,7 @@ class KeepAliveTimeoutTests(SiteTestsMixin, SynchronousTestCase):
         # The keep-alive wait starts again from the second response.
         self.advance_to(second + KEEPALIVE_TIMEOUT - 0.01)
         self.assertOpen(transport)
-        self.advance_to(second + KEEPALIVE_TIMEOUT)
+        self.advance_past(second + KEEPALIVE_TIMEOUT)
         self.assertClosedQuietly(transport, written)
 
     def test_new_request_started_before_timeout_then_head_timer_applies(self):
@@ -423,7 +432,7 @@ class KeepAliveTimeoutTests(SiteTestsMixin, SynchronousTestCase):
         self.advance_to(started + HEADER_TIMEOUT - 0.01)
         self.assertEqual(transport.value(), written)
         self.assertOpen(transport)
-        self.advance_to(started + HEADER_TIMEOUT)
+        self.advance_past(started + HEADER_TIMEOUT)
         self.assert408(transport, before=written)
 
 
@@ -453,7 +462,7 @@ class ResponseIdleTimeoutTests(SiteTestsMixin, SynchronousTestCase):
         self.assertStreaming(transport)
         self.advance_to(STREAM_IDLE_TIMEOUT - 0.01)
         self.assertEqual(backend.transport.producerState, "producing")
-        self.advance_to(STREAM_IDLE_TIMEOUT)
+        self.advance_past(STREAM_IDLE_TIMEOUT)
         # The gateway gives up on the backend connection...
         self.assertEqual(backend.transport.producerState, "stopped")
         # ...whose client then reports the body broken off: the client's
@@ -496,7 +505,7 @@ class ResponseIdleTimeoutTests(SiteTestsMixin, SynchronousTestCase):
         transport, backend = self.start_stream(b"application/octet-stream")
         self.advance_to(STREAM_IDLE_TIMEOUT - 0.01)
         self.assertEqual(backend.transport.producerState, "producing")
-        self.advance_to(STREAM_IDLE_TIMEOUT)
+        self.advance_past(STREAM_IDLE_TIMEOUT)
         self.assertEqual(backend.transport.producerState, "stopped")
         backend.connection_lost_mid_body()
         # Aborted before a byte of the response: the client never sees a status.

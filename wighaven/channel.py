@@ -285,7 +285,8 @@ class GatewayChannel(http.HTTPChannel):
     """
 
     _refused = False
-    _phase_timer = None
+    deadline = None  # when the current phase times out (L{wighaven.deadlines})
+    _phase_expired = None  # what happens then
     _between_requests = False
     _head_pending = False
     _reading_body = False
@@ -300,33 +301,35 @@ class GatewayChannel(http.HTTPChannel):
     def connectionMade(self):
         super().connectionMade()
         self._parser = HttpRequestParser(self)
+        self.factory.deadlines.watch(self)
         self._await_head()
 
-    # Timers.
+    # Timers: one deadline at a time, the phase's, checked by the site's sweep.
 
-    def _set_phase_timer(self, seconds, expired):
-        if self._phase_timer is not None and self._phase_timer.active():
-            self._phase_timer.cancel()
-        self._phase_timer = self.callLater(seconds, expired) if expired else None
+    def _set_phase_deadline(self, seconds, expired):
+        self._phase_expired = expired
+        self.deadline = self.factory.reactor.seconds() + seconds if expired else None
+
+    def deadline_passed(self):
+        expired, self._phase_expired = self._phase_expired, None
+        if expired is not None:
+            expired()
 
     def _await_head(self):
         self._between_requests = False
-        self._set_phase_timer(self.factory.header_timeout, self._head_timed_out)
+        self._set_phase_deadline(self.factory.header_timeout, self._head_timed_out)
 
     def _head_timed_out(self):
-        self._phase_timer = None
         self.refuse(408)
 
     def _await_next_request(self):
         self._between_requests = True
-        self._set_phase_timer(self.factory.keepalive_timeout, self._idle_timed_out)
+        self._set_phase_deadline(self.factory.keepalive_timeout, self._idle_timed_out)
 
     def _idle_timed_out(self):
-        self._phase_timer = None
         self.loseConnection()
 
     def _body_went_silent(self):
-        self._phase_timer = None
         self.loseConnection()
 
     # Bytes in.
@@ -340,8 +343,8 @@ class GatewayChannel(http.HTTPChannel):
             return
         if self._between_requests:
             self._await_head()
-        elif self._reading_body and self._phase_timer is not None:
-            self._phase_timer.reset(self.factory.stream_idle_timeout)
+        elif self._reading_body and self.deadline is not None:
+            self.deadline = self.factory.reactor.seconds() + self.factory.stream_idle_timeout
         self._feed(data)
 
     def _hold(self, data):
@@ -480,7 +483,7 @@ class GatewayChannel(http.HTTPChannel):
     # One request.
 
     def _begin(self):
-        if self._between_requests or self._phase_timer is None:
+        if self._between_requests or self._phase_expired is None:
             self._await_head()
         self._head_pending = True
         self._head_bytes = None  # counted from the end of the piece it began in
@@ -542,9 +545,9 @@ class GatewayChannel(http.HTTPChannel):
         length = 0 if upgrade else self._length
         self._reading_body = length != 0
         if self._reading_body:
-            self._set_phase_timer(self.factory.stream_idle_timeout, self._body_went_silent)
+            self._set_phase_deadline(self.factory.stream_idle_timeout, self._body_went_silent)
         else:
-            self._set_phase_timer(0, None)
+            self._set_phase_deadline(0, None)
         request.parseCookies()
         request.gotLength(length)
         if self._expect_continue and version == b"HTTP/1.1" and not self._refused:
@@ -562,7 +565,7 @@ class GatewayChannel(http.HTTPChannel):
     def _message_complete(self):
         if self._reading_body:
             self._reading_body = False
-            self._set_phase_timer(0, None)
+            self._set_phase_deadline(0, None)
         if self._refused or not self.requests:
             raise _Stop()
         self._handlingRequest = True
@@ -591,7 +594,8 @@ class GatewayChannel(http.HTTPChannel):
             self._replay()
 
     def connectionLost(self, reason):
-        self._set_phase_timer(0, None)
+        self._set_phase_deadline(0, None)
+        self.factory.deadlines.forget(self)
         self.factory.channels.discard(self)
         super().connectionLost(reason)
 
@@ -614,7 +618,7 @@ class GatewayChannel(http.HTTPChannel):
         if self._refused:
             return
         self._refused = True
-        self._set_phase_timer(0, None)
+        self._set_phase_deadline(0, None)
         self.transport.write(refusal(status, detail_key))
         self.loseConnection()
 
@@ -627,7 +631,7 @@ class GatewayChannel(http.HTTPChannel):
         if self._refused:
             return
         self._refused = True
-        self._set_phase_timer(0, None)
+        self._set_phase_deadline(0, None)
         if complete:
             self.loseConnection()
         else:

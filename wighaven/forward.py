@@ -44,6 +44,7 @@ from zope.interface import implementer
 from . import errors
 from .body import StreamingBody
 from .cors import CorsPolicy
+from .deadlines import Deadlines
 from .exchange_log import ExchangeLog
 from .headers import (
     client_origin, downstream_headers, rightmost, upstream_headers, upstream_target,
@@ -90,6 +91,7 @@ class ForwardResource(Resource):
         self._ws_idle_timeout = config.ws_idle_timeout
         self._stream_idle_timeout = config.stream_idle_timeout
         self.slow_clients = SlowClients(reactor, config.slow_client_grace)
+        self.deadlines = Deadlines(reactor)
         self._exchange_log = (
             ExchangeLog(config.log_bodies, config.log_bodies_max, self._token)
             if config.log_bodies != "off"
@@ -120,7 +122,7 @@ class ForwardResource(Resource):
                 WebSocketRelay(
                     request, self._agent.endpoint, target, self._upstream_headers(request),
                     self._reactor, self._timeout, self._ws_idle_timeout, self.route,
-                    closed=hold.release,
+                    closed=hold.release, deadlines=self.deadlines,
                 )
             return
         if _declares_body(request):
@@ -259,11 +261,15 @@ class _Relay:
     backend's response (L{wighaven.upstream.IExchangeSink}), which it
     writes to the client as it arrives, with backpressure.
 
-    Timers: UPSTREAM_TIMEOUT until the response's head (not counting the
-    time a streamed body takes to go up: see L{upload_started}); then
-    STREAM_IDLE_TIMEOUT of silence in the body (the backend sends nothing,
-    or the client has stopped reading and so paused it) cuts it.
+    Timeouts (one C{deadline} at a time, checked by the resource's
+    L{wighaven.deadlines.Deadlines} sweep): UPSTREAM_TIMEOUT until the
+    response's head (not counting the time a streamed body takes to go up:
+    see L{upload_started}); then STREAM_IDLE_TIMEOUT of silence in the body
+    (the backend sends nothing, or the client has stopped reading and so
+    paused it) cuts it.
     """
+
+    deadline = None
 
     def __init__(self, resource: ForwardResource, request, origin, in_head):
         self._resource = resource
@@ -273,8 +279,6 @@ class _Relay:
         self._starting = True  # being sent: the handle is not there yet
         self._in_head = in_head  # the request's head is still being parsed
         self._early = []  # what the sink heard while being sent
-        self._timer = None
-        self._idle_timer = None
         self._uploading = False
         self._timed_out = False
         self._waiting = True  # for the response's head
@@ -294,8 +298,10 @@ class _Relay:
         """
         self._exchange = exchange
         self._starting = False
-        if self._waiting and self._timer is None and not self._uploading and not self.ended:
-            self._start_timer()
+        if not self.ended:
+            self._resource.deadlines.watch(self)
+            if self._waiting and not self._uploading:
+                self._start_timer()
         early, self._early = self._early, None
         for call in early:
             if self._in_head:
@@ -312,12 +318,20 @@ class _Relay:
 
     def _start_timer(self):
         resource = self._resource
-        self._timer = resource._reactor.callLater(resource._timeout, self.time_out)
+        self.deadline = resource._reactor.seconds() + resource._timeout
 
     def _cancel_timer(self):
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.deadline = None
+
+    def _end_deadlines(self):
+        self.deadline = None
+        self._resource.deadlines.forget(self)
+
+    def deadline_passed(self):
+        if self._waiting:
+            self.time_out()
+        elif not self.ended:
+            self._went_idle()
 
     def upload_started(self):
         """The body starts going upstream: the wait for an answer is suspended."""
@@ -327,12 +341,11 @@ class _Relay:
     def upload_finished(self):
         """The body's last byte is sent: UPSTREAM_TIMEOUT counts from now."""
         self._uploading = False
-        if self._waiting and self._timer is None and self._exchange is not None:
+        if self._waiting and self._exchange is not None:
             self._start_timer()
 
     def time_out(self):
         """No response headers within UPSTREAM_TIMEOUT: give up on the backend."""
-        self._timer = None
         self._timed_out = True
         self._exchange.abort()
         self.response_failed(None)
@@ -365,6 +378,7 @@ class _Relay:
             hold = resource.take_tunnel(request, STREAM)
             if hold is None:
                 self._exchange.abort()
+                self._end_deadlines()
                 self.ended = True
                 return
             route.stream_opened()
@@ -383,14 +397,13 @@ class _Relay:
             self._record.response_headers = resource._exchange_log.headers(raw)
         self._producer = PacedProducer(self._exchange, resource.slow_clients, self.release)
         request.registerProducer(self._producer, True)
-        self._idle_timer = resource._reactor.callLater(
-            resource._stream_idle_timeout, self._went_idle
-        )
+        self.deadline = resource._reactor.seconds() + resource._stream_idle_timeout
 
     def response_body(self, data):
         if self._later(self.response_body, data):
             return
-        self._idle_timer.reset(self._resource._stream_idle_timeout)
+        resource = self._resource
+        self.deadline = resource._reactor.seconds() + resource._stream_idle_timeout
         if self._record is not None:
             self._record.response_body(data)
         self._request.write(data)
@@ -407,7 +420,7 @@ class _Relay:
             self._body_ended(broken=True, kind=failure.type.__name__)
             return
         self._waiting = False
-        self._cancel_timer()
+        self._end_deadlines()
         self.ended = True
         if self.client_disconnected:
             return
@@ -427,7 +440,6 @@ class _Relay:
     # The body's end, clean or not.
 
     def _went_idle(self):
-        self._idle_timer = None
         self.stream_cut = True
         self._resource._log.info(
             "stream idle for {seconds}s: cut", seconds=self._resource._stream_idle_timeout
@@ -443,7 +455,7 @@ class _Relay:
         self._exchange.abort()
         if self._waiting:
             self._waiting = False
-            self._cancel_timer()
+            self._end_deadlines()
             self.ended = True
         else:
             self._body_ended(broken=True)
@@ -452,9 +464,7 @@ class _Relay:
         if self.ended:
             return
         self.ended = True
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
+        self._end_deadlines()
         if self._producer is not None:
             self._producer.done()
         self.release()

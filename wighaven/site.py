@@ -175,6 +175,7 @@ class GatewaySite(Site):
         self.keepalive_timeout = config.keepalive_timeout
         self.stream_idle_timeout = config.stream_idle_timeout
         self._forward = forward
+        self.deadlines = forward.deadlines  # one sweep for the channels' and the relays' timeouts
         self._stats = stats
         self._own_paths = frozenset([config.dashboard_path.encode(), HEALTH_PATH.encode()])
         self._own_prefix = GATEWAY_PREFIX.encode()
@@ -198,6 +199,7 @@ class GatewaySite(Site):
     def stop_timers(self) -> None:
         """The gateway is stopping: no timer of the forwarding path may outlive it."""
         self._forward.slow_clients.stop()
+        self.deadlines.stop()
 
     def is_own_path(self, path: bytes) -> bool:
         """Does C{path} belong to the gateway rather than the backend?"""

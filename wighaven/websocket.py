@@ -32,6 +32,7 @@ from twisted.logger import Logger
 from twisted.web.http import _ChunkedTransferDecoder, _IdentityTransferDecoder
 
 from . import errors
+from .deadlines import Deadlines
 from .headers import end_to_end, HeaderList
 
 __all__ = ["is_websocket_upgrade", "parse_response_head", "WebSocketRelay"]
@@ -98,20 +99,25 @@ class WebSocketRelay:
 
     _log = Logger()
 
+    deadline = None  # L{wighaven.deadlines}: the answer's, then the tunnel's idle one
+
     def __init__(self, request, endpoint, target: bytes, headers: HeaderList, reactor,
-                 timeout: float, idle_timeout: float = 0, route=None, closed=None):
+                 timeout: float, idle_timeout: float = 0, route=None, closed=None,
+                 deadlines=None):
         self._request = request
         self._closed = closed  # told once the tunnel's client side has closed
         self._reactor = reactor
         self._route = route
         self._idle_timeout = idle_timeout
-        self._idle_timer = None
+        self._deadlines = deadlines if deadlines is not None else Deadlines(reactor)
         self._head = request_head(b"GET", target, list(headers) + _UPGRADE_PAIR)
         self._upstream: Optional[_Upstream] = None
         self._client: Optional[_ClientSide] = None
         self._gone = False
-        self._timer = reactor.callLater(timeout, self._time_out)
-        request.notifyFinish().addErrback(self._client_left)
+        self._waiting = True  # for the answer's head, at most UPSTREAM_TIMEOUT
+        self.deadline = reactor.seconds() + timeout
+        self._deadlines.watch(self)
+        request.notifyFinish().addErrback(self._client_left).addBoth(self._forget)
         self._connecting = endpoint.connect(Factory.forProtocol(lambda: _Upstream(self)))
         self._connecting.addErrback(self._failed)
 
@@ -126,9 +132,21 @@ class WebSocketRelay:
         self._connecting = None
         self._answer_error(errors.classify_failure(failure))
 
+    def deadline_passed(self):
+        if self._waiting:
+            self._time_out()
+        elif self._client is not None:
+            self._idle()
+
+    def _forget(self, _):
+        self._deadlines.forget(self)
+
+    def _stop_waiting(self):
+        self._waiting = False
+        self.deadline = None
+
     def _time_out(self):
         """No answer head within UPSTREAM_TIMEOUT: 504, and give up on the backend."""
-        self._timer = None
         self._answer_error(errors.GATEWAY_TIMEOUT)
         if self._connecting is not None:
             self._connecting.cancel()
@@ -137,9 +155,7 @@ class WebSocketRelay:
 
     def _answer_error(self, err):
         """Answer the client with C{err}, unless an answer is under way already."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._stop_waiting()
         request = self._request
         if self._gone or request.startedWriting or request.finished:
             return
@@ -156,9 +172,7 @@ class WebSocketRelay:
 
     def answered(self, status: int, reason: bytes, headers: HeaderList, rest: bytes):
         """The backend's answer head is in; C{rest} is what followed it."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._stop_waiting()
         if self._gone:
             self._upstream.transport.abortConnection()
         elif status == 101:
@@ -168,7 +182,7 @@ class WebSocketRelay:
 
     def upstream_broke(self, reason):
         """The backend closed before a complete answer head."""
-        if self._timer is not None:
+        if self._waiting:
             self._answer_error(errors.classify_failure(reason))
 
     # 101: the tunnel.
@@ -210,23 +224,18 @@ class WebSocketRelay:
         self._touch()
 
     def _touch(self):
-        if not self._idle_timeout:
-            return
-        if self._idle_timer is not None and self._idle_timer.active():
-            self._idle_timer.reset(self._idle_timeout)
-        else:
-            self._idle_timer = self._reactor.callLater(self._idle_timeout, self._idle)
+        if self._idle_timeout:
+            self.deadline = self._reactor.seconds() + self._idle_timeout
 
     def _idle(self):
-        self._idle_timer = None
         self._log.info("websocket idle for {seconds}s: closed", seconds=self._idle_timeout)
         self._client.transport.loseConnection()
         self._upstream.transport.loseConnection()
 
     def tunnel_closed(self, side):
         """Either side closed: close the other, once; log the exchange."""
-        if self._idle_timer is not None and self._idle_timer.active():
-            self._idle_timer.cancel()
+        self.deadline = None
+        self._deadlines.forget(self)
         other = self._upstream if side is self._client else self._client
         if other is not None and other.transport is not None:
             other.transport.loseConnection()
