@@ -69,9 +69,13 @@ def connection_named(values: Optional[Sequence[bytes]]) -> frozenset:
     """The lower-cased header names listed in Connection header values."""
     if not values:
         return frozenset()
-    return frozenset(
-        token.strip().lower() for value in values for token in value.split(b",") if token.strip()
-    )
+    named = set()
+    for value in values:
+        for token in value.lower().split(b","):
+            token = token.strip()
+            if token:
+                named.add(token)
+    return frozenset(named)
 
 
 def _end_to_end_lowered(raw_headers: RawHeaders) -> list:
@@ -81,18 +85,20 @@ def _end_to_end_lowered(raw_headers: RawHeaders) -> list:
     lower-cased once (this runs twice for every proxied request).
     """
     headers = []
-    connection = []
+    connection = None
     for name, values in raw_headers:
         low = name.lower()
-        if low == b"connection":
-            connection.extend(values)
-        headers.append((name, low, values))
-    named = connection_named(connection) if connection else frozenset()
-    return [
-        (name, low, list(values))
-        for name, low, values in headers
-        if low not in HOP_BY_HOP and low not in named
-    ]
+        if low in HOP_BY_HOP:
+            if low == b"connection":
+                connection = list(values) if connection is None else connection + list(values)
+            continue
+        headers.append((name, low, list(values)))
+    if connection is None:
+        return headers
+    named = connection_named(connection)
+    if not named - HOP_BY_HOP:  # "keep-alive", "close": nothing end-to-end is named
+        return headers
+    return [header for header in headers if header[1] not in named]
 
 
 def end_to_end(raw_headers: RawHeaders) -> HeaderList:
@@ -189,19 +195,17 @@ def upstream_headers(
         is one, its X-Forwarded-For chain, -Proto and -Host are believed.
     @param request_id: the exchange's X-Request-ID, replacing the client's.
     """
-    lowered = _end_to_end_lowered(raw_headers)
-    by_name = {}
-    for _, low, values in lowered:
-        by_name.setdefault(low, []).extend(values)
-
-    out = [
-        (name, values)
-        for name, low, values in lowered
-        if low not in _REBUILT_UPSTREAM
-        and not (token is not None and low == token_header)
-        and not (request_id is not None and low == b"x-request-id")
-    ]
-    out.insert(0, (b"Host", [backend_host]))
+    out = [(b"Host", [backend_host])]
+    by_name = {}  # the rebuilt headers the client sent, by lower-cased name
+    for name, low, values in _end_to_end_lowered(raw_headers):
+        if low in _REBUILT_UPSTREAM:
+            if low in by_name:
+                by_name[low] = by_name[low] + values
+            else:
+                by_name[low] = values
+        elif not ((token is not None and low == token_header)
+                  or (request_id is not None and low == b"x-request-id")):
+            out.append((name, values))
 
     # Off (the usual case) costs no address parsing at all.
     trusted = bool(trust_proxy) and trust_proxy.trusts_peer(peer.decode("latin-1"))
@@ -267,7 +271,10 @@ def downstream_headers(
     it is void (RFC 9112 section 6.3) and the gateway frames the body itself.
     """
     raw_headers = list(raw_headers)
-    chunked = any(name.lower() == b"transfer-encoding" for name, _ in raw_headers)
+    chunked = False
+    for name, _ in raw_headers:
+        if len(name) == 17 and name.lower() == b"transfer-encoding":
+            chunked = True
     out = []
     for name, low, values in _end_to_end_lowered(raw_headers):
         if low == b"content-length" and chunked:
