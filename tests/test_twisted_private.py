@@ -85,6 +85,16 @@ HTTP client (twisted.web.client, twisted.web._newclient):
   most maxPersistentPerHost per key (closing the oldest). Breaks: reuse,
   idle expiry and the cap on idle connections.
 
+The event loop (twisted.internet.epollreactor):
+- EPollReactor._poller -- dispatch.py lean_poll: the epoll set the reactor
+  registers its readers and writers in, polled by the lean loop. Breaks: the
+  gateway's process never sees a ready descriptor.
+- EPollReactor._selectables -- dispatch.py lean_poll: descriptor number ->
+  the reader or writer registered for it. Breaks: events handed to no one.
+- EPollReactor._doReadOrWrite -- dispatch.py lean_poll: runs a ready
+  descriptor's doRead or doWrite and closes its connection when that fails.
+  Breaks: every read and write of the gateway's process.
+
 TCP transports (twisted.internet.abstract, twisted.internet.tcp):
 - FileDescriptor._tempDataBuffer -- transport.py _FewerSyscalls._cork:
   corked writes wait in Twisted's own write queue. Breaks: every corked
@@ -577,6 +587,57 @@ class PrivateNamesTests(TestCase):
         self.assertEqual(len(clock.getDelayedCalls()), 2)
 
     # TCP transports
+
+    # The event loop
+
+    def epoll_reactor_with_reader(self):
+        """A fresh EPollReactor (never run) with a reader on a socket pair: (reactor, reader, peer)."""
+        from twisted.internet.epollreactor import EPollReactor
+
+        from .test_dispatch import Reader
+
+        reactor = EPollReactor()
+        self.addCleanup(reactor._poller.close)
+        ours, peer = socket.socketpair()
+        self.addCleanup(ours.close)
+        self.addCleanup(peer.close)
+        reader = Reader(reactor, ours)
+        reactor.addReader(reader)
+        self.addCleanup(reactor.removeReader, reader)
+        return reactor, reader, peer
+
+    def test_EPollReactor__poller(self):
+        """The epoll set of the reactor's readers: it reports one that is ready."""
+        import select
+
+        reactor, reader, peer = self.epoll_reactor_with_reader()
+        self.assertIsInstance(reactor._poller, select.epoll)
+        self.assertEqual(reactor._poller.poll(0), [])
+        peer.send(b"x")
+        [(fd, event)] = reactor._poller.poll(0, len(reactor._selectables))
+        self.assertEqual(fd, reader.fileno())
+        self.assertTrue(event & select.EPOLLIN)
+
+    def test_EPollReactor__selectables(self):
+        """Descriptor number -> its reader, while it is one."""
+        reactor, reader, _ = self.epoll_reactor_with_reader()
+        self.assertIs(reactor._selectables[reader.fileno()], reader)
+        reactor.removeReader(reader)
+        self.assertNotIn(reader.fileno(), reactor._selectables)
+
+    def test_EPollReactor__doReadOrWrite(self):
+        """(selectable, fd, event): doRead for input; a failing doRead loses the connection."""
+        import select
+
+        reactor, reader, peer = self.epoll_reactor_with_reader()
+        peer.send(b"data")
+        reactor._doReadOrWrite(reader, reader.fileno(), select.EPOLLIN)
+        self.assertEqual(reader.read, [b"data"])
+        reader.fail = True
+        peer.send(b"more")
+        reactor._doReadOrWrite(reader, reader.fileno(), select.EPOLLIN)
+        self.assertEqual(len(reader.lost), 1)
+        self.flushLoggedErrors(RuntimeError)
 
     def test_FileDescriptor__tempDataBuffer(self):
         """Twisted's own writes queue there too, so bytes queued there by

@@ -27,6 +27,7 @@ from .site import GatewayPages, GatewaySite
 from .stats import GatewayStats
 from .tls import BackendTLSPolicy
 from .transport import address_family, adopt_port, listen_tcp
+from .dispatch import lean_poll
 from .upstream import BackendAgent
 from .upstream_protocol import upstream_pool
 
@@ -97,8 +98,12 @@ class GatewayService(service.Service):
 
     _log = Logger()
 
-    def __init__(self, config, reactor, log_observer=None, handle_signals=False, listen_fd=None):
+    def __init__(self, config, reactor, log_observer=None, handle_signals=False, listen_fd=None,
+                 lean_loop=False):
         self.config = config
+        # The process is the gateway's (twistd, a worker): its reactor's loop
+        # may drop the per-event logging context (wighaven.dispatch).
+        self._lean_loop = lean_loop
         self._listen_fd = listen_fd  # a worker's socket, bound by its parent
         self._handle_signals = handle_signals
         self._reactor = reactor
@@ -160,6 +165,8 @@ class GatewayService(service.Service):
         if self._port is None:
             self.privilegedStartService()
         super().startService()
+        if self._lean_loop:
+            lean_poll(self._reactor)
         config = self.config
         if config.hf_token is None:
             self._log.warn(
