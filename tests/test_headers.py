@@ -11,6 +11,7 @@ from wighaven.trust import NO_PROXY, ONE_HOP, TrustedProxies
 
 from wighaven.headers import (
     HOP_BY_HOP,
+    ResponseShapes,
     client_origin,
     connection_named,
     downstream_headers,
@@ -366,3 +367,46 @@ class DownstreamHeadersTests(SynchronousTestCase):
     def test_foreign_location_untouched(self):
         raw = [(b"Location", [b"https://huggingface.co/login"])]
         self.assertEqual(downstream_headers(raw, BACKEND, GATEWAY), raw)
+
+
+class ResponseShapesTests(SynchronousTestCase):
+    """ResponseShapes gives what downstream_headers gives, shape after shape."""
+
+    CASES = [
+        [(b"Content-Type", b"text/plain"), (b"Content-Length", b"3")],
+        [(b"Connection", b"keep-alive"), (b"Keep-Alive", b"timeout=5"), (b"X-A", b"1")],
+        [(b"connection", b"X-Hop, close"), (b"X-Hop", b"secret"), (b"Set-Cookie", b"a=1"),
+         (b"set-cookie", b"b=2 ")],
+        [(b"Transfer-Encoding", b"chunked"), (b"Content-Length", b"10"), (b"ETag", b'"x"')],
+        [(b"Connection", b"X-One"), (b"Connection", b"X-Two"), (b"X-One", b"1"), (b"X-Two", b"2"),
+         (b"X-Three", b"3"), (b"Upgrade", b"h2c")],
+        [],
+    ]
+
+    def test_same_as_downstream_headers(self):
+        shapes = ResponseShapes()
+        for _ in range(2):  # learnt, then applied from what was learnt
+            for pairs in self.CASES:
+                grouped = [(name, [value.strip()]) for name, value in pairs]
+                headers, content_type, location = shapes.end_to_end(pairs)
+                self.assertEqual(headers, downstream_headers(grouped, BACKEND, GATEWAY), pairs)
+                self.assertFalse(location)
+                self.assertEqual(content_type, b"text/plain" if pairs is self.CASES[0] else None)
+
+    def test_connection_values_are_part_of_the_shape(self):
+        shapes = ResponseShapes()
+        names = [(b"Connection", b"X-A"), (b"X-A", b"1"), (b"X-B", b"2")]
+        self.assertEqual(shapes.end_to_end(names)[0], [(b"X-B", [b"2"])])
+        other = [(b"Connection", b"X-B"), (b"X-A", b"1"), (b"X-B", b"2")]
+        self.assertEqual(shapes.end_to_end(other)[0], [(b"X-A", [b"1"])])
+
+    def test_location_is_reported(self):
+        _, _, location = ResponseShapes().end_to_end([(b"location", b"/next")])
+        self.assertTrue(location)
+
+    def test_shapes_kept_are_bounded(self):
+        shapes = ResponseShapes()
+        for i in range(ResponseShapes.MAX_SHAPES + 50):
+            headers, _, _ = shapes.end_to_end([(b"X-%d" % i, b"v")])
+            self.assertEqual(headers, [(b"X-%d" % i, [b"v"])])
+        self.assertEqual(len(shapes._shapes), ResponseShapes.MAX_SHAPES)

@@ -47,7 +47,8 @@ from .cors import CorsPolicy
 from .deadlines import Deadlines
 from .exchange_log import ExchangeLog
 from .headers import (
-    client_origin, downstream_headers, rightmost, upstream_headers, upstream_target,
+    ResponseShapes, client_origin, downstream_headers, rightmost, upstream_headers,
+    upstream_target,
 )
 from .metrics import RouteMetrics
 from .slow_clients import PacedProducer, SlowClients
@@ -92,6 +93,7 @@ class ForwardResource(Resource):
         self._stream_idle_timeout = config.stream_idle_timeout
         self.slow_clients = SlowClients(reactor, config.slow_client_grace)
         self.deadlines = Deadlines(reactor)
+        self.shapes = ResponseShapes()
         self._exchange_log = (
             ExchangeLog(config.log_bodies, config.log_bodies_max, self._token)
             if config.log_bodies != "off"
@@ -370,8 +372,8 @@ class _Relay:
         request.headers_at = resource._reactor.seconds()
         route = resource.route
         route.backend_ok()
-        raw = [(name, [value.strip()]) for name, value in headers]
-        if _is_event_stream(raw):
+        kept, content_type, location = resource.shapes.end_to_end(headers)
+        if content_type is not None and _is_event_stream(content_type):
             # A live stream may last hours: it must not hold a slot others wait for,
             # and MAX_STREAMS bounds how many are open.
             self.release()
@@ -387,14 +389,18 @@ class _Relay:
         request.defaultContentType = None
         out = request.responseHeaders
         out.removeHeader(b"date")
-        for name, values in resource.response_headers(request, raw, self._origin):
+        if location:  # rewritten to the gateway's origin: the full rule
+            kept = resource.response_headers(request, _grouped(headers), self._origin)
+        elif resource._cors is not None:
+            kept = resource._cors.response_headers(kept, self._origin)
+        for name, values in kept:
             for value in values:  # a name may come back: each value is kept
                 out.addRawHeader(name, value)
         request_id = getattr(request, "request_id", None)
         if request_id is not None:
             out.setRawHeaders(b"X-Request-ID", [request_id])
         if self._record is not None:
-            self._record.response_headers = resource._exchange_log.headers(raw)
+            self._record.response_headers = resource._exchange_log.headers(_grouped(headers))
         self._producer = PacedProducer(self._exchange, resource.slow_clients, self.release)
         request.registerProducer(self._producer, True)
         self.deadline = resource._reactor.seconds() + resource._stream_idle_timeout
@@ -494,8 +500,10 @@ class _Relay:
         request.channel.transport.abortConnection()
 
 
-def _is_event_stream(raw) -> bool:
-    for name, values in raw:
-        if name.lower() == b"content-type":
-            return values[0].split(b";", 1)[0].strip().lower() == b"text/event-stream"
-    return False
+def _is_event_stream(content_type: bytes) -> bool:
+    return content_type.split(b";", 1)[0].strip().lower() == b"text/event-stream"
+
+
+def _grouped(pairs):
+    """(name, [value]) of the backend's (name, value) pairs, values stripped."""
+    return [(name, [value.strip()]) for name, value in pairs]

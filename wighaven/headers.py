@@ -283,3 +283,51 @@ def downstream_headers(
             values = [rewrite_location(v, backend_origin, gateway_origin) for v in values]
         out.append((name, values))
     return out
+
+
+class ResponseShapes:
+    """
+    L{downstream_headers} for one backend's responses, worked out once per
+    shape. A backend answers with the same header names (and the same
+    Connection values) again and again; which positions pass to the client,
+    where the Content-Type is and whether there is a Location are learnt
+    for each shape (the first MAX_SHAPES seen; others are worked out each
+    time) and then applied by position, without lower-casing a name.
+
+    L{end_to_end} returns C{(headers, content_type, location)}: the kept
+    headers as C{(name, [value])} (values stripped), the Content-Type value
+    or None, and whether a Location came (then the caller takes
+    L{downstream_headers}, which rewrites it).
+    """
+
+    MAX_SHAPES = 256
+
+    def __init__(self):
+        self._shapes = {}  # names -> (connection positions, {connection values: plan})
+
+    def end_to_end(self, pairs):
+        names = tuple([name for name, _ in pairs])
+        shape = self._shapes.get(names)
+        if shape is None:
+            shape = (tuple(i for i, name in enumerate(names) if name.lower() == b"connection"), {})
+            if len(self._shapes) < self.MAX_SHAPES:
+                self._shapes[names] = shape
+        positions, plans = shape
+        connection = tuple([pairs[i][1] for i in positions])
+        plan = plans.get(connection)
+        if plan is None:
+            plan = plans[connection] = _plan(names, connection)
+        keep, content_type, location = plan
+        headers = [(pairs[i][0], [pairs[i][1].strip()]) for i in keep]
+        return headers, None if content_type is None else pairs[content_type][1].strip(), location
+
+
+def _plan(names, connection_values):
+    """(kept positions, Content-Type position or None, has Location) of one shape."""
+    lows = [name.lower() for name in names]
+    named = connection_named([v.strip() for v in connection_values]) | HOP_BY_HOP
+    if b"transfer-encoding" in lows:
+        named = named | {b"content-length"}  # void beside it: the gateway frames the body
+    keep = tuple(i for i, low in enumerate(lows) if low not in named)
+    content_type = next((i for i in keep if lows[i] == b"content-type"), None)
+    return keep, content_type, b"location" in lows
