@@ -63,4 +63,4 @@ def makeService(options):
         env.update({name: value for name, value in overrides.items() if value is not None})
         return Supervisor(config, reactor, env, log_observer=observer, handle_signals=True)
     return GatewayService(config, reactor, log_observer=observer, handle_signals=True,
-                          lean_loop=True)
+                          own_process=True)

@@ -36,7 +36,7 @@ def main() -> None:
     observer = filtered_observer(config.log_level, sys.stdout, config.log_format)
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
     gateway = GatewayService(config, reactor, handle_signals=True, listen_fd=LISTEN_FD,
-                             lean_loop=True)
+                             own_process=True)
     link = WorkerLink(gateway.stats, reactor, parent_gone=gateway.drain_then_stop)
     # The others' figures first: the very first request already sees them.
     link.dataReceived(first_message(0))
