@@ -29,6 +29,7 @@ from twisted.web.resource import Resource
 from twisted.web.test.requesthelper import DummyRequest
 from treq.testing import RequestTraversalAgent, StubTreq
 
+from wighaven import errors
 from wighaven.config import load_config
 from wighaven.deadlines import RESOLUTION
 from wighaven.forward import ForwardResource
@@ -590,6 +591,31 @@ class PipeliningTests(SynchronousTestCase):
         self.channel.dataReceived(self.get(b"/y" + b"y" * 8000) + self.get(b"/z" + b"z" * 3000))
         self.assertEqual(self.transport.producerState, "paused")
         self.assertEqual([c.target for c in self.gw.agent.calls], [b"/slow"])
+
+
+class AnsweredBeforeTheBodyTests(SynchronousTestCase):
+    """A request answered before its body is in (what a policy step may do)
+    leaves the connection usable: the rest of its body is read and dropped,
+    never parsed as a request."""
+
+    def test_rest_of_the_body_dropped_then_next_request_served(self):
+        gw = SiteGateway(FakeAgent())
+
+        def refuse_at_once(request, length, target):
+            request.write(errors.respond_with_error(
+                request, errors.GatewayError(403, "forbidden", "not for you")))
+            request.finish()
+
+        gw.site._forward.start = refuse_at_once
+        channel, transport = gw.connect()
+        channel.dataReceived(b"POST /x HTTP/1.1\r\nHost: gw.example\r\nContent-Length: 26\r\n\r\n"
+                             b"GET /smuggled HTT")
+        channel.dataReceived(b"P/1.1\r\n\r\n" + b"GET /gateway-health HTTP/1.1\r\nHost: gw\r\n\r\n")
+        answers = answers_on_the_wire(transport.value())
+        self.assertEqual([status for status, _ in answers],
+                         [b"HTTP/1.1 403 Forbidden", b"HTTP/1.1 200 OK"])
+        self.assertEqual(gw.agent.calls, [])
+        self.assertFalse(transport.disconnecting)
 
 
 class WireTests(SynchronousTestCase):

@@ -119,6 +119,7 @@ class GatewayRequest(server.Request):
     body = None  # the StreamingBody when the body streams upstream
     body_received = 0
     _cleanup_when_body_done = False
+    body_complete = False  # has the whole request (head and body) been read?
 
     def __init__(self, channel, *args, **kwargs):
         super().__init__(channel, *args, **kwargs)
@@ -188,6 +189,7 @@ class GatewayRequest(server.Request):
             super().handleContentChunk(data)
 
     def requestReceived(self, command, path, version):
+        self.body_complete = True
         if self.refused:
             return
         if self.forwarded:
@@ -198,11 +200,6 @@ class GatewayRequest(server.Request):
                 super()._cleanup()
             return
         super().requestReceived(command, origin_form(path), version)
-
-    @property
-    def body_complete(self) -> bool:
-        """Has the whole request body been read from the client?"""
-        return self.body is None or self.body.ended
 
     def refuse(self, status: int, detail_key=None):
         """
@@ -223,8 +220,9 @@ class GatewayRequest(server.Request):
     def _cleanup(self):
         if not self.body_complete and not self._disconnected:
             # Answered before the whole body came in (the backend did not
-            # wait for it): the rest is read and dropped first, so that a
-            # next request on this connection can never start inside it.
+            # wait for it, or a policy answered first): the rest is read and
+            # dropped first, so that a next request on this connection can
+            # never start inside it.
             self._cleanup_when_body_done = True
             return
         super()._cleanup()
