@@ -46,26 +46,3 @@ class OpenFilesLimitTests(SynchronousTestCase):
     def test_refused_keeps_the_old_limit(self):
         self.assertEqual(self.raise_with(1024, 4096, refuse=True), (1024, (1024, 4096)))
 
-
-class OwnProcessTests(SynchronousTestCase):
-    """A service that owns its process freezes start-up's objects out of the
-    collector's reach and gives an epoll reactor the lean loop."""
-
-    def test_tune_process(self):
-        import gc
-
-        from twisted.internet.epollreactor import EPollReactor
-        from twisted.internet.testing import MemoryReactorClock
-
-        from wighaven.config import load_config
-
-        config = load_config({"PRIVATE_BACKEND_URL": "https://user-space.hf.space"})
-        reactor = EPollReactor()  # never run: only its loop is looked at
-        self.addCleanup(reactor._poller.close)
-        gateway = service.GatewayService(config, MemoryReactorClock(), own_process=True)
-        gateway._reactor = reactor
-        self.addCleanup(gc.unfreeze)
-        gateway._tune_process()
-        self.assertGreater(gc.get_freeze_count(), 0)
-        self.assertIn("doIteration", vars(reactor))  # the lean loop's
-        self.assertFalse(service.GatewayService(config, MemoryReactorClock())._own_process)

@@ -98,11 +98,8 @@ class GatewayService(service.Service):
 
     _log = Logger()
 
-    def __init__(self, config, reactor, log_observer=None, handle_signals=False, listen_fd=None,
-                 own_process=False):
+    def __init__(self, config, reactor, log_observer=None, handle_signals=False, listen_fd=None):
         self.config = config
-        # The process is the gateway's alone (twistd, a worker): see _tune_process.
-        self._own_process = own_process
         self._listen_fd = listen_fd  # a worker's socket, bound by its parent
         self._handle_signals = handle_signals
         self._reactor = reactor
@@ -160,26 +157,10 @@ class GatewayService(service.Service):
         except CannotListenError as e:
             exit_cannot_listen(config, e.socketError.strerror if e.socketError else e)
 
-    def _tune_process(self):
-        """
-        In a process that is the gateway's alone: its reactor polls without
-        a logging context per event (L{wighaven.dispatch}), and what start-up
-        built (modules, configuration, pages: tens of thousands of objects
-        that live as long as the process) is frozen out of the garbage
-        collector's reach (gc.freeze), so that its full collections, a few
-        per 10,000 requests, walk only what requests made instead of the
-        whole heap (tens of milliseconds each otherwise).
-        """
-        lean_poll(self._reactor)
-        gc.collect()
-        gc.freeze()
-
     def startService(self):
         if self._port is None:
             self.privilegedStartService()
         super().startService()
-        if self._own_process:
-            self._tune_process()
         config = self.config
         if config.hf_token is None:
             self._log.warn(
@@ -209,6 +190,7 @@ class GatewayService(service.Service):
         )
         self.listening.callback(self._port)
         if self._handle_signals:  # the process is the gateway's own (twistd, a worker)
+            lean_poll(self._reactor)  # its event loop without a logging context per event
             freeze_startup_objects()
             # SIGTERM drains (then exit 0); a second one exits at once.
             self._reactor.callWhenRunning(

@@ -62,5 +62,4 @@ def makeService(options):
         env = dict(os.environ)
         env.update({name: value for name, value in overrides.items() if value is not None})
         return Supervisor(config, reactor, env, log_observer=observer, handle_signals=True)
-    return GatewayService(config, reactor, log_observer=observer, handle_signals=True,
-                          own_process=True)
+    return GatewayService(config, reactor, log_observer=observer, handle_signals=True)

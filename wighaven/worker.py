@@ -35,8 +35,7 @@ def main() -> None:
         raise SystemExit(1)
     observer = filtered_observer(config.log_level, sys.stdout, config.log_format)
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
-    gateway = GatewayService(config, reactor, handle_signals=True, listen_fd=LISTEN_FD,
-                             own_process=True)
+    gateway = GatewayService(config, reactor, handle_signals=True, listen_fd=LISTEN_FD)
     link = WorkerLink(gateway.stats, reactor, parent_gone=gateway.drain_then_stop)
     # The others' figures first: the very first request already sees them.
     link.dataReceived(first_message(0))
