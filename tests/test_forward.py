@@ -582,6 +582,22 @@ class PipeliningTests(SynchronousTestCase):
             answers = answers_on_the_wire(self.transport.value())
             self.assertEqual([body for _, body in answers], [b"body of /a"], cut)
 
+    def test_chunked_upload_with_trailers(self):
+        """A chunked body is decoded for the upstream request (which frames it
+        again) and its trailers are dropped, never taken for headers."""
+        self.gw.agent.hang.add(b"/up")
+        self.channel.dataReceived(
+            b"POST /up HTTP/1.1\r\nHost: gw.example\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n6\r\n world\r\n0\r\nX-Checksum: abc\r\n\r\n"
+        )
+        [call] = self.gw.agent.calls
+        body = call.body_producer
+        self.assertTrue(body.ended)
+        self.assertEqual(b"".join(body._pending), b"hello world")
+        self.assertNotIn(b"x-checksum", [name.lower() for name, _ in call.headers])
+        self.assertEqual(self.transport.value(), b"")
+        self.assertFalse(self.transport.disconnecting)
+
     def test_read_ahead_is_bounded(self):
         """While an answer is pending, at most 16 KiB of what follows is read
         before the client is paused; it is resumed when the answer is done."""
