@@ -52,18 +52,22 @@ run()
 """
 
 
+def stacks(raw_path):
+    """(function names from the root to the leaf, samples) of each line of py-spy's raw output."""
+    with open(raw_path) as f:
+        for line in f:
+            stack, _, samples = line.rstrip().rpartition(" ")
+            if stack and samples.isdigit():
+                yield [re.sub(r" \(.*", "", frame) for frame in stack.split(";")], int(samples)
+
+
 def top_self_time(raw_path, count):
     """(percent, function) of the C{count} functions with most self time in py-spy's raw output."""
     leaves = collections.Counter()
     total = 0
-    with open(raw_path) as f:
-        for line in f:
-            stack, _, samples = line.rstrip().rpartition(" ")
-            if not stack or not samples.isdigit():
-                continue
-            total += int(samples)
-            leaf = stack.split(";")[-1]
-            leaves[re.sub(r" \(.*", "", leaf) or "(native)"] += int(samples)
+    for frames, samples in stacks(raw_path):
+        total += samples
+        leaves[frames[-1] or "(native)"] += samples
     return [(100.0 * n / total, name) for name, n in leaves.most_common(count)], total
 
 
@@ -71,14 +75,10 @@ def inclusive_time(raw_path, count):
     """(percent, function) of the C{count} functions on most samples' stacks (self plus callees)."""
     on_stack = collections.Counter()
     total = 0
-    with open(raw_path) as f:
-        for line in f:
-            stack, _, samples = line.rstrip().rpartition(" ")
-            if not stack or not samples.isdigit():
-                continue
-            total += int(samples)
-            for name in {re.sub(r" \(.*", "", frame) for frame in stack.split(";")}:
-                on_stack[name] += int(samples)
+    for frames, samples in stacks(raw_path):
+        total += samples
+        for name in set(frames):
+            on_stack[name] += samples
     return [(100.0 * n / total, name) for name, n in on_stack.most_common(count)]
 
 
