@@ -1,6 +1,6 @@
 """Tests for L{wighaven.slow_clients}: a response paused by its client for
 SLOW_CLIENT_GRACE gives its in-flight place back, once; shorter pauses
-change nothing; the sweep runs only while something is paused."""
+change nothing; the sweep runs only while a response that has paused lasts."""
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -41,13 +41,18 @@ class SlowClientsTests(SynchronousTestCase):
         self.assertEqual(self.released, [1])
         self.assertEqual(self.slow.released, 1)
 
-    def test_no_sweep_while_nothing_is_paused(self):
+    def test_sweep_only_from_a_first_pause_to_the_end(self):
+        """A response that never pauses costs no timer; one that paused is
+        swept until its body is done, then no timer is left."""
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.producer.pauseProducing()
         self.assertEqual(len(self.clock.getDelayedCalls()), 1)
         self.producer.resumeProducing()
         self.clock.advance(1.0)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.producer.done()
         self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(self.released, [])
 
     def test_stop_ends_the_sweep(self):
         """The service stops it: no timer outlives the gateway."""

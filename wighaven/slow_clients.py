@@ -12,16 +12,19 @@ STREAM_IDLE_TIMEOUT still cuts it if the client never does. A pause shorter
 than the grace (the usual ebb and flow of a download) changes nothing.
 
 Why a sweep and not a timer per pause: a fast download pauses and resumes
-thousands of times a second; each pause costs here one dict insert, and
-one periodic check (every quarter of the grace, at most every half second)
-serves every paused exchange.
+thousands of times a second. A response is watched by a
+L{wighaven.deadlines.Deadlines} sweep of its own resolution (a quarter of
+the grace, between 0.05 and 0.5 seconds) from its first pause to its end;
+each pause then only sets its deadline and each resume clears it. A
+response that never pauses (most of them) costs nothing here.
 """
 
 from __future__ import annotations
 
 from twisted.internet.interfaces import IPushProducer
-from twisted.internet.task import LoopingCall
 from zope.interface import implementer
+
+from .deadlines import Deadlines
 
 __all__ = ["PacedProducer", "SlowClients"]
 
@@ -32,41 +35,27 @@ class SlowClients:
     def __init__(self, clock, grace: float):
         self._clock = clock
         self._grace = grace
-        self._paused = {}  # PacedProducer -> when it was paused
-        self._loop = None
+        self._deadlines = Deadlines(clock, resolution=min(max(grace / 4.0, 0.05), 0.5))
         self.released = 0  # places given back so far (for tests and figures)
 
     def paused(self, producer: "PacedProducer") -> None:
-        self._paused[producer] = self._clock.seconds()
-        if self._loop is None:
-            self._loop = LoopingCall(self._sweep)
-            self._loop.clock = self._clock
-            self._loop.start(min(max(self._grace / 4.0, 0.05), 0.5), now=False)
+        producer.deadline = self._clock.seconds() + self._grace
+        self._deadlines.watch(producer)
 
     def resumed(self, producer: "PacedProducer") -> None:
-        self._paused.pop(producer, None)
+        producer.deadline = None
 
-    def _sweep(self) -> None:
-        now = self._clock.seconds()
-        for producer, since in list(self._paused.items()):
-            if now - since >= self._grace:
-                del self._paused[producer]
-                self.released += 1
-                producer.release()
-        if not self._paused:
-            self.stop()
+    def done(self, producer: "PacedProducer") -> None:
+        producer.deadline = None
+        self._deadlines.forget(producer)
+
+    def gave_back(self, producer: "PacedProducer") -> None:
+        self.released += 1
+        producer.release()
 
     def stop(self) -> None:
-        """
-        No more sweeps until the next pause. The sweep stops by itself once
-        nothing is paused (lazily: a download pauses and resumes thousands
-        of times a second, and a timer started and cancelled each time
-        would cost more than the sweep); the service calls this on stop, so
-        no timer outlives the gateway.
-        """
-        if self._loop is not None:
-            self._loop.stop()
-            self._loop = None
+        """The gateway stops: no sweep outlives it."""
+        self._deadlines.stop()
 
 
 @implementer(IPushProducer)
@@ -76,6 +65,8 @@ class PacedProducer:
     pauses are the client's backpressure), telling L{SlowClients} how long
     each pause lasts. C{release} gives the exchange's place back (once).
     """
+
+    deadline = None  # while paused: when its place is given back
 
     def __init__(self, upstream, slow_clients: SlowClients, release):
         self._upstream = upstream
@@ -94,6 +85,10 @@ class PacedProducer:
         self._slow.resumed(self)
         self._upstream.stopProducing()
 
+    def deadline_passed(self):
+        """Paused for SLOW_CLIENT_GRACE: the place goes back (once: the deadline is cleared)."""
+        self._slow.gave_back(self)
+
     def done(self):
         """The body is over: nothing to release any more."""
-        self._slow.resumed(self)
+        self._slow.done(self)
