@@ -71,9 +71,8 @@ class LeanPollTests(SynchronousTestCase):
         self.flushLoggedErrors(RuntimeError)
 
     def test_other_reactors_left_as_they_are(self):
-        from twisted.internet.selectreactor import SelectReactor
+        from twisted.internet.testing import MemoryReactorClock
 
-        other = SelectReactor()
-        self.addCleanup(other._preenDescriptors)
+        other = MemoryReactorClock()
         self.assertFalse(lean_poll(other))
         self.assertNotIn("doIteration", vars(other))

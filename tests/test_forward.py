@@ -600,13 +600,20 @@ class PipeliningTests(SynchronousTestCase):
 
     def test_read_ahead_is_bounded(self):
         """While an answer is pending, at most 16 KiB of what follows is read
-        before the client is paused; it is resumed when the answer is done."""
-        self.gw.agent.hang.add(b"/slow")
-        self.channel.dataReceived(self.get(b"/slow") + self.get(b"/x" + b"x" * 8000))
+        before the client is paused; it is resumed when the answer is done,
+        and every request read ahead is answered in its turn."""
+        targets = [b"/a", b"/x" + b"x" * 8000, b"/y" + b"y" * 8000, b"/z" + b"z" * 3000]
+        self.channel.dataReceived(self.get(targets[0]) + self.get(targets[1]))
         self.assertEqual(self.transport.producerState, "producing")
-        self.channel.dataReceived(self.get(b"/y" + b"y" * 8000) + self.get(b"/z" + b"z" * 3000))
+        self.channel.dataReceived(self.get(targets[2]) + self.get(targets[3]))
         self.assertEqual(self.transport.producerState, "paused")
-        self.assertEqual([c.target for c in self.gw.agent.calls], [b"/slow"])
+        self.assertEqual([c.target for c in self.gw.agent.calls], targets[:1])
+        for _ in targets:
+            self.gw.reactor.advance(0)  # each answer comes on the next turn
+        self.assertEqual(self.transport.producerState, "producing")
+        self.assertEqual([c.target for c in self.gw.agent.calls], targets)
+        answers = answers_on_the_wire(self.transport.value())
+        self.assertEqual([body for _, body in answers], [b"body of " + t for t in targets])
 
 
 class AnsweredBeforeTheBodyTests(SynchronousTestCase):

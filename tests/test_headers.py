@@ -400,6 +400,14 @@ class ResponseShapesTests(SynchronousTestCase):
         other = [(b"Connection", b"X-B"), (b"X-A", b"1"), (b"X-B", b"2")]
         self.assertEqual(shapes.end_to_end(other)[0], [(b"X-A", [b"1"])])
 
+    def test_connection_values_kept_are_bounded(self):
+        shapes = ResponseShapes()
+        for i in range(ResponseShapes.MAX_CONNECTION_VALUES + 10):
+            pairs = [(b"Connection", b"X-Hop, t%d" % i), (b"X-Hop", b"hop"), (b"X-Kept", b"v")]
+            self.assertEqual(shapes.end_to_end(pairs)[0], [(b"X-Kept", [b"v"])])
+        [(_, plans)] = shapes._shapes.values()
+        self.assertEqual(len(plans), ResponseShapes.MAX_CONNECTION_VALUES)
+
     def test_location_is_reported(self):
         _, _, location = ResponseShapes().end_to_end([(b"location", b"/next")])
         self.assertTrue(location)

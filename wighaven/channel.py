@@ -496,7 +496,11 @@ class GatewayChannel(http.HTTPChannel):
     def _url(self, url):
         self._url_parts.append(url)
         self._url_size += len(url)
-        if self._url_size + len(self._parser.get_method() or b"") + 10 > MAX_REQUEST_LINE:
+        # The request line is "METHOD url HTTP/1.1": its method is looked at
+        # only when the line may be near the limit.
+        if self._url_size > _URL_WITHOUT_CHECK and (
+            self._url_size + len(self._parser.get_method() or b"") + 10 > MAX_REQUEST_LINE
+        ):
             self.refuse(414)
             raise _Stop()
 
@@ -640,6 +644,10 @@ class GatewayChannel(http.HTTPChannel):
         if self.requests and not self.requests[-1].refused:
             super()._send100Continue()
 
+
+# A target this long fits the request line with any method llhttp knows (the
+# longest, MKACTIVITY or VERSION-CONTROL, has 15 letters).
+_URL_WITHOUT_CHECK = MAX_REQUEST_LINE - 32
 
 # Lengths of Content-Length, Transfer-Encoding and Expect: only names of
 # these sizes are lowered and compared.

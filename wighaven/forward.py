@@ -123,8 +123,8 @@ class ForwardResource(Resource):
                 request.notifyFinish().addBoth(hold.release)
                 WebSocketRelay(
                     request, self._agent.endpoint, target, self._upstream_headers(request),
-                    self._reactor, self._timeout, self._ws_idle_timeout, self.route,
-                    closed=hold.release, deadlines=self.deadlines,
+                    self._reactor, self._timeout, self.deadlines, self._ws_idle_timeout,
+                    self.route, closed=hold.release,
                 )
             return
         if _declares_body(request):
@@ -282,7 +282,6 @@ class _Relay:
         self._in_head = in_head  # the request's head is still being parsed
         self._early = []  # what the sink heard while being sent
         self._uploading = False
-        self._timed_out = False
         self._waiting = True  # for the response's head
         self._producer = None  # the PacedProducer registered on the client's request
         self._record = getattr(request, "exchange", None)  # LOG_BODIES
@@ -303,7 +302,7 @@ class _Relay:
         if not self.ended:
             self._resource.deadlines.watch(self)
             if self._waiting and not self._uploading:
-                self._start_timer()
+                self._wait_for_head()
         early, self._early = self._early, None
         for call in early:
             if self._in_head:
@@ -318,12 +317,9 @@ class _Relay:
             return True
         return False
 
-    def _start_timer(self):
+    def _wait_for_head(self):
         resource = self._resource
         self.deadline = resource._reactor.seconds() + resource._timeout
-
-    def _cancel_timer(self):
-        self.deadline = None
 
     def _end_deadlines(self):
         self.deadline = None
@@ -338,19 +334,18 @@ class _Relay:
     def upload_started(self):
         """The body starts going upstream: the wait for an answer is suspended."""
         self._uploading = True
-        self._cancel_timer()
+        self.deadline = None
 
     def upload_finished(self):
         """The body's last byte is sent: UPSTREAM_TIMEOUT counts from now."""
         self._uploading = False
         if self._waiting and self._exchange is not None:
-            self._start_timer()
+            self._wait_for_head()
 
     def time_out(self):
         """No response headers within UPSTREAM_TIMEOUT: give up on the backend."""
-        self._timed_out = True
         self._exchange.abort()
-        self.response_failed(None)
+        self._failed_before_head(errors.GATEWAY_TIMEOUT, "timeout", "TimeoutError")
 
     def release(self):
         """The exchange's in-flight slot back (once)."""
@@ -363,7 +358,7 @@ class _Relay:
         if self._later(self.response_head, status, phrase, headers):
             return
         self._waiting = False
-        self._cancel_timer()
+        self.deadline = None
         request = self._request
         if self.client_disconnected:
             self._exchange.abort()
@@ -425,19 +420,23 @@ class _Relay:
         if not self._waiting:
             self._body_ended(broken=True, kind=failure.type.__name__)
             return
+        err = errors.classify_failure(failure)
+        self._failed_before_head(
+            err, "timeout" if err.status == 504 else "connect", failure.type.__name__
+        )
+
+    def _failed_before_head(self, err, kind, cause):
+        """No answer head will come: the client gets C{err} (a 502 or 504)."""
         self._waiting = False
         self._end_deadlines()
         self.ended = True
         if self.client_disconnected:
             return
-        err = errors.GATEWAY_TIMEOUT if self._timed_out else errors.classify_failure(failure)
         route = self._resource.route
-        route.upstream_error("timeout" if err.status == 504 else "connect")
+        route.upstream_error(kind)
         route.backend_failed(err.detail)
         self._resource._log.warn(
-            "upstream request failed: {detail} ({kind})",
-            detail=err.detail,
-            kind="TimeoutError" if failure is None else failure.type.__name__,
+            "upstream request failed: {detail} ({kind})", detail=err.detail, kind=cause
         )
         request = self._request
         request.write(errors.respond_with_error(request, err))

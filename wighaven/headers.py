@@ -301,6 +301,7 @@ class ResponseShapes:
     """
 
     MAX_SHAPES = 256
+    MAX_CONNECTION_VALUES = 16  # kept per shape: the Connection values seen with it
 
     def __init__(self):
         self._shapes = {}  # names -> (connection positions, {connection values: plan})
@@ -316,7 +317,9 @@ class ResponseShapes:
         connection = tuple([pairs[i][1] for i in positions])
         plan = plans.get(connection)
         if plan is None:
-            plan = plans[connection] = _plan(names, connection)
+            plan = _plan(names, connection)
+            if len(plans) < self.MAX_CONNECTION_VALUES:
+                plans[connection] = plan
         keep, content_type, location = plan
         headers = [(pairs[i][0], [pairs[i][1].strip()]) for i in keep]
         return headers, None if content_type is None else pairs[content_type][1].strip(), location

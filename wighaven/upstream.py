@@ -159,17 +159,20 @@ class Exchange:
         Give up on the exchange: its connection is closed at once (or its
         connecting cancelled, or its place in line left) and its slot
         given back; the sink hears nothing more. Nothing once it has ended.
+
+        @return: a Deferred firing once its connection is gone, when it had one.
         """
         if not self._live:
-            return
+            return None
         self._live = False
         self.release()
         if self._connection is not None:
-            self._connection.abort()
-        elif self._connecting is not None:
+            return self._connection.abort()
+        if self._connecting is not None:
             self._connecting.cancel()
         else:
             self._agent._left_line()
+        return None
 
     def pauseProducing(self):
         self._paused = True
@@ -397,9 +400,7 @@ class _TwistedAnswer:
         if self._ended:
             return
         self._ended = True
-        connection = self.exchange._connection
-        self.exchange.abort()
-        lost = connection.abort() if connection is not None else None
+        lost = self.exchange.abort()
         if lost is not None:
             lost.addCallback(
                 lambda _: self._body.connectionLost(

@@ -32,7 +32,6 @@ from twisted.logger import Logger
 from twisted.web.http import _ChunkedTransferDecoder, _IdentityTransferDecoder
 
 from . import errors
-from .deadlines import Deadlines
 from .headers import end_to_end, HeaderList
 
 __all__ = ["is_websocket_upgrade", "parse_response_head", "WebSocketRelay"]
@@ -102,14 +101,13 @@ class WebSocketRelay:
     deadline = None  # L{wighaven.deadlines}: the answer's, then the tunnel's idle one
 
     def __init__(self, request, endpoint, target: bytes, headers: HeaderList, reactor,
-                 timeout: float, idle_timeout: float = 0, route=None, closed=None,
-                 deadlines=None):
+                 timeout: float, deadlines, idle_timeout: float = 0, route=None, closed=None):
         self._request = request
         self._closed = closed  # told once the tunnel's client side has closed
         self._reactor = reactor
         self._route = route
         self._idle_timeout = idle_timeout
-        self._deadlines = deadlines if deadlines is not None else Deadlines(reactor)
+        self._deadlines = deadlines  # the forwarding resource's sweep
         self._head = request_head(b"GET", target, list(headers) + _UPGRADE_PAIR)
         self._upstream: Optional[_Upstream] = None
         self._client: Optional[_ClientSide] = None
