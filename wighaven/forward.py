@@ -380,20 +380,11 @@ class _Relay:
                 return
             route.stream_opened()
             self.stream_open = hold
-        request.setResponseCode(status, phrase)
-        request.defaultContentType = None
-        out = request.responseHeaders
-        out.removeHeader(b"date")
         if location:  # rewritten to the gateway's origin: the full rule
             kept = resource.response_headers(request, _grouped(headers), self._origin)
         elif resource._cors is not None:
             kept = resource._cors.response_headers(kept, self._origin)
-        for name, values in kept:
-            for value in values:  # a name may come back: each value is kept
-                out.addRawHeader(name, value)
-        request_id = getattr(request, "request_id", None)
-        if request_id is not None:
-            out.setRawHeaders(b"X-Request-ID", [request_id])
+        _send_head(request, status, phrase, kept)
         if self._record is not None:
             self._record.response_headers = resource._exchange_log.headers(_grouped(headers))
         self._producer = PacedProducer(self._exchange, resource.slow_clients, self.release)
@@ -497,6 +488,30 @@ class _Relay:
             self._resource._log.warn("backend broke off the response body: {kind}", kind=kind)
         request.broken_off = True
         request.channel.transport.abortConnection()
+
+
+def _send_head(request, status, phrase, headers):
+    """
+    The answer's status and headers (the backend's, as the client gets
+    them), with the gateway's X-Request-ID in place of the backend's: sent
+    at once by the gateway's own requests, set for Twisted to send on any
+    other twisted.web Request (the resource mounted in another site).
+    """
+    out = request.responseHeaders
+    out.removeHeader(b"date")  # Twisted's, when the request was rendered
+    request_id = getattr(request, "request_id", None)
+    write_head = getattr(request, "write_forwarded_head", None)
+    if write_head is not None:
+        out.setRawHeaders(b"X-Request-ID", [request_id])
+        write_head(status, phrase, headers)
+        return
+    request.setResponseCode(status, phrase)
+    request.defaultContentType = None
+    for name, values in headers:
+        for value in values:  # a name may come back: each value is kept
+            out.addRawHeader(name, value)
+    if request_id is not None:
+        out.setRawHeaders(b"X-Request-ID", [request_id])
 
 
 def _is_event_stream(content_type: bytes) -> bool:
