@@ -46,3 +46,27 @@ class OpenFilesLimitTests(SynchronousTestCase):
     def test_refused_keeps_the_old_limit(self):
         self.assertEqual(self.raise_with(1024, 4096, refuse=True), (1024, (1024, 4096)))
 
+
+
+class FakeGC:
+    """Records what the service asks of the gc module."""
+
+    def __init__(self):
+        self.calls = []
+
+    def collect(self):
+        self.calls.append("collect")
+
+    def freeze(self):
+        self.calls.append("freeze")
+
+    def set_threshold(self, *thresholds):
+        self.calls.append(("set_threshold", thresholds))
+
+
+class GarbageCollectorTests(SynchronousTestCase):
+    def test_startup_objects_frozen_then_young_collections_made_rarer(self):
+        fake = FakeGC()
+        self.patch(service, "gc", fake)
+        service.tune_garbage_collector()
+        self.assertEqual(fake.calls, ["collect", "freeze", ("set_threshold", (10_000, 20, 20))])
