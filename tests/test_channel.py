@@ -278,3 +278,19 @@ class NormalRequestTests(ChannelTestsMixin, SynchronousTestCase):
         self.assertEqual((snap.requests, snap.errors, snap.in_flight), (1, 1, 0))
         self.assertAlmostEqual(snap.mean_latency_ms, 2000.0)
         self.assertFalse(request.mark_logged())
+
+
+class ConnectionFactsTests(ChannelTestsMixin, SynchronousTestCase):
+    def test_is_secure_follows_the_connection(self):
+        """isSecure is worked out once per connection, and right for each kind."""
+        from twisted.internet.interfaces import ISSLTransport
+        from zope.interface import directlyProvides
+
+        for secure in (False, True):
+            channel, transport = self.connect()
+            if secure:
+                directlyProvides(transport, ISSLTransport)
+            channel.dataReceived(get(b"/api"))
+            [request] = channel.requests
+            self.assertIs(request.isSecure(), secure)
+            self.assertIs(channel.isSecure(), secure)

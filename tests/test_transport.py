@@ -675,7 +675,7 @@ class _TransportBehaviour:
         self.assertEqual(bytes(fast.received), b"")
         self.assertEqual(len(fast.reasons), 1)
 
-    # Local address ----------------------------------------------------------
+    # Addresses ---------------------------------------------------------------
 
     @inlineCallbacks
     def test_get_host_cached_and_right(self):
@@ -686,6 +686,15 @@ class _TransportBehaviour:
         self.assertEqual(host, IPv4Address("TCP", *fast.transport.socket.getsockname()))
         self.assertEqual(host, plain.transport.getPeer())
         self.assertEqual(fast.transport.getPeer(), plain.transport.getHost())
+
+    @inlineCallbacks
+    def test_get_peer_cached_and_right(self):
+        """getPeer() is made once: the same object each time, the peer's address."""
+        fast, plain = yield self.connect()
+        peer = fast.transport.getPeer()
+        self.assertIs(fast.transport.getPeer(), peer)
+        self.assertEqual(peer, IPv4Address("TCP", *fast.transport.socket.getpeername()))
+        self.assertEqual(peer, plain.transport.getHost())
 
 
 class FastServerTests(_TransportBehaviour, TestCase):

@@ -52,9 +52,9 @@ def _request_ids():
     likelihood, across processes; one random draw per process instead of a
     system call per request (ids are labels, not secrets).
     """
-    prefix = os.urandom(6).hex()
+    prefix = os.urandom(6).hex().encode("ascii")
     for n in itertools.count(1):
-        yield ("%s%012x" % (prefix, n)).encode("ascii")
+        yield b"%s%012x" % (prefix, n)
 
 
 _next_request_id = _request_ids().__next__
@@ -124,6 +124,7 @@ class GatewayRequest(server.Request):
     body_received = 0
     _cleanup_when_body_done = False
     body_complete = False  # has the whole request (head and body) been read?
+    _on_client_gone = None
 
     def __init__(self, channel, *args, **kwargs):
         super().__init__(channel, *args, **kwargs)
@@ -287,9 +288,20 @@ class GatewayRequest(server.Request):
             return
         super()._cleanup()
 
+    def when_client_gone(self, callback) -> None:
+        """
+        Call C{callback(reason)} if the client's connection is lost before
+        the answer is finished: notifyFinish's errback without a Deferred
+        per request (the forwarding path asks for it on every request).
+        """
+        self._on_client_gone = callback
+
     def connectionLost(self, reason):
         site = self.channel.factory if self.channel is not None else None
         super().connectionLost(reason)
+        gone, self._on_client_gone = self._on_client_gone, None
+        if gone is not None and not self.finished:
+            gone(reason)
         if not self.finished and site is not None:
             site.log(self, aborted=not self.refused)
 
@@ -355,6 +367,7 @@ class GatewayChannel(http.HTTPChannel):
     _head_lines_ended = False
     _done_in_feed = False  # an answer was completed while parsing
     _feed_body = 0  # body bytes parsed from the piece being fed
+    _secure = None  # is the connection TLS? (asked once)
 
     def connectionMade(self):
         super().connectionMade()
@@ -654,6 +667,14 @@ class GatewayChannel(http.HTTPChannel):
             self._done_in_feed = True
         else:
             self._replay()
+
+    def isSecure(self) -> bool:
+        # Asked for every forwarded request (X-Forwarded-Proto); an interface
+        # adaptation each time in Twisted. A connection never changes its mind.
+        secure = self._secure
+        if secure is None:
+            secure = self._secure = super().isSecure()
+        return secure
 
     def connectionLost(self, reason):
         self._set_phase_deadline(0, None)

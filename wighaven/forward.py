@@ -186,7 +186,7 @@ class ForwardResource(Resource):
             request.exchange = self._exchange_log.record()
             request.exchange.request_headers = self._exchange_log.headers(sent)
         relay = _Relay(self, request, _origin_of(request), in_head)
-        request.notifyFinish().addErrback(relay.client_gone)
+        _when_client_gone(request, relay.client_gone)
         if isinstance(body, StreamingBody):
             body.listener = relay
         relay.start(self._agent.send(request.method, target, sent, body, relay))
@@ -237,6 +237,15 @@ def _answer_error(request, err):
 
 def _origin_of(request) -> Optional[bytes]:
     return request.requestHeaders.getRawHeaders(b"origin", [None])[0]
+
+
+def _when_client_gone(request, callback):
+    """C{callback(reason)} if C{request}'s client leaves before its answer ends."""
+    watch = getattr(request, "when_client_gone", None)
+    if watch is not None:
+        watch(callback)  # the gateway's own requests: no Deferred
+    else:
+        request.notifyFinish().addErrback(callback)
 
 
 def _peer_address(request) -> bytes:

@@ -23,8 +23,8 @@ subclasses change only that:
     (epoll is level-triggered, so nothing is lost); resumeProducing undoes
     whichever happened. A pause that ends before the peer sends anything,
     the common case, costs nothing.
-  - the local address is read once per connection (Twisted's HTTP server
-    asks for it on every request);
+  - the local and remote addresses are made once per connection
+    (Twisted's HTTP server asks for them on every request);
   - on request (L{watch_hangup}: an upload held back by backpressure), a
     connection whose reading is stopped is watched for its peer hanging up
     (L{wighaven.hangup}): a client that leaves while its upload waits is
@@ -109,6 +109,7 @@ class _FewerSyscalls:
     _corked = False  # writes wait in the buffer for the end of this reactor turn
     _writing = False  # registered for writability: Twisted's own write path is on
     _cached_host = None
+    _cached_peer = None
     read_size = None  # bytes asked of each recv(); None: Twisted's bufferSize
 
     def _can_cork(self) -> bool:
@@ -235,6 +236,13 @@ class _FewerSyscalls:
         if self._cached_host is None:
             self._cached_host = super().getHost()
         return self._cached_host
+
+    def getPeer(self):
+        # Twisted's HTTP server asks for it on every request (a new address
+        # object each time); a connection's peer never changes.
+        if self._cached_peer is None:
+            self._cached_peer = super().getPeer()
+        return self._cached_peer
 
 
 class FastServer(_FewerSyscalls, tcp.Server):
