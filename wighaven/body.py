@@ -59,7 +59,7 @@ class StreamingBody:
 
     def startProducing(self, consumer):
         self._consumer = consumer
-        self._done = defer.Deferred(lambda _: self.stopProducing())
+        self._done = done = defer.Deferred(lambda _: self.stopProducing())
         if self.listener is not None:
             self.listener.upload_started()
         pending, self._pending, self._pending_size = self._pending, [], 0
@@ -69,7 +69,7 @@ class StreamingBody:
             self._finish()
         elif not self._stopped:
             self._resume_client()
-        return self._done
+        return done
 
     def write(self, data: bytes) -> None:
         """A piece of the body has arrived from the client."""
@@ -90,10 +90,22 @@ class StreamingBody:
             self._finish()
 
     def _finish(self):
-        if not self._stopped and self._done is not None and not self._done.called:
-            self._done.callback(None)
-            if self.listener is not None:
-                self.listener.upload_finished()
+        done, listener = self._done, self.listener
+        if self._stopped or done is None or done.called:
+            return
+        self._let_go()
+        done.callback(None)
+        if listener is not None:
+            listener.upload_finished()
+
+    def _let_go(self):
+        """
+        Over (sent whole, or stopped): drop the consumer, the Deferred and
+        the listener, each of which points back here, so that the exchange
+        is freed by reference counting instead of waiting for the cyclic
+        garbage collector.
+        """
+        self._consumer = self._done = self.listener = None
 
     # IPushProducer, driven by the upstream connection.
 
@@ -108,6 +120,7 @@ class StreamingBody:
         """The upstream request is over (failed or cancelled): drop what comes."""
         self._stopped = True
         self._pending = []
+        self._let_go()
         self._resume_client()
 
     def _pause_client(self):

@@ -164,9 +164,11 @@ class GatewayRequest(server.Request):
         Why not Request.write: it copies every header into a Headers object
         that re-cases names, groups them and scans values for line breaks,
         and the channel copies them again; that was a tenth of the CPU of a
-        small forwarded request. Here nothing is copied: names are tokens and
-        values have no CR or LF, because llhttp parsed them (gateway-set
-        headers went through Headers already). A value is kept as the
+        small forwarded request. Here nothing is copied, and nothing needs
+        the scan: names are tokens and values have no CR or LF, since the
+        backend's were parsed by llhttp, the CORS and Location values are
+        built from llhttp-parsed requests and validated settings, and
+        C{responseHeaders} went through Headers. A value is kept as the
         backend wrote it, and so is the name's case, which is more faithful
         than Twisted's re-casing. A backend's own X-Request-ID gives way to
         the gateway's, as every other answer's does.
@@ -287,6 +289,10 @@ class GatewayRequest(server.Request):
             self._cleanup_when_body_done = True
             return
         super()._cleanup()
+
+    def finish(self):
+        self._on_client_gone = None  # answered: nothing to tell, and no cycle to keep
+        super().finish()
 
     def when_client_gone(self, callback) -> None:
         """
@@ -429,6 +435,8 @@ class GatewayChannel(http.HTTPChannel):
             self._networkProducer.pauseProducing()
 
     def _feed(self, data):
+        if self._parser is None:
+            return  # the connection is gone
         self._feeding = True
         self._feed_body = 0
         try:
@@ -681,6 +689,9 @@ class GatewayChannel(http.HTTPChannel):
         self.factory.deadlines.forget(self)
         self.factory.channels.discard(self)
         super().connectionLost(reason)
+        # The parser calls back into this channel: without it, the two would
+        # wait for the cyclic garbage collector.
+        self._parser = None
 
     def writeHeaders(self, version, code, reason, headers):
         if self.factory.draining:

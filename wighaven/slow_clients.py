@@ -59,6 +59,10 @@ class SlowClients:
 
 
 @implementer(IPushProducer)
+def _nothing():
+    """The release of a response that is over."""
+
+
 class PacedProducer:
     """
     The backend connection as the producer of the client's response (its
@@ -92,3 +96,4 @@ class PacedProducer:
     def done(self):
         """The body is over: nothing to release any more."""
         self._slow.done(self)
+        self.release = _nothing  # and no cycle through the relay's bound method

@@ -64,6 +64,7 @@ from .transport import for_connecting
 from .upstream_protocol import (
     BAD_RESPONSE,
     CLOSED_BEFORE_HEAD,
+    NOWHERE,
     IResponseSink,
     new_connection,
     take_idle,
@@ -165,6 +166,7 @@ class Exchange:
         if not self._live:
             return None
         self._live = False
+        self._sink = NOWHERE
         self.release()
         if self._connection is not None:
             return self._connection.abort()
@@ -230,7 +232,8 @@ class Exchange:
     def _fail(self, failure):
         self._live = False
         self.release()
-        self._sink.response_failed(failure)
+        sink, self._sink = self._sink, NOWHERE
+        sink.response_failed(failure)
 
     # IResponseSink, from the connection.
 
@@ -243,7 +246,8 @@ class Exchange:
 
     def response_done(self):
         self._live = False
-        self._sink.response_done()
+        sink, self._sink = self._sink, NOWHERE
+        sink.response_done()
 
     def response_failed(self, reason):
         method, _, _, body = self._request

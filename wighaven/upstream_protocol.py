@@ -178,7 +178,12 @@ class IResponseSink(Interface):
 
 
 class _Nowhere:
-    """The sink of a connection with no exchange in flight: hears nothing."""
+    """
+    The sink of a connection with no exchange in flight, or of an exchange
+    that has ended: hears nothing. An ended exchange lets go of its real
+    sink, so that the two never form a reference cycle that only the
+    garbage collector could free.
+    """
 
     def response_head(self, status, reason, headers):
         pass
@@ -193,7 +198,7 @@ class _Nowhere:
         pass
 
 
-_NOWHERE = _Nowhere()
+NOWHERE = _Nowhere()
 
 
 def request_head(method: bytes, target: bytes, headers, body) -> bytes:
@@ -333,7 +338,7 @@ class UpstreamProtocol(Protocol):
         self._parser = HttpResponseParser(self)
         self.state = QUIESCENT
         self.lost_reason = None
-        self._sink = _NOWHERE
+        self._sink = NOWHERE
         self._upload = None
         self._paused = False
         self._lost_waiters = None  # Deferreds of abort() calls
@@ -532,7 +537,7 @@ class UpstreamProtocol(Protocol):
 
     def _end(self, state: str):
         """Leave the exchange (its upload stopped) for C{state}; its sink."""
-        sink, self._sink = self._sink, _NOWHERE
+        sink, self._sink = self._sink, NOWHERE
         self.state = state
         upload, self._upload = self._upload, None
         if upload is not None:
