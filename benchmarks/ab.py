@@ -5,7 +5,10 @@ bench.py compares the gateway with its peers; this compares the gateway with
 itself. Two gateways, one per source tree (say a `git worktree` of the last
 release and the working tree), forward to the same nginx backend, and wrk
 loads them in turn, round after round (A, B, then B, A, ...), so that a
-machine that drifts slows both alike and neither is always second. Figures are medians over rounds: requests/s,
+machine that drifts slows both alike and neither is always second. On a
+shared machine one gateway process can also run faster than the other for
+its whole life: swap the trees and run again before believing a difference
+of less than a tenth. Figures are medians over rounds: requests/s,
 p99, and CPU microseconds per request (the gateway process's user+system
 time over the round divided by its requests).
 

@@ -65,8 +65,8 @@ class FakeGC:
 
 
 class GarbageCollectorTests(SynchronousTestCase):
-    def test_startup_objects_frozen_then_young_collections_made_rarer(self):
+    def test_startup_objects_collected_then_frozen_thresholds_left_alone(self):
         fake = FakeGC()
         self.patch(service, "gc", fake)
-        service.tune_garbage_collector()
-        self.assertEqual(fake.calls, ["collect", "freeze", ("set_threshold", (10_000, 20, 20))])
+        service.freeze_startup_objects()
+        self.assertEqual(fake.calls, ["collect", "freeze"])
