@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The upstream client alone: Twisted's Agent against wighaven.upstream_protocol.
+"""The upstream client alone: Twisted's Agent against wighaven.proxy.upstream_protocol.
 
 Runs N sequential GETs, then M more with C in flight, of a 1 KiB body from a
 local backend on 127.0.0.1 (nginx when it is installed, else a canned-answer
@@ -39,7 +39,7 @@ from twisted.internet import defer, reactor  # noqa: E402
 from twisted.web.client import URI, Agent, HTTPConnectionPool, readBody  # noqa: E402
 from twisted.web.http_headers import Headers  # noqa: E402
 
-from wighaven.upstream_protocol import new_connection, take_idle, upstream_pool  # noqa: E402
+from wighaven.proxy.upstream_protocol import new_connection, take_idle, upstream_pool  # noqa: E402
 
 # Twisted's own readBody warns about the transport of Agent's responses.
 warnings.filterwarnings("ignore", "Using readBody with a transport", DeprecationWarning)

@@ -49,11 +49,11 @@ def build(tree):
     from twisted.internet.defer import succeed
     from twisted.internet.testing import MemoryReactorClock, StringTransport
 
-    from wighaven.config import load_config
-    from wighaven.service import build_site
-    from wighaven.tls import BackendTLSPolicy
-    from wighaven.upstream import BackendAgent
-    from wighaven.upstream_protocol import upstream_pool
+    from wighaven.config.settings import load_config
+    from wighaven.run.service import build_site
+    from wighaven.proxy.tls import BackendTLSPolicy
+    from wighaven.proxy.upstream import BackendAgent
+    from wighaven.proxy.upstream_protocol import upstream_pool
 
     class Backend:
         """An endpoint whose connections are StringTransports."""

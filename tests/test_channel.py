@@ -1,5 +1,5 @@
-"""Tests for L{wighaven.channel}: the gateway's limits on request heads,
-driven through a real GatewaySite (built by L{wighaven.service.build_site})
+"""Tests for L{wighaven.proxy.channel}: the gateway's limits on request heads,
+driven through a real GatewaySite (built by L{wighaven.run.service.build_site})
 over a StringTransport.
 
 A request line over 8 KiB is answered 414; a header line over 16 KiB, a
@@ -19,7 +19,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from wighaven.channel import (
+from wighaven.proxy.channel import (
     MAX_HEADER_BLOCK,
     MAX_HEADER_LINE,
     MAX_HEADERS,
@@ -27,9 +27,9 @@ from wighaven.channel import (
     GatewayChannel,
     GatewayRequest,
 )
-from wighaven.config import load_config
-from wighaven.service import build_site
-from wighaven.stats import GatewayStats
+from wighaven.config.settings import load_config
+from wighaven.run.service import build_site
+from wighaven.observe.stats import GatewayStats
 from .support.agents import SendsThroughRequest
 
 

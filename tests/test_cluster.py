@@ -1,12 +1,12 @@
-"""Tests for WORKERS above 1 (L{wighaven.cluster}, L{wighaven.worker}): the
+"""Tests for WORKERS above 1 (L{wighaven.run.cluster}, L{wighaven.run.worker}): the
 supervising parent, its workers and how their figures are added up.
 
 Unit tests drive the parent's bookkeeping with task.Clock and fake worker
 processes (nothing is spawned): the report framing, the one listening
 socket, what each worker is told of the others (and how much merging and
 writing that takes), the figures of dead workers, the restart back-off,
-hung workers, and how a worker's pages (L{wighaven.stats.GatewayStats},
-L{wighaven.live.LiveMessages}) add the others' figures to its own.
+hung workers, and how a worker's pages (L{wighaven.observe.stats.GatewayStats},
+L{wighaven.observe.live.LiveMessages}) add the others' figures to its own.
 
 Integration tests run the real thing: `twistd -n wighaven --workers 2` in
 front of the real TLS test backend, its worker processes found under
@@ -38,8 +38,8 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 from twisted.trial.unittest import SynchronousTestCase
 
-from wighaven import cluster
-from wighaven.cluster import (
+from wighaven.run import cluster
+from wighaven.run.cluster import (
     FIRST_REPORT_WITHIN,
     HUNG_AFTER,
     LISTEN_FD,
@@ -56,11 +56,11 @@ from wighaven.cluster import (
     first_message,
     listening_socket,
 )
-from wighaven.config import load_config
-from wighaven.live import LiveMessages
-from wighaven.metrics import RouteMetrics
-from wighaven.stats import GatewayStats
-from wighaven.transport import adopt_port
+from wighaven.config.settings import load_config
+from wighaven.observe.live import LiveMessages
+from wighaven.observe.metrics import RouteMetrics
+from wighaven.observe.stats import GatewayStats
+from wighaven.proxy.transport import adopt_port
 
 from .support.backend import start_backend
 from .support.gateway import ROOT, TOKEN, GatewayProcess
@@ -331,7 +331,7 @@ class SupervisorTests(SynchronousTestCase):
         self.assertIs(call["protocol"], worker)
         self.assertEqual(worker.slot, 1)
         self.assertEqual(worker.started_at, START)
-        self.assertEqual(call["args"], [sys.executable, "-m", "wighaven.worker"])
+        self.assertEqual(call["args"], [sys.executable, "-m", "wighaven.run.worker"])
         self.assertEqual(call["executable"], sys.executable)
         # The workers load the same configuration, as single processes.
         self.assertEqual(call["env"], {"HOME": "/x", "WORKERS": "1"})
@@ -563,7 +563,7 @@ class EveryoneButTests(SynchronousTestCase):
         self.assertEqual([total(o["routes"]["backend"]) for o in others],
                          [1 + 4 + 5, 1 + 2 + 4 + 5, 1 + 2 + 5, 1 + 2 + 4])
         # Exact: the same as merging the others one by one.
-        from wighaven.metrics import merge_snapshots
+        from wighaven.observe.metrics import merge_snapshots
 
         expected = merge_snapshots([base, self.snapshots[1], self.snapshots[3]])
         self.assertEqual(json.dumps(others[3], sort_keys=True),
@@ -948,7 +948,7 @@ class LiveMessagesWithPeersTests(SynchronousTestCase):
 
     def parent_says(self, *sources, started=START - 1):
         """The parent's answer: the latest snapshots of C{sources}, merged."""
-        from wighaven.metrics import merge_snapshots
+        from wighaven.observe.metrics import merge_snapshots
 
         snapshots = [report(self.others[src], src=src) for src in sources]
         self.stats.peers.update(
@@ -1228,7 +1228,7 @@ class ClusterProcessTests(CannotListenAssertions, unittest.TestCase):
         self.assertNotIn(self.gateway.proc.pid, self.workers)
         for pid in self.workers:
             with open("/proc/%d/cmdline" % pid, "rb") as f:
-                self.assertIn(b"wighaven.worker", f.read())
+                self.assertIn(b"wighaven.run.worker", f.read())
         ids = yield deferToThread(forward, self.gateway.port, 200)
         self.assertEqual(len(ids), 200)
         prefixes = workers_of(self.warmup + ids)

@@ -1,4 +1,4 @@
-"""Tests for L{wighaven.config}: loading settings from the environment and
+"""Tests for L{wighaven.config.settings}: loading settings from the environment and
 command-line overrides, the defaults, every validation rule with its
 one-line error message, and the backend's netloc and origin.
 """
@@ -8,7 +8,7 @@ import os
 import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
-from wighaven.config import SETTINGS, Config, ConfigError, load_config, tunnel_limits
+from wighaven.config.settings import SETTINGS, Config, ConfigError, load_config, tunnel_limits
 
 from .support.certs import pki
 

@@ -1,4 +1,4 @@
-"""Tests for L{wighaven.cors.CorsPolicy}: which origins are allowed, what
+"""Tests for L{wighaven.proxy.cors.CorsPolicy}: which origins are allowed, what
 counts as a preflight, the headers of the gateway's 204 preflight answer,
 and how the backend's CORS headers are replaced for an allowed origin and
 left alone for any other.
@@ -6,7 +6,7 @@ left alone for any other.
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from wighaven.cors import CorsPolicy
+from wighaven.proxy.cors import CorsPolicy
 
 ORIGIN = b"https://app.example"
 

@@ -1,9 +1,9 @@
-"""Tests for L{wighaven.dashboard} and L{wighaven.stats}: the formatters,
+"""Tests for L{wighaven.web.dashboard} and L{wighaven.observe.stats}: the formatters,
 the chart, the self-contained dashboard page (its first paint from a
 snapshot or a live message, paths only for who may see them, escaping, no
 external URL, the script that opens the live feed, accessible markup), the
 counters of L{GatewayStats} driven by a task.Clock, and the page as the
-gateway serves it (L{wighaven.site.GatewayPages}: rendered once a second,
+gateway serves it (L{wighaven.web.pages.GatewayPages}: rendered once a second,
 its first paint's recent requests, the live feed's cap).
 
 What the page does in a browser is in test_dashboard_browser.
@@ -18,10 +18,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 from twisted.web.websocket import WebSocketResource
 
-from wighaven import site
-from wighaven.config import load_config
+from wighaven.web import pages as web_pages
+from wighaven.config.settings import load_config
 
-from wighaven.dashboard import (
+from wighaven.web.dashboard import (
     HISTORY_SECONDS,
     LIVE_PATH,
     chart,
@@ -33,7 +33,7 @@ from wighaven.dashboard import (
     format_uptime,
     render_dashboard,
 )
-from wighaven.stats import GatewayStats, StatsSnapshot
+from wighaven.observe.stats import GatewayStats, StatsSnapshot
 
 DASH = "\u2014"
 
@@ -560,19 +560,19 @@ class GatewayPagesTests(SynchronousTestCase):
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
         self.renders = 0
-        real = site.render_dashboard
+        real = web_pages.render_dashboard
 
         def counted(*args, **kwargs):
             self.renders += 1
             return real(*args, **kwargs)
 
-        self.patch(site, "render_dashboard", counted)
+        self.patch(web_pages, "render_dashboard", counted)
 
     def pages(self, **settings):
         env = {"PRIVATE_BACKEND_URL": "https://user-space.hf.space", "HF_TOKEN": "hf_x"}
         env.update(settings)
         self.stats = GatewayStats(self.clock)
-        return site.GatewayPages(load_config(env), self.stats, self.clock)
+        return web_pages.GatewayPages(load_config(env), self.stats, self.clock)
 
     def finish(self, path=b"/predict", n=1):
         for _ in range(n):

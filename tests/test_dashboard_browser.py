@@ -40,8 +40,8 @@ from tests.support import gateway as gateway_support
 from tests.support.backend import abort_open, start_backend, track_open
 from tests.support.gateway import TOKEN, GatewayProcess
 from tests.test_apps_integration import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
-from wighaven.dashboard import render_dashboard
-from wighaven.stats import StatsSnapshot
+from wighaven.web.dashboard import render_dashboard
+from wighaven.observe.stats import StatsSnapshot
 
 CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "

@@ -1,9 +1,9 @@
-"""Tests for L{wighaven.deadlines}: many timeouts, one sweep, on a task.Clock."""
+"""Tests for L{wighaven.proxy.deadlines}: many timeouts, one sweep, on a task.Clock."""
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from wighaven.deadlines import RESOLUTION, Deadlines
+from wighaven.proxy.deadlines import RESOLUTION, Deadlines
 
 
 class Owner:

@@ -1,4 +1,4 @@
-"""Tests for L{wighaven.dispatch}: a fresh EPollReactor (never run) polled by
+"""Tests for L{wighaven.run.dispatch}: a fresh EPollReactor (never run) polled by
 hand over real socket pairs."""
 
 import socket
@@ -7,7 +7,7 @@ from twisted.internet import epollreactor
 from twisted.internet.abstract import FileDescriptor
 from twisted.trial.unittest import SynchronousTestCase
 
-from wighaven.dispatch import lean_poll
+from wighaven.run.dispatch import lean_poll
 
 
 class Reader(FileDescriptor):

@@ -1,11 +1,11 @@
-"""Tests for L{wighaven.drain.Drain}'s closing words: a drain that finished
+"""Tests for L{wighaven.run.drain.Drain}'s closing words: a drain that finished
 says so, one that had to cut says how many exchanges it cut."""
 
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from wighaven.drain import Drain
+from wighaven.run.drain import Drain
 
 
 class Stats:
@@ -42,7 +42,7 @@ class DrainLogTests(SynchronousTestCase):
             done = Drain(Site(channels), stats, clock, timeout=1.0).run(lambda: None)
             clock.pump([0.05] * 30)
         self.assertTrue(done.called)
-        return [e for e in events if e.get("log_namespace", "").startswith("wighaven.drain")]
+        return [e for e in events if e.get("log_namespace", "").startswith("wighaven.run.drain")]
 
     def test_clean_drain_says_it_finished(self):
         events = self.drain(0, [Channel()])

@@ -1,4 +1,4 @@
-"""Tests for L{wighaven.errors}: how failures of the upstream request map
+"""Tests for L{wighaven.proxy.errors}: how failures of the upstream request map
 to 502/504 answers with fixed details (bare or wrapped in the reasons of
 ResponseNeverReceived / RequestTransmissionFailed), that no exception text
 reaches the client, and the JSON body and headers of an error answer.
@@ -20,8 +20,8 @@ from twisted.web._newclient import (
 )
 from twisted.web.test.requesthelper import DummyRequest
 
-from wighaven import errors
-from wighaven.errors import GatewayError, classify_failure, error_body, respond_with_error
+from wighaven.proxy import errors
+from wighaven.proxy.errors import GatewayError, classify_failure, error_body, respond_with_error
 
 SECRET = "hf_S3cr3t_in_exception_text"
 

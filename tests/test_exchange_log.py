@@ -1,4 +1,4 @@
-"""Tests for L{wighaven.exchange_log}: what LOG_BODIES records of an
+"""Tests for L{wighaven.observe.exchange_log}: what LOG_BODIES records of an
 exchange, and that credentials never make it into the record: secret
 headers become "[redacted]" whatever their case, the token is redacted
 anywhere else (other headers, bodies), even cut short by the capture
@@ -8,7 +8,7 @@ limit; bodies are captured up to LOG_BODIES_MAX bytes, and not at all in
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from wighaven.exchange_log import REDACTED, SECRET_HEADERS, ExchangeLog
+from wighaven.observe.exchange_log import REDACTED, SECRET_HEADERS, ExchangeLog
 
 TOKEN = b"hf_testtoken_S3cr3t_0123456789abcdef"
 

@@ -1,8 +1,8 @@
-"""Unit tests of L{wighaven.forward} and L{wighaven.site}, with no sockets.
+"""Unit tests of L{wighaven.proxy.forward} and L{wighaven.proxy.site}, with no sockets.
 
 The forwarding resource is driven with treq.testing.StubTreq (an in-memory
 client over a real twisted.web Site) and a task.Clock for the upstream
-timeout. The whole GatewaySite, built by L{wighaven.service.build_site}, is
+timeout. The whole GatewaySite, built by L{wighaven.run.service.build_site}, is
 driven over a StringTransport with a MemoryReactorClock, for what shows on
 the wire (framing, headers the server would add, exact request targets), the
 dispatch between the gateway's own pages and the forwarded paths, and the
@@ -29,12 +29,12 @@ from twisted.web.resource import Resource
 from twisted.web.test.requesthelper import DummyRequest
 from treq.testing import RequestTraversalAgent, StubTreq
 
-from wighaven import errors
-from wighaven.config import load_config
-from wighaven.deadlines import RESOLUTION
-from wighaven.forward import ForwardResource
-from wighaven.service import build_site
-from wighaven.upstream import UpstreamResponse
+from wighaven.proxy import errors
+from wighaven.config.settings import load_config
+from wighaven.proxy.deadlines import RESOLUTION
+from wighaven.proxy.forward import ForwardResource
+from wighaven.run.service import build_site
+from wighaven.proxy.upstream import UpstreamResponse
 from .support.agents import SendsThroughRequest
 
 BACKEND = "https://user-space.hf.space"

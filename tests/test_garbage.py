@@ -19,11 +19,11 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from wighaven.config import load_config
-from wighaven.service import build_site
-from wighaven.tls import BackendTLSPolicy
-from wighaven.upstream import BackendAgent
-from wighaven.upstream_protocol import upstream_pool
+from wighaven.config.settings import load_config
+from wighaven.run.service import build_site
+from wighaven.proxy.tls import BackendTLSPolicy
+from wighaven.proxy.upstream import BackendAgent
+from wighaven.proxy.upstream_protocol import upstream_pool
 
 OK = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n"
       b"Connection: keep-alive\r\n\r\nhello")

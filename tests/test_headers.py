@@ -1,4 +1,4 @@
-"""Tests for L{wighaven.headers}, the pure header and target rules of the
+"""Tests for L{wighaven.proxy.headers}, the pure header and target rules of the
 forwarding path: hop-by-hop and Connection-named removal, duplicates kept
 apart, the upstream Host / X-Forwarded-* / token headers, the upstream
 request target, Location rewriting, the client's origin and the framing
@@ -7,9 +7,9 @@ headers of the downstream response.
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from wighaven.trust import NO_PROXY, ONE_HOP, TrustedProxies
+from wighaven.config.trust import NO_PROXY, ONE_HOP, TrustedProxies
 
-from wighaven.headers import (
+from wighaven.proxy.headers import (
     HOP_BY_HOP,
     ResponseShapes,
     client_origin,

@@ -1,12 +1,12 @@
 """Tests of the gateway's limits on connections.
 
-- UPSTREAM_MAX_CONNECTIONS (L{wighaven.upstream.BackendAgent}): at most that
+- UPSTREAM_MAX_CONNECTIONS (L{wighaven.proxy.upstream.BackendAgent}): at most that
   many requests in flight to the backend; the rest wait in line. A slot is
   given back when the forwarding code calls C{UpstreamResponse.release} (at
   the end of a body, or at the headers of an event stream), or when the
   request fails; a cancelled request leaves the line and never reaches the
   backend. The wait in line counts against UPSTREAM_TIMEOUT.
-- MAX_CONNECTIONS_PER_IP (L{wighaven.limits.PeerConnectionLimit}): a
+- MAX_CONNECTIONS_PER_IP (L{wighaven.proxy.limits.PeerConnectionLimit}): a
   connection over the limit gets a self-framed 429 and is closed; the count
   goes down when a connection closes, whatever it became (an HTTP
   connection, or a WebSocket tunnel).
@@ -36,13 +36,13 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 from websockets.sync.client import connect as ws_connect
 
-from wighaven.config import load_config
-from wighaven.limits import PeerConnectionLimit
-from wighaven.trust import TrustedProxies
-from wighaven.service import build_site
-from wighaven.tls import BackendTLSPolicy
-from wighaven.upstream import BackendAgent
-from wighaven.upstream_protocol import upstream_pool
+from wighaven.config.settings import load_config
+from wighaven.proxy.limits import PeerConnectionLimit
+from wighaven.config.trust import TrustedProxies
+from wighaven.run.service import build_site
+from wighaven.proxy.tls import BackendTLSPolicy
+from wighaven.proxy.upstream import BackendAgent
+from wighaven.proxy.upstream_protocol import upstream_pool
 
 from tests.support.waiting import wait_until
 from tests.support.backend import start_backend

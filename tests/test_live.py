@@ -1,4 +1,4 @@
-"""Tests for L{wighaven.live}: the messages of the dashboard's live feed,
+"""Tests for L{wighaven.observe.live}: the messages of the dashboard's live feed,
 built from a route's metrics (L{LiveMessages}), what each viewer may see of
 them (no paths unless show_paths), and the feed itself (L{LiveFeed}): hello
 at once with the newest requests, one stats a second, a timer that runs
@@ -15,10 +15,10 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from wighaven import __version__
-from wighaven.cluster import PeerFigures
-from wighaven.live import RECENT_ON_PAGE, SEND_BUFFER, LiveFeed, LiveMessages, for_viewer
-from wighaven.metrics import RouteMetrics, merge_snapshots
-from wighaven.stats import GatewayStats
+from wighaven.run.cluster import PeerFigures
+from wighaven.observe.live import RECENT_ON_PAGE, SEND_BUFFER, LiveFeed, LiveMessages, for_viewer
+from wighaven.observe.metrics import RouteMetrics, merge_snapshots
+from wighaven.observe.stats import GatewayStats
 
 START = 1000.0
 # Paths that carry other visitors' secrets: an OAuth code, a Gradio file path.
@@ -167,8 +167,8 @@ class LiveMessagesTests(SynchronousTestCase):
     def test_stats_point_waits_for_the_other_workers(self):
         """With several workers the newest point is PEER_LAG seconds older:
         the other workers' counts of a second reach this one that much later."""
-        from wighaven.cluster import PeerFigures
-        from wighaven.live import PEER_LAG
+        from wighaven.run.cluster import PeerFigures
+        from wighaven.observe.live import PEER_LAG
 
         f = self.f
         f.stats.peers = PeerFigures()

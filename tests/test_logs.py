@@ -1,4 +1,4 @@
-"""Tests for L{wighaven.logs}: the LOG_LEVEL predicate (events below the
+"""Tests for L{wighaven.observe.logs}: the LOG_LEVEL predicate (events below the
 level are dropped; Twisted's HTTP client factory chatter is held to
 warnings), the filtered text observer, and the observer twistd is given
 (stdout with -n, the --logfile path, twistd.log, none with --syslog).
@@ -18,7 +18,7 @@ from twisted.python.logfile import LogFile
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.client import _HTTP11ClientFactory
 
-from wighaven.logs import LEVELS, filtered_observer, level_predicate, twistd_observer
+from wighaven.observe.logs import LEVELS, filtered_observer, level_predicate, twistd_observer
 
 ORDER = ["debug", "info", "warn", "error"]
 CLIENT_FACTORY = "twisted.web.client._HTTP11ClientFactory"

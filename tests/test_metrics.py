@@ -1,4 +1,4 @@
-"""Tests for L{wighaven.metrics}: histogram buckets, quantiles and merging;
+"""Tests for L{wighaven.observe.metrics}: histogram buckets, quantiles and merging;
 the per-second window's rates, error ratio, history and fixed memory; one
 route's bookkeeping per finished request; merging workers' snapshots; and
 the Prometheus exposition parsed back with prometheus_client's own parser.
@@ -13,7 +13,7 @@ from prometheus_client.registry import REGISTRY
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from wighaven.metrics import (
+from wighaven.observe.metrics import (
     LATENCY_BUCKETS,
     GatewayCollector,
     Histogram,

@@ -20,7 +20,7 @@ from websockets.sync.client import connect
 from tests.support.backend import start_backend
 from tests.support.client import fetch
 from tests.support.gateway import TOKEN, GatewayProcess, free_port, start_gateway
-from wighaven.live import LiveFeed
+from wighaven.observe.live import LiveFeed
 
 GENERATED_ID = re.compile(r"^[0-9a-f]{24}$")
 LIVE = "/_gateway/live"

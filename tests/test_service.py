@@ -4,7 +4,7 @@ import resource
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from wighaven import service
+from wighaven.run import service
 
 
 class FakeLimits:

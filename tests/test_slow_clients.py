@@ -1,11 +1,11 @@
-"""Tests for L{wighaven.slow_clients}: a response paused by its client for
+"""Tests for L{wighaven.proxy.slow_clients}: a response paused by its client for
 SLOW_CLIENT_GRACE gives its in-flight place back, once; shorter pauses
 change nothing; the sweep runs only while a response that has paused lasts."""
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from wighaven.slow_clients import PacedProducer, SlowClients
+from wighaven.proxy.slow_clients import PacedProducer, SlowClients
 
 from tests.support.fakes import RecordingProducer
 

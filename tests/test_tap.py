@@ -1,5 +1,5 @@
-"""Tests for L{wighaven.tap}: one twistd option per row of
-L{wighaven.config.SETTINGS}, a configuration error stopping start-up with
+"""Tests for L{wighaven.run.tap}: one twistd option per row of
+L{wighaven.config.settings.SETTINGS}, a configuration error stopping start-up with
 one 'wighaven: ...' line on stderr and exit status 1, and a good
 configuration giving a L{GatewayService} whose settings take the options
 over the environment.
@@ -11,9 +11,9 @@ import sys
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from wighaven.config import SETTINGS
-from wighaven.service import GatewayService
-from wighaven.tap import Options, makeService
+from wighaven.config.settings import SETTINGS
+from wighaven.run.service import GatewayService
+from wighaven.run.tap import Options, makeService
 
 BACKEND = "https://user-space.hf.space"
 
@@ -131,7 +131,7 @@ class WorkersTests(SynchronousTestCase):
     assertExits = MakeServiceTests.assertExits
 
     def test_workers_give_a_supervisor_whose_workers_get_the_options(self):
-        from wighaven.cluster import Supervisor
+        from wighaven.run.cluster import Supervisor
 
         self.patch(os, "environ", {"PRIVATE_BACKEND_URL": BACKEND, "HF_TOKEN": "hf_env"})
         service = makeService(self.options("--workers", "2", "--port", "0", "--upstream-timeout", "7"))

@@ -1,4 +1,4 @@
-"""Tests of the gateway's timers (L{wighaven.channel}, L{wighaven.forward}).
+"""Tests of the gateway's timers (L{wighaven.proxy.channel}, L{wighaven.proxy.forward}).
 
 - HEADER_TIMEOUT: a request head must be complete within that time of its
   first byte (of the connection opening, for the first request), in all:
@@ -14,7 +14,7 @@
   UPSTREAM_TIMEOUT bounds only the wait for response headers.
 
 The timer logic is driven with a MemoryReactorClock through the real
-GatewaySite (L{wighaven.service.build_site}) over StringTransports; a few
+GatewaySite (L{wighaven.run.service.build_site}) over StringTransports; a few
 integration tests check the same over real sockets with small timeouts.
 """
 
@@ -33,10 +33,10 @@ from twisted.web.client import PotentialDataLoss
 from twisted.web._newclient import Response, ResponseFailed
 from twisted.web.http_headers import Headers
 
-from wighaven.config import load_config
-from wighaven.service import build_site
-from wighaven.deadlines import RESOLUTION
-from wighaven.upstream import UpstreamResponse
+from wighaven.config.settings import load_config
+from wighaven.run.service import build_site
+from wighaven.proxy.deadlines import RESOLUTION
+from wighaven.proxy.upstream import UpstreamResponse
 from .support.agents import SendsThroughRequest
 
 from tests.support.waiting import wait_until

@@ -1,4 +1,4 @@
-"""Tests for L{wighaven.transport}: the TCP transports that cork writes until
+"""Tests for L{wighaven.proxy.transport}: the TCP transports that cork writes until
 the end of the reactor turn, pause lazily and keep their local address.
 
 Every test runs over real sockets on 127.0.0.1 with the real reactor: what
@@ -37,8 +37,8 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
-from wighaven import transport as wt
-from wighaven.transport import (
+from wighaven.proxy import transport as wt
+from wighaven.proxy.transport import (
     FastClient,
     FastConnectReactor,
     FastPort,
@@ -984,7 +984,7 @@ class ReactorTests(TestCase):
 
 class TwistedPrivateNamesTests(TestCase):
     """
-    The private parts of Twisted that wighaven.transport uses. If one of
+    The private parts of Twisted that wighaven.proxy.transport uses. If one of
     these fails after a Twisted upgrade, re-read the module against the new
     twisted.internet.abstract / tcp / epollreactor before changing the pin.
     """

@@ -1,5 +1,5 @@
 """Tests for MAX_WEBSOCKETS, MAX_STREAMS and their per-address bound
-(L{wighaven.tunnels}): unit tests of the counting, then real WebSockets and
+(L{wighaven.proxy.tunnels}): unit tests of the counting, then real WebSockets and
 event streams through a gateway on 127.0.0.1."""
 
 import socket
@@ -10,8 +10,8 @@ from twisted.trial import unittest
 from twisted.trial.unittest import SynchronousTestCase
 from websockets.exceptions import InvalidStatus
 
-from wighaven.config import load_config
-from wighaven.tunnels import STREAM, WEBSOCKET, TunnelLimits
+from wighaven.config.settings import load_config
+from wighaven.proxy.tunnels import STREAM, WEBSOCKET, TunnelLimits
 
 from tests.support.backend import start_backend
 from tests.support.client import fetch

@@ -20,111 +20,111 @@ attributes read on other objects or on C{self} but defined by no class of
 the package, and methods of the package that override private ones.
 
 HTTP server (twisted.web.http, twisted.protocols.basic):
-- HTTPChannel._dataBuffer -- channel.py GatewayChannel._hold and _replay:
+- HTTPChannel._dataBuffer -- proxy/channel.py GatewayChannel._hold and _replay:
   the bytes a client sends while an answer is written, parsed once it is
-  done; websocket.py WebSocketRelay._tunnel: what the client sent after its
+  done; proxy/websocket.py WebSocketRelay._tunnel: what the client sent after its
   handshake, taken to the backend at 101. Breaks: pipelined requests and
   the first frames of a client that does not wait for the 101.
-- HTTPChannel._handlingRequest -- channel.py GatewayChannel: set from a
+- HTTPChannel._handlingRequest -- proxy/channel.py GatewayChannel: set from a
   request's complete body to its answer's end; Twisted's pauseProducing and
   resumeProducing leave the client's reading alone while it is set. Breaks:
   pipelining order, and a slow reader pausing its own upload.
-- HTTPChannel._networkProducer -- channel.py GatewayChannel._hold, _park
+- HTTPChannel._networkProducer -- proxy/channel.py GatewayChannel._hold, _park
   and requestDone: the client's transport as a push producer, paused while
   too much of a next request waits and resumed at each answer's end, as
   Twisted's requestDone does. Breaks: the bound on pipelined bytes read
   ahead.
-- HTTPChannel._waitingForTransport -- channel.py GatewayChannel: whether
+- HTTPChannel._waitingForTransport -- proxy/channel.py GatewayChannel: whether
   the client's transport has paused the channel (its send buffer is full);
   reading is not resumed then. Breaks: backpressure from slow readers.
-- HTTPChannel._optimisticEagerReadSize -- channel.py GatewayChannel._hold
+- HTTPChannel._optimisticEagerReadSize -- proxy/channel.py GatewayChannel._hold
   and _park: how many bytes of a next request are read ahead before the
   client is paused. Breaks: memory bound of pipelining clients.
-- HTTPChannel._send100Continue -- channel.py GatewayChannel: overridden so
+- HTTPChannel._send100Continue -- proxy/channel.py GatewayChannel: overridden so
   that only a request the gateway goes on with hears 100 Continue. Breaks:
   clients send bodies the gateway has refused (413).
-- HTTPChannel._protocolUpgradeForWebsockets -- websocket.py
+- HTTPChannel._protocolUpgradeForWebsockets -- proxy/websocket.py
   WebSocketRelay._tunnel: hands the client's connection to the byte relay
   after 101. Breaks: every WebSocket (Streamlit, Gradio live updates).
-- http.Request._cleanup -- channel.py GatewayRequest._cleanup: postponed
+- http.Request._cleanup -- proxy/channel.py GatewayRequest._cleanup: postponed
   until the rest of a body answered early has been read. Breaks: a next
   request could start inside the previous one's body (smuggling).
-- http.Request._disconnected -- channel.py GatewayRequest._cleanup: whether
+- http.Request._disconnected -- proxy/channel.py GatewayRequest._cleanup: whether
   the client's connection is gone. Breaks: the end of requests answered
   early on a lost connection.
-- http._ChunkedTransferDecoder -- websocket.py _decoder_for: the chunked
+- http._ChunkedTransferDecoder -- proxy/websocket.py _decoder_for: the chunked
   body of a backend's non-101 answer to a handshake. Breaks: that body.
-- http._IdentityTransferDecoder -- websocket.py _decoder_for: the same
+- http._IdentityTransferDecoder -- proxy/websocket.py _decoder_for: the same
   with Content-Length. Breaks: that body.
 
 HTTP client (twisted.web.client, twisted.web._newclient):
-- twisted.web._newclient -- errors.py: the request failures are imported
+- twisted.web._newclient -- proxy/errors.py: the request failures are imported
   from it. Breaks: the import of the gateway, the classification of
   upstream errors.
-- Agent._getEndpoint -- upstream.py BackendAgent: the one endpoint to the
+- Agent._getEndpoint -- proxy/upstream.py BackendAgent: the one endpoint to the
   backend (TLS verified), also used for WebSocket tunnels. Breaks: every
   connection to the backend.
-- twisted.web.client._HTTP11ClientFactory -- logs.py _QUIET_NAMESPACES: a
+- twisted.web.client._HTTP11ClientFactory -- observe/logs.py _QUIET_NAMESPACES: a
   log namespace kept at warn. Breaks: two info lines per new connection of
   treq's (probes, Hub API, OIDC calls).
-- HTTPConnectionPool._factory -- upstream_protocol.py upstream_pool: the
+- HTTPConnectionPool._factory -- proxy/upstream_protocol.py upstream_pool: the
   pool builds each new connection's factory with it, from its quiescent
   callback and the endpoint's repr. Breaks: every new connection speaks
   Twisted's client protocol instead of UpstreamProtocol.
-- HTTPConnectionPool._newConnection -- upstream_protocol.py new_connection:
+- HTTPConnectionPool._newConnection -- proxy/upstream_protocol.py new_connection:
   connects through the endpoint with that factory, whatever is cached.
   Breaks: every request that finds no idle connection.
-- HTTPConnectionPool._connections -- upstream_protocol.py take_idle: the
+- HTTPConnectionPool._connections -- proxy/upstream_protocol.py take_idle: the
   idle connections of each key, oldest first. Breaks: no connection is
   reused (or a busy one is).
-- HTTPConnectionPool._timeouts -- upstream_protocol.py take_idle: the idle
+- HTTPConnectionPool._timeouts -- proxy/upstream_protocol.py take_idle: the idle
   expiry of each idle connection, cancelled when it is taken. Breaks: the
   pool closes a connection under its exchange.
-- HTTPConnectionPool._putConnection -- upstream_protocol.py, through the
+- HTTPConnectionPool._putConnection -- proxy/upstream_protocol.py, through the
   quiescent callback: keeps a QUIESCENT connection with its idle timer, at
   most maxPersistentPerHost per key (closing the oldest). Breaks: reuse,
   idle expiry and the cap on idle connections.
 
 The event loop (twisted.internet.epollreactor):
-- EPollReactor._poller -- dispatch.py lean_poll: the epoll set the reactor
+- EPollReactor._poller -- run/dispatch.py lean_poll: the epoll set the reactor
   registers its readers and writers in, polled by the lean loop. Breaks: the
   gateway's process never sees a ready descriptor.
-- EPollReactor._selectables -- dispatch.py lean_poll: descriptor number ->
+- EPollReactor._selectables -- run/dispatch.py lean_poll: descriptor number ->
   the reader or writer registered for it. Breaks: events handed to no one.
-- EPollReactor._doReadOrWrite -- dispatch.py lean_poll: runs a ready
+- EPollReactor._doReadOrWrite -- run/dispatch.py lean_poll: runs a ready
   descriptor's doRead or doWrite and closes its connection when that fails.
   Breaks: every read and write of the gateway's process.
 
 TCP transports (twisted.internet.abstract, twisted.internet.tcp):
-- FileDescriptor._tempDataBuffer -- transport.py _FewerSyscalls._cork:
+- FileDescriptor._tempDataBuffer -- proxy/transport.py _FewerSyscalls._cork:
   corked writes wait in Twisted's own write queue. Breaks: every corked
   write (lost or reordered bytes).
-- FileDescriptor._tempDataLen -- transport.py _cork and _flush_corked: the
+- FileDescriptor._tempDataLen -- proxy/transport.py _cork and _flush_corked: the
   size of that queue, and whether a flush left bytes over. Breaks:
   backpressure and the flush.
-- FileDescriptor._maybePauseProducer -- transport.py _cork: pauses the
+- FileDescriptor._maybePauseProducer -- proxy/transport.py _cork: pauses the
   producer once the queue is over bufferSize. Breaks: memory bound of slow
   readers.
-- FileDescriptor._writeDisconnected -- transport.py _can_cork and _cork: no
+- FileDescriptor._writeDisconnected -- proxy/transport.py _can_cork and _cork: no
   write after a half-close. Breaks: writes after loseWriteConnection.
-- abstract._dataMustBeBytes -- transport.py write and writeSequence:
+- abstract._dataMustBeBytes -- proxy/transport.py write and writeSequence:
   Twisted's own check that written data is bytes. Breaks: a str written by
   mistake is sent or crashes the flush.
-- tcp.Connection._dataReceived -- transport.py _FewerSyscalls.doRead: hands
+- tcp.Connection._dataReceived -- proxy/transport.py _FewerSyscalls.doRead: hands
   what recv() read to the protocol. Breaks: every read of FastServer.
-- tcp.Connector._makeTransport -- transport.py _FastConnector: makes the
+- tcp.Connector._makeTransport -- proxy/transport.py _FastConnector: makes the
   FastClient of a backend connection. Breaks: every backend connection.
-- tcp.Port._fromListeningDescriptor -- transport.py adopt_port: a port on a
+- tcp.Port._fromListeningDescriptor -- proxy/transport.py adopt_port: a port on a
   socket inherited from the supervisor (WORKERS). Breaks: workers.
 
 TLS (twisted.internet._sslverify):
-- twisted.internet._sslverify -- tls.py: IOpenSSLTrustRoot and
+- twisted.internet._sslverify -- proxy/tls.py: IOpenSSLTrustRoot and
   OpenSSLCertificateAuthorities are imported from it. Breaks: the import of
   the gateway.
-- IOpenSSLTrustRoot._addCACertsToContext -- tls.py _SystemAndExtraTrust:
+- IOpenSSLTrustRoot._addCACertsToContext -- proxy/tls.py _SystemAndExtraTrust:
   implemented to add BACKEND_CA_BUNDLE's CAs to the system's. Breaks:
   backends of a private CA fail verification.
-- OpenSSLDefaultPaths._addCACertsToContext -- tls.py _SystemAndExtraTrust:
+- OpenSSLDefaultPaths._addCACertsToContext -- proxy/tls.py _SystemAndExtraTrust:
   the system store (what ssl.platformTrust() returns), honouring
   SSL_CERT_FILE. Breaks: public backends fail verification.
 
@@ -161,8 +161,8 @@ from twisted.web.client import URI, Agent, HTTPConnectionPool
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementedBy, implementer
 
-from wighaven.logs import _QUIET_NAMESPACES
-from wighaven.tls import load_ca_bundle
+from wighaven.observe.logs import _QUIET_NAMESPACES
+from wighaven.proxy.tls import load_ca_bundle
 
 from .support.certs import pki
 from .support.fakes import CollectingProtocol, RecordingProducer
@@ -251,7 +251,7 @@ class Descriptor(abstract.FileDescriptor):
         self.write_closed += 1
 
     def queue(self, *pieces):
-        """Queue C{pieces} the way wighaven.transport's cork does."""
+        """Queue C{pieces} the way wighaven.proxy.transport's cork does."""
         self._tempDataBuffer.extend(pieces)
         self._tempDataLen += sum(map(len, pieces))
 
@@ -479,7 +479,7 @@ class PrivateNamesTests(TestCase):
 
     def test_twisted_web_client__HTTP11ClientFactory(self):
         """The factories of a real pool log under this namespace, the one
-        wighaven.logs keeps quiet."""
+        wighaven.observe.logs keeps quiet."""
         events = []
         globalLogPublisher.addObserver(events.append)
         self.addCleanup(globalLogPublisher.removeObserver, events.append)
@@ -495,7 +495,7 @@ class PrivateNamesTests(TestCase):
         self.assertEqual(namespaces, {"twisted.web.client._HTTP11ClientFactory"})
         self.assertIn("twisted.web.client._HTTP11ClientFactory", _QUIET_NAMESPACES)
 
-    # HTTPConnectionPool, as wighaven.upstream_protocol uses it
+    # HTTPConnectionPool, as wighaven.proxy.upstream_protocol uses it
 
     def test_HTTPConnectionPool__factory(self):
         """Called as C{_factory(quiescentCallback, metadata)} for each new

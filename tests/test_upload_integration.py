@@ -18,7 +18,7 @@ from tests.support.backend import start_backend
 from tests.support.client import fetch, raw
 from tests.support.gateway import start_gateway
 from tests.support.waiting import wait_until
-from wighaven.transport import FastClient, FastServer
+from wighaven.proxy.transport import FastClient, FastServer
 
 MiB = 1024 * 1024
 

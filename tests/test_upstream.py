@@ -1,4 +1,4 @@
-"""Tests for L{wighaven.upstream.BackendAgent} against a real, tiny HTTP
+"""Tests for L{wighaven.proxy.upstream.BackendAgent} against a real, tiny HTTP
 server on 127.0.0.1 (twisted.web on port 0), over a real upstream_pool.
 
 They cover: the raw request target reaches the server byte for byte
@@ -38,11 +38,11 @@ from twisted.web.server import NOT_DONE_YET, Site
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
-from wighaven.errors import classify_failure
-from wighaven.tls import BackendTLSPolicy
-from wighaven import upstream
-from wighaven.upstream import BackendAgent, UpstreamResponse
-from wighaven.upstream_protocol import (
+from wighaven.proxy.errors import classify_failure
+from wighaven.proxy.tls import BackendTLSPolicy
+from wighaven.proxy import upstream
+from wighaven.proxy.upstream import BackendAgent, UpstreamResponse
+from wighaven.proxy.upstream_protocol import (
     BAD_RESPONSE, new_connection, take_idle, upstream_pool,
 )
 

@@ -1,4 +1,4 @@
-"""Tests for L{wighaven.upstream_protocol}: the httptools client protocol
+"""Tests for L{wighaven.proxy.upstream_protocol}: the httptools client protocol
 inside Twisted's HTTPConnectionPool.
 
 Unit tests drive the protocol through a StringTransport, feeding responses
@@ -26,9 +26,9 @@ from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from wighaven.tls import BackendTLSPolicy
-from wighaven.transport import for_connecting
-from wighaven.upstream_protocol import (
+from wighaven.proxy.tls import BackendTLSPolicy
+from wighaven.proxy.transport import for_connecting
+from wighaven.proxy.upstream_protocol import (
     BAD_RESPONSE, CLOSED_BEFORE_HEAD, CLOSED_MID_BODY, UPLOAD_FAILED,
     IResponseSink, UpstreamFactory, UpstreamProtocol, ends_at_close, new_connection,
     request_head, take_idle, upstream_pool,
@@ -739,7 +739,7 @@ class IntegrationTests(TestCase):
 
     def pool_to(self, origin: str):
         """(pool, key, endpoint, Host header) for C{origin}, the endpoint
-        made as wighaven.upstream.BackendAgent makes its own."""
+        made as wighaven.proxy.upstream.BackendAgent makes its own."""
         pool = upstream_pool(reactor)
         self.addCleanup(pool.closeCachedConnections)
         uri = URI.fromBytes(origin.encode("ascii") + b"/")

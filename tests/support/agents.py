@@ -1,9 +1,9 @@
-"""The forwarding path's agent interface (L{wighaven.upstream.BackendAgent.send})
+"""The forwarding path's agent interface (L{wighaven.proxy.upstream.BackendAgent.send})
 for fakes that answer the way Twisted's client does.
 
 The unit tests' fake agents are simplest to write with C{request(method,
 target, headers, body)} returning a Deferred of an
-L{wighaven.upstream.UpstreamResponse} (a Twisted Response, its connection
+L{wighaven.proxy.upstream.UpstreamResponse} (a Twisted Response, its connection
 headers, C{release}, C{abort}). L{SendsThroughRequest} gives such a fake
 the C{send(method, target, headers, body, sink)} the forwarding resource
 calls, keeping the real agent's rules: the sink hears the head as

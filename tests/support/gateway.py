@@ -10,8 +10,8 @@ import urllib.request
 
 from twisted.internet import defer, reactor
 
-from wighaven.config import load_config
-from wighaven.service import GatewayService
+from wighaven.config.settings import load_config
+from wighaven.run.service import GatewayService
 
 from .certs import pki
 

@@ -51,7 +51,7 @@ from twisted.internet.task import LoopingCall
 from twisted.web.websocket import WebSocketResource
 from zope.interface import implementer
 
-from . import __version__
+from .. import __version__
 from .metrics import Histogram
 
 __all__ = ["LiveFeed", "LiveMessages", "for_viewer"]
@@ -98,7 +98,7 @@ def for_viewer(message: dict, show_paths: bool) -> dict:
 class LiveMessages:
     """
     Builds the feed's messages from the gateway's figures
-    (L{wighaven.stats.GatewayStats.figures}: this process's route, plus the
+    (L{wighaven.observe.stats.GatewayStats.figures}: this process's route, plus the
     other workers' when there are several) and the gateway's state. Every
     message has: type ("hello" or "stats"), time, status ("ok" or
     "draining"), version, backend (host[:port]), uptime_seconds,

@@ -7,7 +7,7 @@ Rules (RFC 9110 section 7.6.1, RFC 9112, Go's httputil.ReverseProxy):
   duplicates kept as separate values (never joined);
 - upstream, Host is the backend's; the client's Host goes in
   X-Forwarded-Host; X-Forwarded-For is the real peer alone, or, behind a
-  trusted proxy (TRUST_PROXY, see L{wighaven.trust}), the chain from the
+  trusted proxy (TRUST_PROXY, see L{wighaven.config.trust}), the chain from the
   client that proxy vouches for, with the peer appended; Forwarded,
   X-Real-IP, X-Forwarded-Port and X-Forwarded-Prefix never cross (the
   gateway sends only what it means); the owner's token replaces whatever
@@ -27,7 +27,7 @@ import re
 from typing import Iterable, List, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
-from .trust import NO_PROXY, TrustedProxies
+from ..config.trust import NO_PROXY, TrustedProxies
 
 RawHeaders = Iterable[Tuple[bytes, Sequence[bytes]]]
 HeaderList = List[Tuple[bytes, List[bytes]]]

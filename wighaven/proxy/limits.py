@@ -8,7 +8,7 @@ users may share one address behind a NAT or a corporate proxy.
 A trusted proxy (TRUST_PROXY) is not counted: every visitor's connection
 comes from it, and the limit would fall on all of them together. Behind
 it, the per-client bound that still applies is the one on WebSockets and
-event streams, counted by the client's real address (L{wighaven.tunnels}).
+event streams, counted by the client's real address (L{wighaven.proxy.tunnels}).
 
 Twisted's LimitConnectionsByPeer would do, but reads addresses as tuples,
 which they no longer are.
@@ -22,7 +22,7 @@ from twisted.internet.protocol import Protocol
 from twisted.protocols.policies import WrappingFactory
 
 from .channel import refusal
-from .trust import NO_PROXY
+from ..config.trust import NO_PROXY
 
 __all__ = ["PeerConnectionLimit"]
 

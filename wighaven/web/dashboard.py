@@ -39,7 +39,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from html import escape
 from typing import Any, Mapping, Optional, Sequence, Tuple
 
-from .stats import StatsSnapshot
+from ..observe.stats import StatsSnapshot
 
 __all__ = [
     "HISTORY_SECONDS",
@@ -461,7 +461,7 @@ _SCRIPT = r"""
   function fig(name, pair) { set(name, pair[0]); text(unit[name], pair[1]); }
   function cls(name, value) { var el = stat[name]; if (el && el.className !== value) el.className = value; }
 
-  // Formatters: twins of the ones in wighaven/dashboard.py.
+  // Formatters: twins of the ones in wighaven/web/dashboard.py.
   function number(x) { return typeof x === "number" && isFinite(x) ? x : null; }
   function str(x) { return x === null || x === undefined ? "" : String(x); }
   function fixed(x, d) { var t = x.toFixed(d); return /^-[0.]+$/.test(t) ? t.slice(1) : t; }
@@ -521,7 +521,7 @@ _SCRIPT = r"""
   }
   function iso(t) { t = number(t); return t === null ? "" : new Date(Math.floor(t) * 1000).toISOString().replace(".000Z", "Z"); }
 
-  // The chart: the twin of chart() in wighaven/dashboard.py.
+  // The chart: the twin of chart() in wighaven/web/dashboard.py.
   var series = new Map(), lastT = null;
   var svgPaths = {};
   Array.prototype.forEach.call(document.querySelectorAll("[data-path]"), function (el) {

@@ -1,5 +1,5 @@
 """The upstream HTTP client: requests to the one configured backend, sent
-on the pool's L{wighaven.upstream_protocol.UpstreamProtocol} connections.
+on the pool's L{wighaven.proxy.upstream_protocol.UpstreamProtocol} connections.
 
 Why not Agent.request(uri): it parses a URL per request, and its URI parser
 drops an empty query (C{/a?} becomes C{/a}), so the target would not reach
@@ -27,7 +27,7 @@ the sink the moment it is parsed, even while the request body is still
 going up (full duplex).
 
 Failures reach the sink as Twisted's client's failures, so
-L{wighaven.errors} classifies them as before: before the head,
+L{wighaven.proxy.errors} classifies them as before: before the head,
 L{ResponseNeverReceived} (the connection closed), L{ResponseFailed} (an
 unparseable response) or L{RequestGenerationFailed} (the body could not be
 sent whole), each holding the connection's own loss (a TLS error...) when
@@ -88,7 +88,7 @@ _BEFORE_HEAD = {CLOSED_BEFORE_HEAD: ResponseNeverReceived, BAD_RESPONSE: Respons
 
 class ExchangeFailed(Exception):
     """
-    Why an exchange failed, as L{wighaven.upstream_protocol} says it
+    Why an exchange failed, as L{wighaven.proxy.upstream_protocol} says it
     (C{closed_before_head}, C{closed_mid_body}, C{bad_response},
     C{upload_failed}): the reason inside the failures this module reports.
     """
@@ -420,7 +420,7 @@ class BackendAgent:
     Sends requests to one fixed backend over C{pool}.
 
     @param origin: the backend's origin, e.g. C{b"https://user-space.hf.space"}.
-    @param pool: an L{wighaven.upstream_protocol.upstream_pool}.
+    @param pool: an L{wighaven.proxy.upstream_protocol.upstream_pool}.
     @param tls_policy: an IPolicyForHTTPS (verifies certificate and hostname).
     """
 

@@ -21,7 +21,7 @@ import resource
 from collections import Counter
 from typing import Optional
 
-from .config import tunnel_limits
+from ..config.settings import tunnel_limits
 
 __all__ = ["TunnelLimits", "Hold", "WEBSOCKET", "STREAM"]
 

@@ -6,7 +6,7 @@ cookie jar (shared by all requests, so one user's cookies would go out on
 another's), in gzip content decoding (which rewrites bodies and drops
 Content-Encoding) and in redirect following (which would carry the token
 wherever a backend points). None of that may happen to proxied traffic, so
-this path stands on L{wighaven.upstream.BackendAgent.send} over a shared
+this path stands on L{wighaven.proxy.upstream.BackendAgent.send} over a shared
 persistent HTTPConnectionPool, with a body producer for the request and a
 sink for the response. treq's high-level API serves elsewhere (tests,
 probes).
@@ -22,10 +22,10 @@ Flow of one request:
 Backpressure: the upstream connection is registered as the producer of the
 client's response, so a client that reads slowly pauses the backend
 connection instead of filling the gateway's memory; one that keeps it
-paused gives its in-flight place back (L{wighaven.slow_clients}).
+paused gives its in-flight place back (L{wighaven.proxy.slow_clients}).
 
 Failures: before response headers, a failure is answered with 502/504
-(see L{wighaven.errors}); after them, the backend dying mid-body aborts
+(see L{wighaven.proxy.errors}); after them, the backend dying mid-body aborts
 the client's connection, so the client never takes a truncated body for a
 whole one. A client that goes away cancels the upstream request (or stops
 reading its body), which closes that upstream connection.
@@ -45,12 +45,12 @@ from . import errors
 from .body import StreamingBody
 from .cors import CorsPolicy
 from .deadlines import Deadlines
-from .exchange_log import ExchangeLog
+from ..observe.exchange_log import ExchangeLog
 from .headers import (
     ResponseShapes, client_origin, downstream_headers, rightmost, upstream_headers,
     upstream_target,
 )
-from .metrics import RouteMetrics
+from ..observe.metrics import RouteMetrics
 from .slow_clients import PacedProducer, SlowClients
 from .tunnels import STREAM, WEBSOCKET, TunnelLimits
 from .upstream import IExchangeSink
@@ -65,8 +65,8 @@ class ForwardResource(Resource):
     """
     Forwards every request it renders to the configured backend.
 
-    @param agent: a L{wighaven.upstream.BackendAgent} over the shared pool.
-    @param config: the gateway's L{wighaven.config.Config}.
+    @param agent: a L{wighaven.proxy.upstream.BackendAgent} over the shared pool.
+    @param config: the gateway's L{wighaven.config.settings.Config}.
     @param reactor: provides callLater for the response-header timeout.
     """
 
@@ -145,7 +145,7 @@ class ForwardResource(Resource):
 
     def take_tunnel(self, request, kind):
         """
-        A place for a long-lived exchange (L{wighaven.tunnels}), or None when
+        A place for a long-lived exchange (L{wighaven.proxy.tunnels}), or None when
         the limits are reached, in which case the client has been answered
         (503, or 429 for its own address), on the reactor's next turn: the
         request's head may still be being parsed.
@@ -269,11 +269,11 @@ def _body_of(request):
 class _Relay:
     """
     One forwarded request, from its start to its end: the sink of the
-    backend's response (L{wighaven.upstream.IExchangeSink}), which it
+    backend's response (L{wighaven.proxy.upstream.IExchangeSink}), which it
     writes to the client as it arrives, with backpressure.
 
     Timeouts (one C{deadline} at a time, checked by the resource's
-    L{wighaven.deadlines.Deadlines} sweep): UPSTREAM_TIMEOUT until the
+    L{wighaven.proxy.deadlines.Deadlines} sweep): UPSTREAM_TIMEOUT until the
     response's head (not counting the time a streamed body takes to go up:
     see L{upload_started}); then STREAM_IDLE_TIMEOUT of silence in the body
     (the backend sends nothing, or the client has stopped reading and so

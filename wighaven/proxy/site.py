@@ -2,7 +2,7 @@
 
 Rule: the paths the gateway keeps for itself are the dashboard
 (DASHBOARD_PATH, default C{/}), C{/gateway-health} and everything under
-C{/_gateway/}. They are served by a Klein app (L{GatewayPages}). Every other
+C{/_gateway/}. They are served by a Klein app (L{wighaven.web.pages.GatewayPages}). Every other
 path goes straight to the forwarding resource, without Klein routing
 (Klein costs ~130 us a request and refuses non-UTF-8 paths with a 400 of
 its own, which would break a Space that uses them).
@@ -13,144 +13,17 @@ keeps the counters the dashboard shows.
 
 from __future__ import annotations
 
-import json
 import weakref
 
-from klein import Klein
 from twisted.logger import Logger, LogLevel
 from twisted.web import resource
 from twisted.web.server import Site
 
-from . import __version__, errors
+from ..observe.logs import LEVELS
+from ..web.pages import GATEWAY_PREFIX, HEALTH_PATH
 from .channel import GatewayChannel, GatewayRequest
-from .dashboard import render_dashboard
-from .live import LiveFeed, LiveMessages
-from .logs import LEVELS
-from .metrics import GatewayCollector, exposition
 
-__all__ = ["GatewayPages", "GatewaySite", "HEALTH_PATH", "GATEWAY_PREFIX"]
-
-HEALTH_PATH = "/gateway-health"
-GATEWAY_PREFIX = "/_gateway/"
-METRICS_PATH = GATEWAY_PREFIX + "metrics"
-LIVE_PATH = GATEWAY_PREFIX + "live"
-# Seconds a rendered dashboard is served again to viewers of the same kind.
-PAGE_TTL = 1.0
-LIVE_FULL = errors.GatewayError(
-    503, "live_feed_full", "LIVE_MAX_WATCHERS dashboards are watching; the page retries by itself",
-    retry_after=5,
-)
-
-
-class GatewayPages:
-    """
-    The Klein app of the gateway's own pages: dashboard, health, and under
-    /_gateway/ the Prometheus metrics and the dashboard's live feed (when
-    METRICS is on).
-
-    What a viewer may see of other visitors' requests is decided in one
-    place (L{may_see_paths}), for the page and the feed alike. The
-    dashboard is rendered at most once per PAGE_TTL for each kind of
-    viewer: a render costs milliseconds of CPU, a forwarded request a
-    fraction of one, so anonymous visitors asking for the page over and
-    over must not cost more than one render a second.
-    """
-
-    def __init__(self, config, stats, clock):
-        self._stats = stats
-        self._clock = clock
-        self._backend_host = config.backend_netloc
-        self._show_paths = config.dashboard_show_paths
-        self._rendered = {}  # (show_paths, draining) -> (when, page)
-        self.app = app = Klein()
-        app.route(config.dashboard_path, methods=["GET", "HEAD"])(self.dashboard)
-        app.route(HEALTH_PATH, methods=["GET", "HEAD"])(self.health)
-        self.live = None
-        if config.metrics:
-            self._collector = GatewayCollector(stats.figures)
-            self.live = LiveFeed(
-                LiveMessages(stats.route, stats, self._backend_host, clock), clock,
-                max_watchers=config.live_max_watchers,
-            )
-            app.route(METRICS_PATH, methods=["GET", "HEAD"])(self.metrics)
-            app.route(LIVE_PATH, methods=["GET"])(self.live_feed)
-        app.route(GATEWAY_PREFIX, branch=True)(self.not_found)
-
-    def may_see_paths(self, request) -> bool:
-        """
-        May whoever sent C{request} see the paths of other visitors'
-        requests? Everyone or no one, by DASHBOARD_SHOW_PATHS, until
-        there are administrators to tell apart.
-        """
-        return self._show_paths
-
-    def live_feed(self, request):
-        if self.live.full:
-            # Refused before the handshake: the page backs off and retries.
-            return errors.respond_with_error(request, LIVE_FULL)
-        return self.live.resource(self.may_see_paths(request))
-
-    def metrics(self, request):
-        body, content_type = exposition(self._collector)
-        request.setHeader(b"Content-Type", content_type.encode("ascii"))
-        request.setHeader(b"Cache-Control", b"no-store")
-        return body
-
-    def resource(self):
-        return self.app.resource()
-
-    def health(self, request):
-        snap = self._stats.snapshot()
-        request.setHeader(b"Content-Type", b"application/json")
-        request.setHeader(b"Cache-Control", b"no-store")
-        if snap.draining:
-            # A load balancer must stop sending here.
-            request.setResponseCode(503)
-        return json.dumps(
-            {
-                "status": "draining" if snap.draining else "ok",
-                "service": "wighaven-gateway",
-                "version": __version__,
-                "uptime_seconds": round(snap.uptime_seconds, 3),
-                "requests": snap.requests,
-                "errors": snap.errors,
-                "in_flight": snap.in_flight,
-                "mean_latency_ms": round(snap.mean_latency_ms, 3),
-                "workers": snap.workers,
-            }
-        ).encode("utf-8")
-
-    def dashboard(self, request):
-        request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
-        request.setHeader(b"Cache-Control", b"no-store")
-        request.setHeader(
-            b"Content-Security-Policy",
-            b"default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
-            b"connect-src 'self'",
-        )
-        show_paths = self.may_see_paths(request)
-        key = (show_paths, self._stats.draining)
-        now = self._clock.seconds()
-        when, page = self._rendered.get(key, (None, None))
-        if when is None or not 0 <= now - when < PAGE_TTL:
-            page = self._render(show_paths)
-            self._rendered[key] = (now, page)
-        return page
-
-    def _render(self, show_paths: bool) -> bytes:
-        snap = self._stats.snapshot()
-        live = self.live
-        return render_dashboard(
-            snap, self._backend_host, __version__, HEALTH_PATH,
-            status="draining" if snap.draining else "ok",
-            # The first paint has every figure, even without JavaScript.
-            live=live.hello(show_paths) if live is not None else None,
-            live_path=LIVE_PATH if live is not None else None,
-            show_paths=show_paths,
-        )
-
-    def not_found(self, request):
-        return errors.respond_with_error(request, errors.NOT_FOUND)
+__all__ = ["GatewaySite"]
 
 
 class GatewaySite(Site):
@@ -160,7 +33,7 @@ class GatewaySite(Site):
 
     @param pages: the resource of the gateway's own pages (Klein).
     @param forward: the forwarding resource.
-    @param stats: a L{wighaven.stats.GatewayStats}.
+    @param stats: a L{wighaven.observe.stats.GatewayStats}.
     """
 
     protocol = GatewayChannel

@@ -98,7 +98,7 @@ class WebSocketRelay:
 
     _log = Logger()
 
-    deadline = None  # L{wighaven.deadlines}: the answer's, then the tunnel's idle one
+    deadline = None  # L{wighaven.proxy.deadlines}: the answer's, then the tunnel's idle one
 
     def __init__(self, request, endpoint, target: bytes, headers: HeaderList, reactor,
                  timeout: float, deadlines, idle_timeout: float = 0, route=None, closed=None):

@@ -6,7 +6,7 @@ L{Supervisor}; it serves no request itself. It binds ONE listening socket
 (L{listening_socket}, without SO_REUSEPORT) and hands that same socket to
 every worker as file descriptor 3 (L{LISTEN_FD}); the workers accept from
 it side by side, one connection at a time
-(L{wighaven.transport.SharedPort}), so the idle ones take the new
+(L{wighaven.proxy.transport.SharedPort}), so the idle ones take the new
 connections. Why one socket: a port anything else listens on, another
 gateway included, can't be had (EADDRINUSE, the usual one line and exit
 1), and nothing is queued for one worker in particular: a worker that dies
@@ -25,7 +25,7 @@ suffix sums, exact, no subtraction), and at most one message per report
 nothing pile up in the parent. A new worker is told at once, and reads it
 (L{first_message}) before it serves anything. The worker adds its own
 live figures to that (L{PeerFigures}, read through
-L{wighaven.stats.GatewayStats.figures}), so /gateway-health, the dashboard
+L{wighaven.observe.stats.GatewayStats.figures}), so /gateway-health, the dashboard
 and /_gateway/metrics show the whole gateway whichever worker answers, the
 other workers' part at most about two seconds old. No other server is
 involved.
@@ -36,7 +36,7 @@ seconds (L{FIRST_REPORT_WITHIN} after its start) is hung: it is killed
 (SIGKILL) and restarted the same way. Silence is counted in the parent's
 own ticks, so a parent that was itself stopped (Ctrl-Z) or whose clock
 jumped kills nobody. SIGTERM to the parent closes its copy of the socket
-and passes SIGTERM on: every worker drains (see L{wighaven.drain}) and the
+and passes SIGTERM on: every worker drains (see L{wighaven.run.drain}) and the
 parent exits 0 once all are gone; a second SIGTERM ends everything at
 once. A worker whose parent disappears (its stdin closes) drains and exits
 too, so no orphan keeps the port.
@@ -57,9 +57,9 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from .drain import drain_on_sigterm
-from .logs import give_observer_to_twistd
-from .transport import address_family
-from .metrics import Histogram, merge_snapshots
+from ..observe.logs import give_observer_to_twistd
+from ..proxy.transport import address_family
+from ..observe.metrics import Histogram, merge_snapshots
 
 __all__ = [
     "LISTEN_FD", "REPORT_FD", "PeerFigures", "Supervisor", "WorkerLink", "everyone_but",
@@ -242,7 +242,7 @@ class Supervisor(service.Service):
         self._log_observer = log_observer
         self._handle_signals = handle_signals
         self._backlog = backlog
-        self._argv = argv or [sys.executable, "-m", "wighaven.worker"]
+        self._argv = argv or [sys.executable, "-m", "wighaven.run.worker"]
         self.started = reactor.seconds()
         self.workers = [None] * config.workers
         self.retired = None  # figures of workers that died

@@ -13,7 +13,7 @@ than the grace (the usual ebb and flow of a download) changes nothing.
 
 Why a sweep and not a timer per pause: a fast download pauses and resumes
 thousands of times a second. A response is watched by a
-L{wighaven.deadlines.Deadlines} sweep of its own resolution (a quarter of
+L{wighaven.proxy.deadlines.Deadlines} sweep of its own resolution (a quarter of
 the grace, between 0.05 and 0.5 seconds) from its first pause to its end;
 each pause then only sets its deadline and each resume clears it. A
 response that never pauses (most of them) costs nothing here.

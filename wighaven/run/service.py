@@ -1,4 +1,4 @@
-"""Builds the running gateway from a L{wighaven.config.Config}.
+"""Builds the running gateway from a L{wighaven.config.settings.Config}.
 
 Rule: everything that lives as long as the process is made here, once: the
 persistent upstream connection pool, the BackendAgent over it, the
@@ -18,18 +18,19 @@ from twisted.internet import defer
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
-from . import __version__
+from .. import __version__
 from .dispatch import lean_poll
 from .drain import Drain, drain_on_sigterm
-from .forward import ForwardResource
-from .limits import PeerConnectionLimit
-from .logs import give_observer_to_twistd
-from .site import GatewayPages, GatewaySite
-from .stats import GatewayStats
-from .tls import BackendTLSPolicy
-from .transport import address_family, adopt_port, listen_tcp
-from .upstream import BackendAgent
-from .upstream_protocol import upstream_pool
+from ..proxy.forward import ForwardResource
+from ..proxy.limits import PeerConnectionLimit
+from ..observe.logs import give_observer_to_twistd
+from ..proxy.site import GatewaySite
+from ..web.pages import GatewayPages
+from ..observe.stats import GatewayStats
+from ..proxy.tls import BackendTLSPolicy
+from ..proxy.transport import address_family, adopt_port, listen_tcp
+from ..proxy.upstream import BackendAgent
+from ..proxy.upstream_protocol import upstream_pool
 
 __all__ = ["GatewayService", "build_site"]
 

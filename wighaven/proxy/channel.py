@@ -343,7 +343,7 @@ class GatewayChannel(http.HTTPChannel):
 
     Upgrade: llhttp stops at the head of a request that asks for one. A
     WebSocket handshake's later bytes wait in C{_dataBuffer} for the tunnel
-    (L{wighaven.websocket}); for any other, parsing goes on with a fresh
+    (L{wighaven.proxy.websocket}); for any other, parsing goes on with a fresh
     parser. An upgrade request other than a WebSocket handshake that
     declares a body is refused (400): llhttp leaves such a body unframed.
 
@@ -361,7 +361,7 @@ class GatewayChannel(http.HTTPChannel):
     """
 
     _refused = False
-    deadline = None  # when the current phase times out (L{wighaven.deadlines})
+    deadline = None  # when the current phase times out (L{wighaven.proxy.deadlines})
     _phase_expired = None  # what happens then
     _between_requests = False
     _head_pending = False

@@ -1,7 +1,7 @@
 """The gateway's state as the dashboard and the health endpoint show it.
 
 Rule: L{GatewayStats} is a thin view over the metrics of the backend route
-(L{wighaven.metrics.RouteMetrics}), plus what is not a metric: when the
+(L{wighaven.observe.metrics.RouteMetrics}), plus what is not a metric: when the
 gateway started and whether it is draining. Counting happens once, in the
 route; nothing here keeps a second copy of a counter.
 
@@ -49,7 +49,7 @@ class GatewayStats:
         self.route = route if route is not None else RouteMetrics("backend", clock)
         self.started = clock.seconds()
         self.draining = False  # set on SIGTERM: finishing what is in flight
-        # In a worker: the other workers' figures (see wighaven.cluster.PeerFigures).
+        # In a worker: the other workers' figures (see wighaven.run.cluster.PeerFigures).
         self.peers = None
 
     @property
@@ -75,7 +75,7 @@ class GatewayStats:
     def figures(self, now=None) -> dict:
         """
         The whole gateway's metrics snapshot (the format of
-        L{wighaven.metrics.Metrics.snapshot}): this process's own, plus the
+        L{wighaven.observe.metrics.Metrics.snapshot}): this process's own, plus the
         other workers' when there are any.
         """
         if now is None:

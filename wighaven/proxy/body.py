@@ -138,7 +138,7 @@ class StreamingBody:
     def _watch_hangup(self, on: bool):
         """
         While the upload is held back, a client that hangs up is noticed at
-        once (L{wighaven.transport}); other transports (tests' fakes, TLS)
+        once (L{wighaven.proxy.transport}); other transports (tests' fakes, TLS)
         notice it when they read again.
         """
         watch = getattr(self._client, "watch_hangup", None)

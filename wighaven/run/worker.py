@@ -1,11 +1,11 @@
 """One worker process of a gateway with WORKERS above 1.
 
-Started by L{wighaven.cluster.Supervisor} as C{python -m wighaven.worker},
+Started by L{wighaven.run.cluster.Supervisor} as C{python -m wighaven.run.worker},
 never by hand: its configuration comes from the environment its parent
 hands it, its listening socket is descriptor 3 (the one socket every worker
 accepts from) and its parent's end is stdin (answers) and descriptor 4
 (reports). It serves exactly like a single-process gateway (the same
-L{wighaven.service.GatewayService}); only its figures are added up with the
+L{wighaven.run.service.GatewayService}); only its figures are added up with the
 other workers'.
 """
 
@@ -19,8 +19,8 @@ from twisted.internet import stdio
 from twisted.logger import globalLogBeginner
 
 from .cluster import LISTEN_FD, REPORT_FD, WorkerLink, first_message
-from .config import ConfigError, load_config
-from .logs import filtered_observer
+from ..config.settings import ConfigError, load_config
+from ..observe.logs import filtered_observer
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """twistd glue: command-line options (mirroring the environment) -> config
 -> service. Nothing else lives here.
 
-Every setting of L{wighaven.config.SETTINGS} is an option named after its
+Every setting of L{wighaven.config.settings.SETTINGS} is an option named after its
 environment variable (PRIVATE_BACKEND_URL -> --private-backend-url, PORT ->
 --port). A configuration error stops start-up with one line on stderr and
 exit status 1, before anything listens.
@@ -14,8 +14,8 @@ import sys
 
 from twisted.python import usage
 
-from .config import SETTINGS, ConfigError, load_config
-from .logs import twistd_observer
+from ..config.settings import SETTINGS, ConfigError, load_config
+from ..observe.logs import twistd_observer
 
 __all__ = ["Options", "makeService"]
 

@@ -393,7 +393,7 @@ class RouteMetrics:
         headers histogram is left alone). C{path}
         (str or bytes), when given, adds the request to C{recent}, with
         this route's name: who may see which of its parts is the reader's
-        choice (see L{wighaven.live.for_viewer}).
+        choice (see L{wighaven.observe.live.for_viewer}).
         """
         self.in_flight -= 1
         if status is not None and 100 <= status < 600:

@@ -27,7 +27,7 @@ subclasses change only that:
     (Twisted's HTTP server asks for them on every request);
   - on request (L{watch_hangup}: an upload held back by backpressure), a
     connection whose reading is stopped is watched for its peer hanging up
-    (L{wighaven.hangup}): a client that leaves while its upload waits is
+    (L{wighaven.proxy.hangup}): a client that leaves while its upload waits is
     noticed at once, not when reading resumes.
 
 L{FastPort} listens with L{FastServer} connections; L{FastConnectReactor}
@@ -327,7 +327,7 @@ def adopt_port(reactor, fd, family, factory):
 class SharedPort(FastPort):
     """
     A listening socket that other processes accept from too (the workers of
-    L{wighaven.cluster}). Twisted accepts up to C{numberAccepts} connections
+    L{wighaven.run.cluster}). Twisted accepts up to C{numberAccepts} connections
     per wake-up, a number that grows with the traffic (100 at first): the
     first worker to wake would take a whole burst (a load tester's 64
     connections made at once) and leave the others idle: 64 to 0 most

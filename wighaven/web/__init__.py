@@ -1,0 +1,1 @@
+"""The gateway's own pages (Klein): the dashboard and its static parts, health."""
