@@ -57,7 +57,7 @@ INSTALL_REQUIRES = [
     "prometheus-client>=0.20.0",
     # Twisted's WebSocket server (the dashboard's live feed) runs on wsproto.
     "wsproto>=1.2.0",
-    # httptools (llhttp) parses backend responses: wighaven/upstream_protocol.py.
+    # httptools (llhttp) parses backend responses: wighaven/proxy/upstream_protocol.py.
     "httptools>=0.6,<1",
 ]
 
@@ -71,6 +71,8 @@ setup(
     ),
     python_requires=">=3.10",
     packages=find_packages(exclude=["tests", "tests.*"]) + ["twisted.plugins"],
+    # The dashboard's HTML template, style sheet and script.
+    package_data={"wighaven.web": ["*.html", "*.css", "*.js"]},
     install_requires=INSTALL_REQUIRES,
     zip_safe=False,
     classifiers=[
