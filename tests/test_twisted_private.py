@@ -1068,7 +1068,9 @@ class DependencyRangeTests(SynchronousTestCase):
 
     def test_the_lock_pins_every_range_inside_it(self):
         pins = locked()
-        requirements = {canonicalize_name(r.name): r.specifier for r in install_requires()}
+        # The lock is for this Python: a backport for older ones (tomli) is not in it.
+        requirements = {canonicalize_name(r.name): r.specifier for r in install_requires()
+                        if r.marker is None or r.marker.evaluate()}
         self.assertEqual(set(pins), set(requirements))
         for name, (operator, version) in pins.items():
             self.assertEqual(operator, "==", name)

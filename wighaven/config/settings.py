@@ -24,7 +24,10 @@ import attrs
 
 from .trust import NO_PROXY, ONE_HOP, TrustedProxies
 
-__all__ = ["Config", "ConfigError", "SETTINGS", "Setting", "load_config", "tunnel_limits"]
+__all__ = [
+    "Config", "ConfigError", "SETTINGS", "Setting", "ascii_host", "check_ca_bundle", "load_config",
+    "parse_origin", "tunnel_limits",
+]
 
 
 class ConfigError(ValueError):
@@ -287,39 +290,48 @@ class Config:
 
 
 def _parse_backend_url(value: Optional[str]):
-    missing = ConfigError(
-        "PRIVATE_BACKEND_URL must be set (the private Space's URL, e.g. https://user-space.hf.space)"
-    )
     if value is None or not value.strip():
-        raise missing
+        raise ConfigError(
+            "PRIVATE_BACKEND_URL must be set (the private Space's URL, e.g. https://user-space.hf.space)"
+        )
+    return parse_origin(value, "PRIVATE_BACKEND_URL", "HF_TOKEN")
+
+
+def parse_origin(value: str, what: str, token_setting: str):
+    """
+    (scheme, ASCII host, port) of a backend's URL, which must be an origin
+    (http or https, a host, no credentials, path or query). C{what} names
+    the setting in the error's one line, C{token_setting} where the token
+    goes instead of user:password@.
+    """
     value = value.strip()
     try:
         parts = urlsplit(value)
         port = parts.port
     except ValueError as e:
-        raise ConfigError("PRIVATE_BACKEND_URL is not a valid URL: %s" % (e,))
+        raise ConfigError("%s is not a valid URL: %s" % (what, e))
     if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
         raise ConfigError(
-            "PRIVATE_BACKEND_URL must be an http:// or https:// URL with a host, "
-            "e.g. https://user-space.hf.space"
+            "%s must be an http:// or https:// URL with a host, "
+            "e.g. https://user-space.hf.space" % (what,)
         )
     if port == 0:
-        raise ConfigError("PRIVATE_BACKEND_URL has port 0; leave the port out or give a real one")
+        raise ConfigError("%s has port 0; leave the port out or give a real one" % (what,))
     if parts.username is not None or parts.password is not None or "@" in parts.netloc:
         raise ConfigError(
-            "PRIVATE_BACKEND_URL must not contain user:password@; put the token in HF_TOKEN"
+            "%s must not contain user:password@; put the token in %s" % (what, token_setting)
         )
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise ConfigError(
-            "PRIVATE_BACKEND_URL must be an origin only (scheme://host[:port]), with no path or query"
+            "%s must be an origin only (scheme://host[:port]), with no path or query" % (what,)
         )
-    return parts.scheme, _ascii_host(parts.hostname), port or _DEFAULT_PORTS[parts.scheme]
+    return parts.scheme, ascii_host(parts.hostname, what), port or _DEFAULT_PORTS[parts.scheme]
 
 
 _HOSTNAME_RE = re.compile(r"^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*\.?$")
 
 
-def _ascii_host(host: str) -> str:
+def ascii_host(host: str, what: str) -> str:
     """The host as sent on the wire: an IP literal, or an ASCII (IDNA) DNS name."""
     try:
         ipaddress.ip_address(host)
@@ -331,7 +343,7 @@ def _ascii_host(host: str) -> str:
     except UnicodeError:
         ascii_host = ""
     if not _HOSTNAME_RE.match(ascii_host):
-        raise ConfigError("PRIVATE_BACKEND_URL has an invalid hostname: %r" % (host,))
+        raise ConfigError("%s has an invalid hostname: %r" % (what, host))
     return ascii_host
 
 
@@ -395,16 +407,16 @@ def _origins(value: Optional[str]) -> tuple:
     return origins
 
 
-def _ca_bundle(value: Optional[str]) -> Optional[str]:
+def check_ca_bundle(value: Optional[str], what: str = "BACKEND_CA_BUNDLE") -> Optional[str]:
     if not value:
         return None
     try:
         with open(value, "rb") as f:
             pem = f.read()
     except OSError as e:
-        raise ConfigError("BACKEND_CA_BUNDLE %r cannot be read: %s" % (value, e.strerror))
+        raise ConfigError("%s %r cannot be read: %s" % (what, value, e.strerror))
     if b"-----BEGIN CERTIFICATE-----" not in pem:
-        raise ConfigError("BACKEND_CA_BUNDLE %r holds no PEM certificate" % (value,))
+        raise ConfigError("%s %r holds no PEM certificate" % (what, value))
     return value
 
 
@@ -508,7 +520,7 @@ def load_config(env: Mapping[str, str], overrides: Mapping[str, Optional[str]] =
         log_bodies=_choice("LOG_BODIES", raw["LOG_BODIES"], ("off", "headers", "full")),
         log_bodies_max=int(_number("LOG_BODIES_MAX", raw["LOG_BODIES_MAX"], int, 0)),
         metrics=_boolean("METRICS", raw["METRICS"]),
-        backend_ca_bundle=_ca_bundle(raw["BACKEND_CA_BUNDLE"]),
+        backend_ca_bundle=check_ca_bundle(raw["BACKEND_CA_BUNDLE"]),
         upstream_timeout=_number("UPSTREAM_TIMEOUT", raw["UPSTREAM_TIMEOUT"], float, 0.001),
         pool_max_per_host=int(_number("POOL_MAX_PER_HOST", raw["POOL_MAX_PER_HOST"], int, 1)),
         upstream_max_connections=int(
