@@ -53,15 +53,17 @@ The subpackages, each with one job:
             running service, WORKERS (cluster, worker), drain, the event
             loop's tuning (dispatch);
   config/   the settings from the environment and twistd options, validated
-            into a frozen configuration; TRUST_PROXY's parsed form;
+            into a frozen configuration; TRUST_PROXY's parsed form; the
+            config file's routes;
   proxy/    the HTTP engine: the pipeline above, with its transports,
             timers, limits, tunnels, TLS and error answers;
   observe/  metrics, the dashboard's figures, logs, the exchange log and
             the live feed;
   web/      the gateway's own pages: the Klein tree and the dashboard (its
             HTML, CSS and JS are package data files beside it).
-Later parts get their own: routing/ (the route table, balancing, health),
-auth/, admin/, store/, limits/, cache/, spaces/. The README's Layout lists
+  routing/  which route a request belongs to (the route table's matching;
+            balancing, affinity, health and retries join it).
+Later parts get their own: auth/, admin/, store/, limits/, cache/, spaces/. The README's Layout lists
 every module.
 """
 
