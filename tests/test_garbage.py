@@ -13,7 +13,6 @@ count what only the collector could free.
 import gc
 
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import succeed
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
@@ -25,21 +24,10 @@ from wighaven.proxy.tls import BackendTLSPolicy
 from wighaven.proxy.upstream import BackendAgent
 from wighaven.proxy.upstream_protocol import upstream_pool
 
+from .support.fakes import Connecting
+
 OK = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n"
       b"Connection: keep-alive\r\n\r\nhello")
-
-
-class _Backend:
-    """An endpoint whose connections are StringTransports."""
-
-    def __init__(self):
-        self.connections = []
-
-    def connect(self, factory):
-        connection = factory.buildProtocol(None)
-        connection.makeConnection(StringTransport())
-        self.connections.append(connection)
-        return succeed(connection)
 
 
 class ForwardedExchangeGarbageTests(SynchronousTestCase):
@@ -49,7 +37,7 @@ class ForwardedExchangeGarbageTests(SynchronousTestCase):
                               "LOG_LEVEL": "warn"})
         pool = upstream_pool(self.clock)
         agent = BackendAgent(self.clock, b"http://backend", pool, BackendTLSPolicy())
-        self.backend = agent.endpoint = _Backend()
+        self.backend = agent.endpoint = Connecting()
         self.site = build_site(config, agent, self.clock)
         self.addCleanup(self.site.stop_timers)
         if gc.isenabled():

@@ -19,7 +19,7 @@ from OpenSSL import SSL
 from twisted.internet import defer, reactor
 from twisted.internet.defer import succeed
 from twisted.internet.error import ConnectionAborted, ConnectionLost
-from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web._newclient import HTTPClientParser
@@ -46,7 +46,7 @@ from wighaven.proxy.upstream_protocol import (
     BAD_RESPONSE, new_connection, take_idle, upstream_pool,
 )
 
-from .support.fakes import CollectingProtocol
+from .support.fakes import CollectingProtocol, Connecting
 from .test_upstream_protocol import Body as UploadBody
 
 
@@ -333,20 +333,6 @@ class BackendAgentTests(TestCase):
 
 
 # The exchange, driven by hand over StringTransports.
-
-class Connecting:
-    """An endpoint whose connections are UpstreamProtocols over
-    StringTransports, kept in C{connections}."""
-
-    def __init__(self):
-        self.connections = []
-
-    def connect(self, factory):
-        connection = factory.buildProtocol(None)
-        connection.makeConnection(StringTransport())
-        self.connections.append(connection)
-        return succeed(connection)
-
 
 CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
 

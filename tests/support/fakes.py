@@ -1,7 +1,9 @@
 """Small fakes shared by unit tests."""
 
+from twisted.internet.defer import succeed
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol
+from twisted.internet.testing import StringTransport
 from zope.interface import implementer
 
 
@@ -34,3 +36,17 @@ class CollectingProtocol(Protocol):
 
     def connectionLost(self, reason):
         self.lost.append(reason)
+
+
+class Connecting:
+    """An endpoint whose connections are UpstreamProtocols over
+    StringTransports, kept in C{connections}."""
+
+    def __init__(self):
+        self.connections = []
+
+    def connect(self, factory):
+        connection = factory.buildProtocol(None)
+        connection.makeConnection(StringTransport())
+        self.connections.append(connection)
+        return succeed(connection)
