@@ -100,11 +100,6 @@ class Route:
     health_path: Optional[str] = None
     source: str = "file"  # "file" or "env"
 
-    @property
-    def match(self) -> Tuple[Tuple[str, ...], str]:
-        """What two routes may not share: (each host, or none) and the path."""
-        return self.hosts, self.path
-
 
 class _Where:
     """Builds one-line errors: C{route 'chat': upstreams[1].url: ...}."""

@@ -157,8 +157,8 @@ class GatewayRequest(server.Request):
         """
         Send a forwarded answer's status line and headers at once: the
         backend's end-to-end headers (C{headers}: (name, [values]) in the
-        backend's order and spelling), then whatever the gateway set on
-        C{responseHeaders} (X-Request-ID, Connection: close, a policy
+        backend's order and spelling), the gateway's X-Request-ID, whatever
+        the gateway set on C{responseHeaders} (Connection: close, a policy
         step's additions), then the framing.
 
         Why not Request.write: it copies every header into a Headers object
@@ -167,8 +167,9 @@ class GatewayRequest(server.Request):
         small forwarded request. Here nothing is copied, and nothing needs
         the scan: names are tokens and values have no CR or LF, since the
         backend's were parsed by llhttp, the CORS and Location values are
-        built from llhttp-parsed requests and validated settings, and
-        C{responseHeaders} went through Headers. A value is kept as the
+        built from llhttp-parsed requests and validated settings, the
+        request id is a checked or generated token, and C{responseHeaders}
+        went through Headers. A value is kept as the
         backend wrote it, and so is the name's case, which is more faithful
         than Twisted's re-casing. A backend's own X-Request-ID gives way to
         the gateway's, as every other answer's does.
@@ -193,6 +194,7 @@ class GatewayRequest(server.Request):
                     continue
             for value in values:
                 out += (name, b": ", value, b"\r\n")
+        out += (b"X-Request-ID: ", self.request_id, b"\r\n")
         own = self.responseHeaders
         if channel.factory.draining:  # shutting down: this answer is the connection's last
             channel.persistent = False

@@ -508,12 +508,11 @@ def _send_head(request, status, phrase, headers):
     """
     out = request.responseHeaders
     out.removeHeader(b"date")  # Twisted's, when the request was rendered
-    request_id = getattr(request, "request_id", None)
     write_head = getattr(request, "write_forwarded_head", None)
     if write_head is not None:
-        out.setRawHeaders(b"X-Request-ID", [request_id])
         write_head(status, phrase, headers)
         return
+    request_id = getattr(request, "request_id", None)
     request.setResponseCode(status, phrase)
     request.defaultContentType = None
     for name, values in headers:
