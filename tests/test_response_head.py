@@ -16,7 +16,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.threads import deferToThread
 from twisted.trial import unittest
 
-from tests.support.client import raw
+from tests.support.client import raw, read_head
 from tests.support.gateway import start_gateway
 
 
@@ -66,13 +66,7 @@ def _read_head_then(port, request, timeout=5):
     """Send C{request}; (bytes up to the end of the head, the socket)."""
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     s.sendall(request)
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    return data, s
+    return read_head(s), s
 
 
 def _read_to_close(s):

@@ -14,7 +14,7 @@ from wighaven.config.settings import load_config
 from wighaven.proxy.tunnels import STREAM, WEBSOCKET, TunnelLimits
 
 from tests.support.backend import start_backend
-from tests.support.client import fetch
+from tests.support.client import fetch, read_head
 from tests.support.gateway import TOKEN, start_gateway
 from tests.support.waiting import wait_until
 from tests.support.ws_backend import WebSocketBackend
@@ -60,13 +60,7 @@ def _open_stream(port, source="127.0.0.1", forwarded_for=None):
     s.connect(("127.0.0.1", port))
     extra = b"X-Forwarded-For: %s\r\n" % forwarded_for.encode() if forwarded_for else b""
     s.sendall(b"GET /sse?n=50&every=0.2 HTTP/1.1\r\nHost: a\r\n" + extra + b"\r\n")
-    head = b""
-    while b"\r\n\r\n" not in head:
-        data = s.recv(4096)
-        if not data:
-            break
-        head += data
-    return s, head.split(b"\r\n", 1)[0]
+    return s, read_head(s).split(b"\r\n", 1)[0]
 
 
 class StreamLimitTests(unittest.TestCase):

@@ -73,3 +73,14 @@ def _raw(port, data, timeout):
 def raw(port, data, timeout=10):
     """Send raw bytes on a new connection; Deferred firing with all bytes read until close."""
     return deferToThread(_raw, port, data, timeout)
+
+
+def read_head(sock) -> bytes:
+    """Bytes read from C{sock} until the end of a response head (or its close)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
