@@ -79,13 +79,14 @@ class BalancerForTests(SynchronousTestCase):
 
     def test_round_robin_uses_the_weights(self):
         route = self.route("round_robin")
-        balancer = balancer_for(route, lambda u: 0)
+        balancer = balancer_for(route.balance, route.upstreams, [2, 1], lambda u: 0)
         picks = [balancer.pick().host for _ in range(3)]
         self.assertEqual(collections.Counter(picks), {"a.example": 2, "b.example": 1})
 
     def test_least_in_flight(self):
         route = self.route("least_in_flight")
         busy = route.upstreams[0]
-        balancer = balancer_for(route, lambda u: 10 if u is busy else 0, random.Random(2))
+        balancer = balancer_for(route.balance, route.upstreams, [2, 1],
+                                lambda u: 10 if u is busy else 0, random.Random(2))
         self.assertIsInstance(balancer, LeastInFlight)
         self.assertEqual({balancer.pick().host for _ in range(10)}, {"b.example"})

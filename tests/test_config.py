@@ -39,8 +39,9 @@ class SettingsTableTests(SynchronousTestCase):
         names = [s.env for s in SETTINGS]
         self.assertEqual(len(names), len(set(names)))
         # Every setting is a field of Config, except the backend URL, which
-        # becomes three (scheme, host, port); TRUST_PROXY adds why it is on.
-        self.assertEqual(len(attrs.fields(Config)), len(names) + 3)
+        # becomes three (scheme, host, port); TRUST_PROXY adds why it is on,
+        # WIGHAVEN_CONFIG the routes it gives and where the rest goes.
+        self.assertEqual(len(attrs.fields(Config)), len(names) + 5)
 
     def test_option_name(self):
         options = {s.env: s.option for s in SETTINGS}

@@ -495,10 +495,10 @@ class RouteMetricsTests(SynchronousTestCase):
         self.assertEqual(
             list(self.route.recent),
             [
-                {"time": 1000.0, "method": "POST", "route": "backend", "path": "/gradio_api/queue/join",
-                 "status": 201, "ms": 12.346},
-                {"time": 1001.5, "method": "PROPFIND", "route": "backend", "path": "/caf\u00e9",
-                 "status": None, "ms": 1000.0},
+                {"n": 1, "time": 1000.0, "method": "POST", "route": "backend",
+                 "path": "/gradio_api/queue/join", "status": 201, "ms": 12.346},
+                {"n": 2, "time": 1001.5, "method": "PROPFIND", "route": "backend",
+                 "path": "/caf\u00e9", "status": None, "ms": 1000.0},
             ],
         )
 
@@ -752,6 +752,9 @@ class ExpositionTests(SynchronousTestCase):
                 "wighaven_request_duration_seconds": "histogram",
                 "wighaven_error_ratio_1m": "gauge",
                 "wighaven_backend_up": "gauge",
+                "wighaven_upstream_requests": "counter",
+                "wighaven_upstream_request_errors": "counter",
+                "wighaven_upstream_up": "gauge",
             },
         )
 

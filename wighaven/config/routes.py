@@ -23,6 +23,7 @@ The schema (keys are a public interface; README "The config file"):
     affinity = "none"                # "none" | "cookie" | "gradio"
     retries = 1                      # extra upstreams tried, idempotent requests only
     health_path = "/healthz"         # optional active probe path
+    health_interval = 10             # seconds between active probes (or Hub questions)
 
     [[routes.upstreams]]
     url = "https://user-chat-a.hf.space"
@@ -49,18 +50,19 @@ else:  # pragma: no cover - Python 3.10
 
 __all__ = [
     "BALANCERS", "AFFINITIES", "DEFAULT_ROUTE", "Route", "Upstream", "env_route", "load_route_file",
-    "parse_routes", "route_table",
+    "load_routes", "parse_routes", "route_table",
 ]
 
 BALANCERS = ("round_robin", "least_in_flight")
 AFFINITIES = ("none", "cookie", "gradio")
 DEFAULT_ROUTE = "default"  # the name of the environment's route
 MAX_RETRIES = 10
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 MAX_WEIGHT = 1000
 
 _ROUTE_KEYS = frozenset([
     "name", "hosts", "path", "strip_path", "balance", "affinity", "retries", "health_path",
-    "upstreams",
+    "health_interval", "upstreams",
 ])
 _UPSTREAM_KEYS = frozenset(["url", "token", "weight", "space", "ca_bundle"])
 _NAME_RE = re.compile(r"^[a-z0-9-]{1,63}$")
@@ -84,6 +86,17 @@ class Upstream:
     space: Optional[str] = None
     ca_bundle: Optional[str] = None
 
+    @property
+    def netloc(self) -> str:
+        """host[:port] as it belongs in a Host header (the port only when not the default)."""
+        host = "[%s]" % self.host if ":" in self.host else self.host
+        return host if self.port == _DEFAULT_PORTS[self.scheme] else "%s:%d" % (host, self.port)
+
+    @property
+    def origin(self) -> str:
+        """scheme://host[:port], normalized."""
+        return "%s://%s" % (self.scheme, self.netloc)
+
 
 @attrs.frozen
 class Route:
@@ -98,6 +111,7 @@ class Route:
     affinity: str = "none"
     retries: int = 0
     health_path: Optional[str] = None
+    health_interval: float = 10.0
     source: str = "file"  # "file" or "env"
 
 
@@ -174,6 +188,7 @@ def _route(index: int, table: Mapping, env: Mapping[str, str]) -> Route:
         affinity=_one_of(where, "affinity", table.get("affinity", "none"), AFFINITIES),
         retries=_int(where, "retries", table.get("retries", 0), 0, MAX_RETRIES),
         health_path=_health_path(where, table.get("health_path")),
+        health_interval=_seconds(where, "health_interval", table.get("health_interval", 10)),
         upstreams=tuple(_upstream(where, i, u, env) for i, u in enumerate(upstream_tables)),
     )
 
@@ -276,6 +291,12 @@ def _health_path(where: _Where, value) -> Optional[str]:
     return value
 
 
+def _seconds(where: _Where, key: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value <= 3600:
+        raise where.error(key, "must be a number of seconds from 1 to 3600")
+    return float(value)
+
+
 def _bool(where: _Where, key: str, value) -> bool:
     if not isinstance(value, bool):
         raise where.error(key, "must be true or false")
@@ -327,3 +348,17 @@ def route_table(env_default: Optional[Route], file_routes: Sequence[Route]):
     return (env_default,) + tuple(file_routes), (
         "PRIVATE_BACKEND_URL is the route 'default' at /, for every request no route of the "
         "config file matches")
+
+
+def load_routes(config, env: Mapping[str, str]):
+    """
+    (routes, start-up line) of a L{wighaven.config.settings.Config}: its
+    PRIVATE_BACKEND_URL and its WIGHAVEN_CONFIG file, re-read (a reload
+    calls this again). L{ConfigError} when neither gives a route.
+    """
+    env_default = env_route(config) if config.backend_host is not None else None
+    file_routes = load_route_file(config.config_file, env) if config.config_file else ()
+    if env_default is None and not file_routes:
+        raise ConfigError("config file %r has no [[routes]]; add one, or set PRIVATE_BACKEND_URL"
+                          % (config.config_file,))
+    return route_table(env_default, file_routes)

@@ -41,19 +41,28 @@ class Setting:
     env: str
     default: Optional[str]
     help: str
+    option_name: Optional[str] = None  # when the option is not named after the variable
 
     @property
     def option(self) -> str:
         """The twistd option name, e.g. C{upstream-timeout} for UPSTREAM_TIMEOUT."""
-        return self.env.lower().replace("_", "-")
+        return self.option_name or self.env.lower().replace("_", "-")
 
 
 SETTINGS = (
     Setting(
         "PRIVATE_BACKEND_URL",
         None,
-        "Required. The private Space or app to put behind the gateway, "
-        "e.g. https://user-space.hf.space (http or https, no user:password@).",
+        "The private Space or app to put behind the gateway, "
+        "e.g. https://user-space.hf.space (http or https, no user:password@): the route "
+        "'default' at /. Required unless WIGHAVEN_CONFIG gives routes.",
+    ),
+    Setting(
+        "WIGHAVEN_CONFIG",
+        None,
+        "A TOML file of routes (several Spaces, replicas, balancing, affinity, health): "
+        "README 'The config file'. Re-read on SIGHUP.",
+        option_name="config",
     ),
     Setting(
         "HF_TOKEN",
@@ -217,6 +226,18 @@ SETTINGS = (
         "its UPSTREAM_MAX_CONNECTIONS place to others (it goes on, outside the count).",
     ),
     Setting(
+        "HF_ENDPOINT",
+        "https://huggingface.co",
+        "The Hugging Face Hub, asked for the stage of each upstream with a `space` and no "
+        "health_path (GET /api/spaces/<space>/runtime, with that upstream's token).",
+    ),
+    Setting(
+        "AFFINITY_SECRET",
+        None,
+        "Signs the session affinity cookies. Unset: a random one per start (shared by the "
+        "workers), so browsers are rebalanced after a restart; set it to keep them.",
+    ),
+    Setting(
         "TRUST_PROXY",
         "false",
         "true when exactly one trusted proxy stands in front (a Hugging Face Docker Space), or "
@@ -272,11 +293,18 @@ class Config:
     max_streams: Optional[int] = None
     slow_client_grace: float = 2.0
     trust_proxy_reason: str = ""  # why TRUST_PROXY is what it is, for the start-up line
+    config_file: Optional[str] = None  # WIGHAVEN_CONFIG
+    routes: tuple = ()  # the validated route table (wighaven.config.routes.Route)
+    routes_note: str = ""  # where requests no route matches go, for the start-up line
+    hf_endpoint: str = "https://huggingface.co"
+    affinity_secret: bytes = attrs.field(default=b"", repr=False, eq=False)
 
     @property
     def backend_netloc(self) -> str:
         """host[:port] as it belongs in a Host header (port only when not default)."""
         host = self.backend_host
+        if host is None:  # no PRIVATE_BACKEND_URL: the config file's routes only
+            return "%d routes" % len(self.routes)
         if ":" in host:
             host = "[" + host + "]"
         if self.backend_port == _DEFAULT_PORTS[self.backend_scheme]:
@@ -284,8 +312,10 @@ class Config:
         return "%s:%d" % (host, self.backend_port)
 
     @property
-    def backend_origin(self) -> str:
-        """scheme://host[:port] of the backend, with no path."""
+    def backend_origin(self) -> Optional[str]:
+        """scheme://host[:port] of the backend, with no path (None without one)."""
+        if self.backend_host is None:
+            return None
         return "%s://%s" % (self.backend_scheme, self.backend_netloc)
 
 
@@ -502,11 +532,18 @@ def load_config(env: Mapping[str, str], overrides: Mapping[str, Optional[str]] =
         raw[setting.env] = value
     trust_proxy, trust_reason = _trust_proxy(given["TRUST_PROXY"], env)
 
-    scheme, host, port = _parse_backend_url(raw["PRIVATE_BACKEND_URL"])
+    config_file = (raw["WIGHAVEN_CONFIG"] or "").strip() or None
+    if config_file is not None and not (raw["PRIVATE_BACKEND_URL"] or "").strip():
+        scheme = host = port = None  # every route comes from the file
+    else:
+        scheme, host, port = _parse_backend_url(raw["PRIVATE_BACKEND_URL"])
     token = (raw["HF_TOKEN"] or "").strip() or None
     if token is not None and any(c in token for c in "\r\n\x00"):
         raise ConfigError("HF_TOKEN must be a single line")
-    return Config(
+    secret = (raw["AFFINITY_SECRET"] or "").strip()
+    if secret and len(secret) < 16:
+        raise ConfigError("AFFINITY_SECRET must be at least 16 characters (or unset)")
+    config = Config(
         backend_scheme=scheme,
         backend_host=host,
         backend_port=port,
@@ -549,4 +586,17 @@ def load_config(env: Mapping[str, str], overrides: Mapping[str, Optional[str]] =
         max_websockets=_auto_or_count("MAX_WEBSOCKETS", raw["MAX_WEBSOCKETS"]),
         max_streams=_auto_or_count("MAX_STREAMS", raw["MAX_STREAMS"]),
         slow_client_grace=_number("SLOW_CLIENT_GRACE", raw["SLOW_CLIENT_GRACE"], float, 0),
+        config_file=config_file,
+        hf_endpoint=_hub_endpoint(raw["HF_ENDPOINT"]),
+        affinity_secret=secret.encode("utf-8") if secret else os.urandom(32),
     )
+    from .routes import load_routes  # routes builds on this module's checks
+
+    routes, note = load_routes(config, env)
+    return attrs.evolve(config, routes=routes, routes_note=note)
+
+
+def _hub_endpoint(value: str) -> str:
+    """HF_ENDPOINT: an http(s) origin, kept without a trailing slash."""
+    scheme, _, port = parse_origin(value, "HF_ENDPOINT", "HF_TOKEN")
+    return value.strip().rstrip("/")

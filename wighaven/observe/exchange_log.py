@@ -28,21 +28,21 @@ class ExchangeLog:
     def __init__(self, mode: str, limit: int, token: Optional[bytes]):
         self.full = mode == "full"
         self.limit = limit if self.full else 0
-        self._token = token
+        # Every upstream's token (a route table has several; a reload replaces them).
+        self.tokens = (token,) if token else ()
 
     def redact(self, data: bytes, truncated: bool = False) -> bytes:
         """
-        C{data} with the token replaced; when C{truncated} (a capture cut at
-        the limit), also a start of the token left at the very end.
+        C{data} with every token replaced; when C{truncated} (a capture cut
+        at the limit), also a start of a token left at the very end.
         """
-        token = self._token
-        if not token:
-            return data
-        data = data.replace(token, REDACTED)
+        for token in self.tokens:
+            data = data.replace(token, REDACTED)
         if truncated:
-            for k in range(min(len(token) - 1, len(data)), 0, -1):
-                if data.endswith(token[:k]):
-                    return data[:-k] + REDACTED
+            for token in self.tokens:
+                for k in range(min(len(token) - 1, len(data)), 0, -1):
+                    if data.endswith(token[:k]):
+                        return data[:-k] + REDACTED
         return data
 
     def headers(self, raw_headers) -> list:

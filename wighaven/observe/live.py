@@ -127,7 +127,7 @@ class LiveMessages:
         # Per source process (None: this one), the number of the newest
         # recent entry the open watchers have been sent (or that finished
         # before the feed existed).
-        self._sent = {None: route.recent_total}
+        self._sent = {None: stats.metrics.recent_total}
 
     def _common(self, kind, now, route):
         history = route["history"]

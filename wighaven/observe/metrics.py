@@ -312,9 +312,12 @@ class RouteMetrics:
     so that merged snapshots of several workers can tell which news is newest.
     """
 
-    def __init__(self, name: str, clock, window_seconds: int = WINDOW_SECONDS):
+    def __init__(self, name: str, clock, window_seconds: int = WINDOW_SECONDS, sequence=None):
         self.name = name
         self._clock = clock
+        # Numbers the recent entries: shared by every route of a process, so
+        # that (process, n) names one request whichever route took it.
+        self._sequence = sequence if sequence is not None else [0]
         # (method, status_class) -> count, e.g. ("GET", "2xx").
         self.requests = {}
         self.errors = 0
@@ -329,8 +332,10 @@ class RouteMetrics:
         self.total_latency = Histogram()
         self.window = Window(window_seconds)
         self.recent = deque(maxlen=RECENT_SIZE)
-        self.recent_total = 0  # entries ever added to recent: tells a reader what is new
         self.backend = _empty_backend()
+        # upstream label -> [requests, errors]; and who tells each upstream's health.
+        self.upstreams = {}
+        self.upstream_status = None  # a callable -> [LiveUpstream.status() dicts]
 
     # Gauges.
 
@@ -385,6 +390,7 @@ class RouteMetrics:
         failed: bool = False,
         *,
         path=None,
+        upstream=None,
     ) -> None:
         """Count one finished request (one call per request_started).
 
@@ -407,6 +413,13 @@ class RouteMetrics:
         requests[key] = requests.get(key, 0) + 1
         if is_error:
             self.errors += 1
+        if upstream is not None:
+            counts = self.upstreams.get(upstream)
+            if counts is None:
+                counts = self.upstreams[upstream] = [0, 0]
+            counts[0] += 1
+            if is_error:
+                counts[1] += 1
         self.bytes_in += bytes_in
         self.bytes_out += bytes_out
         if seconds_to_headers is not None:
@@ -419,9 +432,10 @@ class RouteMetrics:
                 method = method.decode("ascii", "replace")
             if isinstance(path, bytes):
                 path = path.decode("latin-1")
-            self.recent_total += 1
+            self._sequence[0] += 1
             self.recent.append(
                 {
+                    "n": self._sequence[0],
                     "time": now,
                     "method": method,
                     "route": self.name,
@@ -443,7 +457,6 @@ class RouteMetrics:
         """
         if now is None:
             now = self._clock.seconds()
-        first = self.recent_total - len(self.recent)
         requests = {}
         for (method, cls), n in self.requests.items():
             requests.setdefault(method, {})[cls] = n
@@ -467,14 +480,27 @@ class RouteMetrics:
                 "latency": self.window.latency(now, 60).to_dict(),
             },
             "history": self.window.history(now, self.window.size),
-            # "n" numbers each entry (1 = the first ever), so a reader can tell
-            # which it has seen, even across several workers' snapshots.
-            "recent": [
-                dict(entry, n=first + i)
-                for i, entry in enumerate(self.recent, 1)
-            ],
+            # "n" numbers each entry (1 = the process's first ever), so a reader
+            # can tell which it has seen, even across several workers' snapshots.
+            "recent": [dict(entry) for entry in self.recent],
             "backend": dict(self.backend),
+            "upstreams": self._upstreams_snapshot(),
         }
+
+    def _upstreams_snapshot(self) -> dict:
+        """label -> requests, errors and health (state, ejected_until, last_error, stage)."""
+        out = {}
+        for status in (self.upstream_status() if self.upstream_status is not None else ()):
+            entry = dict(status)
+            out[entry.pop("upstream")] = entry
+        for label, (requests, errors) in self.upstreams.items():
+            entry = out.setdefault(label, {"state": None})
+            entry["requests"] = requests
+            entry["errors"] = errors
+        for entry in out.values():
+            entry.setdefault("requests", 0)
+            entry.setdefault("errors", 0)
+        return out
 
 
 class Metrics:
@@ -483,12 +509,24 @@ class Metrics:
     def __init__(self, clock):
         self._clock = clock
         self.routes = {}
+        self.sequence = [0]  # the recent entries' numbers, shared by the routes
+
+    @property
+    def recent_total(self) -> int:
+        """Recent entries ever added, by every route: tells a reader what is new."""
+        return self.sequence[0]
 
     def route(self, name: str) -> RouteMetrics:
         """The metrics of route C{name}, created on first use."""
         route = self.routes.get(name)
         if route is None:
-            route = self.routes[name] = RouteMetrics(name, self._clock)
+            route = self.routes[name] = RouteMetrics(name, self._clock, sequence=self.sequence)
+        return route
+
+    def adopt(self, route: RouteMetrics) -> RouteMetrics:
+        """Count C{route} (made elsewhere) among these; its numbering becomes theirs."""
+        route._sequence = self.sequence
+        self.routes[route.name] = route
         return route
 
     def snapshot(self) -> dict:
@@ -581,7 +619,39 @@ def _merge_route(a: dict, b: dict) -> dict:
     recent = sorted(a["recent"] + b["recent"], key=lambda entry: entry["time"])
     merged["recent"] = copy.deepcopy(recent[-RECENT_SIZE:])
     merged["backend"] = _merge_backend(a["backend"], b["backend"])
+    merged["upstreams"] = _merge_upstreams(a.get("upstreams", {}), b.get("upstreams", {}))
     return merged
+
+
+# The worse of two workers' views of an upstream wins: trouble must show.
+_STATE_RANK = {None: 0, "up": 1, "ejected": 2, "down": 3}
+
+
+def _merge_upstreams(a: dict, b: dict) -> dict:
+    merged = copy.deepcopy(a)
+    for label, theirs in b.items():
+        mine = merged.get(label)
+        if mine is None:
+            merged[label] = copy.deepcopy(theirs)
+            continue
+        counts = {key: mine.get(key, 0) + theirs.get(key, 0)
+                  for key in ("requests", "errors", "in_flight")}
+        if _STATE_RANK.get(theirs.get("state"), 0) > _STATE_RANK.get(mine.get("state"), 0):
+            mine = copy.deepcopy(theirs)
+        mine.update(counts)
+        merged[label] = mine
+    return merged
+
+
+def merge_route_figures(routes, clock, now) -> dict:
+    """Route snapshots added up into one (the whole gateway's), named C{all}."""
+    total = None
+    for route in routes:
+        total = copy.deepcopy(route) if total is None else _merge_route(total, route)
+    if total is None:
+        total = RouteMetrics("all", clock).snapshot(now)
+    total["name"] = "all"
+    return total
 
 
 def merge_snapshots(snapshots) -> dict:
@@ -590,15 +660,22 @@ def merge_snapshots(snapshots) -> dict:
     C{time} the latest. The inputs are not changed."""
     time = None
     routes = {}
+    reloads = {}
     for snapshot in snapshots:
         if time is None or snapshot["time"] > time:
             time = snapshot["time"]
+        # Every worker reloads the same file on the same SIGHUP: one reload, counted once.
+        for result, n in snapshot.get("reloads", {}).items():
+            reloads[result] = max(reloads.get(result, 0), n)
         for name, route in snapshot["routes"].items():
             if name in routes:
                 routes[name] = _merge_route(routes[name], route)
             else:
                 routes[name] = copy.deepcopy(route)
-    return {"time": time, "routes": routes}
+    merged = {"time": time, "routes": routes}
+    if reloads:
+        merged["reloads"] = reloads
+    return merged
 
 
 # Prometheus, at scrape time only.
@@ -689,6 +766,21 @@ class GatewayCollector:
             "1 if the backend answered last, 0 if it failed last; absent until known.",
             labels=["route"],
         )
+        upstream_requests = CounterMetricFamily(
+            "wighaven_upstream_requests_total", "Finished requests by the upstream that took them.",
+            labels=["route", "upstream"],
+        )
+        upstream_errors = CounterMetricFamily(
+            "wighaven_upstream_request_errors_total",
+            "Finished requests that failed, by the upstream that took them.",
+            labels=["route", "upstream"],
+        )
+        upstream_up = GaugeMetricFamily(
+            "wighaven_upstream_up",
+            "1 while the upstream takes requests, 0 while ejected (passive health) or down "
+            "(active probe or Hub stage).",
+            labels=["route", "upstream"],
+        )
         for name, data in sorted(snapshot["routes"].items()):
             for method, classes in sorted(data["requests"].items()):
                 for cls, n in sorted(classes.items()):
@@ -703,7 +795,23 @@ class GatewayCollector:
             reachable = data["backend"]["reachable"]
             if reachable is not None:
                 backend_up.add_metric([name], 1 if reachable else 0)
-        return [requests] + [f for f, _ in scalars] + [f for f, _ in histograms] + [error_ratio, backend_up]
+            for label, upstream in sorted(data.get("upstreams", {}).items()):
+                upstream_requests.add_metric([name, label], upstream["requests"])
+                upstream_errors.add_metric([name, label], upstream["errors"])
+                if upstream.get("state") is not None:
+                    upstream_up.add_metric([name, label], 1 if upstream["state"] == "up" else 0)
+        families = ([requests] + [f for f, _ in scalars] + [f for f, _ in histograms]
+                    + [error_ratio, backend_up, upstream_requests, upstream_errors, upstream_up])
+        if "reloads" in snapshot:
+            reloads = CounterMetricFamily(
+                "wighaven_config_reloads_total",
+                "Config file reloads (SIGHUP) by result: ok, or error (the old routes kept).",
+                labels=["result"],
+            )
+            for result, n in sorted(snapshot["reloads"].items()):
+                reloads.add_metric([result], n)
+            families.append(reloads)
+        return families
 
 
 def exposition(collector) -> tuple:

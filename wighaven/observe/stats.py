@@ -1,9 +1,11 @@
 """The gateway's state as the dashboard and the health endpoint show it.
 
-Rule: L{GatewayStats} is a thin view over the metrics of the backend route
-(L{wighaven.observe.metrics.RouteMetrics}), plus what is not a metric: when the
-gateway started and whether it is draining. Counting happens once, in the
-route; nothing here keeps a second copy of a counter.
+Rule: L{GatewayStats} is a thin view over the metrics of the routes (one
+L{wighaven.observe.metrics.RouteMetrics} each, in C{metrics}), plus what is
+not a metric: when the gateway started and whether it is draining.
+Counting happens once, in each route; nothing here keeps a second copy of
+a counter. The gateway-wide figures (the dashboard's headline,
+/gateway-health) are every route's added up.
 
 With several workers (WORKERS above 1) each process counts its own
 requests, and C{peers} holds what the supervising parent last reported of
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import attrs
 
-from .metrics import RouteMetrics, merge_snapshots
+from .metrics import Metrics, RouteMetrics, merge_route_figures, merge_snapshots
 
 __all__ = ["GatewayStats", "StatsSnapshot"]
 
@@ -40,21 +42,32 @@ class StatsSnapshot:
 
 class GatewayStats:
     """
-    Start time, draining state and a view of the backend route's counters.
-    C{clock} gives seconds (a reactor); C{route} is created when not given.
+    Start time, draining state and a view of the routes' counters.
+    C{clock} gives seconds (a reactor); C{route}, when given, is counted
+    among the routes (the environment's backend is named C{backend}).
     """
+
+    ENV_ROUTE = "backend"  # the metrics name of PRIVATE_BACKEND_URL's route
 
     def __init__(self, clock, route: RouteMetrics = None):
         self._clock = clock
-        self.route = route if route is not None else RouteMetrics("backend", clock)
+        self.metrics = Metrics(clock)
+        if route is not None:
+            self.metrics.adopt(route)
         self.started = clock.seconds()
+        self.reloads = {"ok": 0, "error": 0}  # config reloads (SIGHUP), by result
         self.draining = False  # set on SIGTERM: finishing what is in flight
         # In a worker: the other workers' figures (see wighaven.run.cluster.PeerFigures).
         self.peers = None
 
     @property
+    def route(self) -> RouteMetrics:
+        """The environment's route's metrics (made on first use)."""
+        return self.metrics.route(self.ENV_ROUTE)
+
+    @property
     def in_flight(self) -> int:
-        return self.route.in_flight
+        return sum(route.in_flight for route in self.metrics.routes.values())
 
     def request_started(self) -> None:
         self.route.request_started()
@@ -80,13 +93,16 @@ class GatewayStats:
         """
         if now is None:
             now = self._clock.seconds()
-        own = {"time": now, "routes": {self.route.name: self.route.snapshot(now)}}
+        own = {"time": now, "reloads": dict(self.reloads), "routes": {
+            name: route.snapshot(now) for name, route in self.metrics.routes.items()}}
         others = self.peers.snapshot() if self.peers is not None else None
         return merge_snapshots([own, others]) if others else own
 
     def route_figures(self, now=None) -> dict:
-        """The backend route's part of L{figures}."""
-        return self.figures(now)["routes"][self.route.name]
+        """Every route's figures added up (a route snapshot's shape)."""
+        if now is None:
+            now = self._clock.seconds()
+        return merge_route_figures(self.figures(now)["routes"].values(), self._clock, now)
 
     def snapshot(self) -> StatsSnapshot:
         now = self._clock.seconds()

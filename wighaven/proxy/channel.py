@@ -119,6 +119,8 @@ class GatewayRequest(server.Request):
     refused = False
     headers_at = None  # when the backend's response headers arrived
     exchange = None  # an ExchangeRecord when LOG_BODIES is on
+    upstream_label = None  # which upstream of its route took it (metrics)
+    affinity_cookie = None  # a Set-Cookie binding the client to its upstream
     _request_id = None
     body = None  # the StreamingBody when the body streams upstream
     body_received = 0

@@ -47,18 +47,22 @@ from .cors import CorsPolicy
 from .deadlines import Deadlines
 from ..observe.exchange_log import ExchangeLog
 from .headers import (
-    ResponseShapes, client_origin, downstream_headers, rightmost, upstream_headers,
-    upstream_target,
+    ResponseShapes, client_origin, downstream_headers, origin_for_upstream, rightmost,
+    upstream_headers, upstream_target,
 )
 from ..observe.metrics import RouteMetrics
+from ..routing.affinity import MAX_JOIN_BODY, event_id_from_answer
+from ..routing.retry import may_retry
 from .slow_clients import PacedProducer, SlowClients
 from .tunnels import STREAM, WEBSOCKET, TunnelLimits
+from ..routing.router import single_router
 from .upstream import IExchangeSink
 from .websocket import WebSocketRelay, is_websocket_upgrade
 
 __all__ = ["ForwardResource"]
 
 _REFUSED_METHODS = frozenset([b"TRACE", b"CONNECT"])
+_UNSET = object()
 
 
 class ForwardResource(Resource):
@@ -73,20 +77,15 @@ class ForwardResource(Resource):
     isLeaf = True
     _log = Logger()
 
-    def __init__(self, agent, config, reactor, route=None, tunnels=None):
+    def __init__(self, agent, config, reactor, route=None, tunnels=None, router=None):
         super().__init__()
         self.tunnels = tunnels if tunnels is not None else TunnelLimits.for_config(config)
         self.route = route if route is not None else RouteMetrics("backend", reactor)
-        self._agent = agent
+        if router is None:  # the environment's one backend, over C{agent}
+            router = single_router(config, agent, reactor, self.route)
+        self.router = router
         self._reactor = reactor
         self._timeout = config.upstream_timeout
-        self._backend_host = config.backend_netloc.encode("ascii")
-        self._backend_key = (
-            config.backend_scheme.encode("ascii"),
-            config.backend_host.lower().encode("idna"),
-            config.backend_port,
-        )
-        self._token = config.hf_token.encode("utf-8") if config.hf_token else None
         self._token_header = config.token_header.encode("ascii")
         self._trust_proxy = config.trust_proxy
         self._ws_idle_timeout = config.ws_idle_timeout
@@ -95,7 +94,7 @@ class ForwardResource(Resource):
         self.deadlines = Deadlines(reactor)
         self.shapes = ResponseShapes()
         self._exchange_log = (
-            ExchangeLog(config.log_bodies, config.log_bodies_max, self._token)
+            ExchangeLog(config.log_bodies, config.log_bodies_max, None)
             if config.log_bodies != "off"
             else None
         )
@@ -104,32 +103,59 @@ class ForwardResource(Resource):
             if config.cors_allow_origins
             else None
         )
+        self.table_replaced()
+
+    def table_replaced(self):
+        """The router has a new table: LOG_BODIES redacts its tokens."""
+        if self._exchange_log is not None:
+            self._exchange_log.tokens = tuple(
+                u.token for live in self.router.routes for u in live.upstreams if u.token)
+
+    def route_for(self, request):
+        """
+        The request's L{wighaven.routing.router.LiveRoute} (None: no route
+        takes it), worked out once and kept on the request.
+        """
+        live = getattr(request, "live_route", _UNSET)
+        if live is _UNSET:
+            live = request.live_route = self.router.route_for(request)
+        return live
 
     def stream_target(self, request) -> Optional[bytes]:
         """
         The upstream target of C{request} when it is to be forwarded, or
-        None when the gateway answers it itself. Called when only its head
-        is in, to start forwarding at once.
+        None when the gateway answers it itself (or reads its body first).
+        Called when only its head is in, to start forwarding at once.
         """
         if request.method.upper() in _REFUSED_METHODS or self._is_preflight(request):
             return None
-        return upstream_target(request.uri)
+        live = self.route_for(request)
+        if live is None or live.wants_slash(request) or live.needs_body(request):
+            return None
+        target = upstream_target(request.uri)
+        return None if target is None else live.upstream_target(target)
 
     def start(self, request, length, target):
         """Forward C{request} to C{target} now; its body (if any) follows as it arrives."""
+        live = request.live_route
         if is_websocket_upgrade(request.method, request.requestHeaders):
             hold = self.take_tunnel(request, WEBSOCKET)
             if hold is not None:
+                upstream = live.choose(request)
+                request.upstream_label = upstream.label
                 request.notifyFinish().addBoth(hold.release)
+                headers = origin_for_upstream(
+                    self._upstream_headers(request, live, upstream), self.gateway_origin(request),
+                    upstream.model.origin.encode("ascii"))
                 WebSocketRelay(
-                    request, self._agent.endpoint, target, self._upstream_headers(request),
-                    self._reactor, self._timeout, self.deadlines, self._ws_idle_timeout,
-                    self.route, closed=hold.release,
+                    request, upstream.agent.endpoint, target, headers, self._reactor,
+                    self._timeout, self.deadlines, self._ws_idle_timeout, live.metrics,
+                    closed=hold.release,
                 )
             return
         if _declares_body(request):
             request.body = StreamingBody(request.channel.transport, length)
-        self._forward(request, target, request.body, in_head=True)
+        self._forward(request, live, target, request.body, in_head=True)
 
     def render(self, request):
         """Forward a request whose body has been read already, or answer it."""
@@ -140,7 +166,17 @@ class ForwardResource(Resource):
             return errors.respond_with_error(request, errors.BAD_REQUEST_TARGET)
         if self._is_preflight(request):
             return self._answer_preflight(request, _origin_of(request))
-        self._forward(request, target, _body_of(request))
+        live = self.route_for(request)
+        if live is None:
+            return errors.respond_with_error(request, errors.NO_ROUTE)
+        if live.wants_slash(request):
+            return _redirect_to_slash(request, live.prefix)
+        body = _body_of(request)
+        whole = None
+        if body is not None and live.needs_body(request):
+            whole = request.content.read(MAX_JOIN_BODY + 1)
+            request.content.seek(0)
+        self._forward(request, live, live.upstream_target(target), body, whole=whole)
         return NOT_DONE_YET
 
     def take_tunnel(self, request, kind):
@@ -168,28 +204,34 @@ class ForwardResource(Resource):
             request.requestHeaders.getRawHeaders(b"access-control-request-method", [None])[0],
         )
 
-    def _upstream_headers(self, request):
+    def _upstream_headers(self, request, live, upstream):
         return upstream_headers(
             request.requestHeaders.getAllRawHeaders(),
-            backend_host=self._backend_host,
+            backend_host=upstream.host_header,
             peer=_peer_address(request),
             proto=b"https" if request.isSecure() else b"http",
-            token=self._token,
+            token=upstream.token,
             token_header=self._token_header,
             trust_proxy=self._trust_proxy,
             request_id=getattr(request, "request_id", None),
+            prefix=live.prefix or None,
         )
 
-    def _forward(self, request, target, body, in_head=False):
-        sent = self._upstream_headers(request)
-        if self._exchange_log is not None:
-            request.exchange = self._exchange_log.record()
-            request.exchange.request_headers = self._exchange_log.headers(sent)
-        relay = _Relay(self, request, _origin_of(request), in_head)
+    def _forward(self, request, live, target, body, in_head=False, whole=None):
+        upstream = live.choose(request, whole)
+        relay = _Relay(self, request, _origin_of(request), in_head, live, target)
         _when_client_gone(request, relay.client_gone)
         if isinstance(body, StreamingBody):
             body.listener = relay
-        relay.start(self._agent.send(request.method, target, sent, body, relay))
+        relay.send_to(upstream, body)
+
+    def send(self, request, live, upstream, target, body, relay):
+        """One try of C{request} on C{upstream}: its agent, its Host, its token."""
+        sent = self._upstream_headers(request, live, upstream)
+        if self._exchange_log is not None:
+            request.exchange = self._exchange_log.record()
+            request.exchange.request_headers = self._exchange_log.headers(sent)
+        return upstream.agent.send(request.method, target, sent, body, relay)
 
     def _answer_preflight(self, request, origin):
         request.setResponseCode(204)
@@ -213,7 +255,7 @@ class ForwardResource(Resource):
             forwarded_host,
         )
 
-    def response_headers(self, request, raw, origin):
+    def response_headers(self, request, raw, origin, upstream=None, prefix=b""):
         """The client's view of the backend's response headers (C{raw}: (name, [values]) pairs)."""
         # The gateway's origin matters only to a Location header: no work without one.
         origin_seen = (
@@ -221,7 +263,9 @@ class ForwardResource(Resource):
             if any(name.lower() == b"location" for name, _ in raw)
             else None
         )
-        headers = downstream_headers(raw, self._backend_key, origin_seen)
+        if upstream is None:
+            upstream = self.router.routes[0].upstreams[0]
+        headers = downstream_headers(raw, upstream.origin_key, origin_seen, prefix)
         if self._cors is not None:
             headers = self._cors.response_headers(headers, origin)
         return headers
@@ -282,10 +326,14 @@ class _Relay:
 
     deadline = None
 
-    def __init__(self, resource: ForwardResource, request, origin, in_head):
+    def __init__(self, resource: ForwardResource, request, origin, in_head, live, target):
         self._resource = resource
         self._request = request
         self._origin = origin
+        self._live = live  # the route it started on, kept whatever a reload does
+        self._target = target
+        self.upstream = None  # the LiveUpstream of the current try
+        self._tried = ()  # the upstreams tried before it (retries)
         self._exchange = None  # the agent's handle, once sent
         self._starting = True  # being sent: the handle is not there yet
         self._in_head = in_head  # the request's head is still being parsed
@@ -294,10 +342,30 @@ class _Relay:
         self._waiting = True  # for the response's head
         self._producer = None  # the PacedProducer registered on the client's request
         self._record = getattr(request, "exchange", None)  # LOG_BODIES
+        self._answer = None  # the start of a Gradio call's answer, for its event_id
         self.client_disconnected = False
         self.stream_cut = False  # cut by the gateway for silence: never a clean end
         self.stream_open = None  # the Hold of an event stream counted open
         self.ended = False
+
+    def send_to(self, upstream, body):
+        """Send the request to C{upstream} (a LiveUpstream): the first try, or a retry."""
+        self.upstream = upstream
+        upstream.in_flight += 1
+        request = self._request
+        request.upstream_label = upstream.label
+        live = self._live
+        if live.retries and not self._tried:
+            live.budget.request()
+        exchange = self._resource.send(request, live, upstream, self._target, body, self)
+        self._record = getattr(request, "exchange", None)
+        self.start(exchange)
+
+    def _upstream_done(self):
+        """The current try is over: the upstream has one request fewer in flight."""
+        upstream, self.upstream = self.upstream, None
+        if upstream is not None:
+            upstream.in_flight -= 1
 
     def start(self, exchange):
         """
@@ -374,8 +442,10 @@ class _Relay:
             return
         resource = self._resource
         request.headers_at = resource._reactor.seconds()
-        route = resource.route
+        live = self._live
+        route = live.metrics
         route.backend_ok()
+        self.upstream.health.answered(status)
         kept, content_type, location = resource.shapes.end_to_end(headers)
         if content_type is not None and _is_event_stream(content_type):
             # A live stream may last hours: it must not hold a slot others wait for,
@@ -390,9 +460,15 @@ class _Relay:
             route.stream_opened()
             self.stream_open = hold
         if location:  # rewritten to the gateway's origin: the full rule
-            kept = resource.response_headers(request, _grouped(headers), self._origin)
+            kept = resource.response_headers(
+                request, _grouped(headers), self._origin, self.upstream, live.prefix)
         elif resource._cors is not None:
             kept = resource._cors.response_headers(kept, self._origin)
+        cookie = getattr(request, "affinity_cookie", None)
+        if cookie is not None:
+            kept.append((b"Set-Cookie", [cookie]))
+        if live.sessions is not None and _answers_with_event_id(request):
+            self._answer = []
         _send_head(request, status, phrase, kept)
         if self._record is not None:
             self._record.response_headers = resource._exchange_log.headers(_grouped(headers))
@@ -407,11 +483,25 @@ class _Relay:
         self.deadline = resource._reactor.seconds() + resource._stream_idle_timeout
         if self._record is not None:
             self._record.response_body(data)
+        if self._answer is not None:
+            self._keep_answer(data)
         self._request.write(data)
+
+    def _keep_answer(self, data):
+        """Keep the start of a Gradio answer (at most MAX_JOIN_BODY) to learn its event_id."""
+        answer = self._answer
+        answer.append(data)
+        if sum(map(len, answer)) > MAX_JOIN_BODY:
+            self._answer = None
 
     def response_done(self):
         if self._later(self.response_done):
             return
+        if self._answer is not None:
+            key = event_id_from_answer(b"".join(self._answer))
+            if key is not None and self.upstream is not None:
+                self._live.learn(key, self.upstream)
+            self._answer = None
         self._body_ended(broken=self.stream_cut)
 
     def response_failed(self, failure):
@@ -426,21 +516,54 @@ class _Relay:
         )
 
     def _failed_before_head(self, err, kind, cause):
-        """No answer head will come: the client gets C{err} (a 502 or 504)."""
+        """
+        No answer head came: the request is tried on another upstream when
+        it may be (L{wighaven.routing.retry}), else the client gets C{err}
+        (a 502 or 504).
+        """
         self._waiting = False
         self._end_deadlines()
-        self.ended = True
+        upstream = self.upstream
+        self._upstream_done()
         if self.client_disconnected:
+            self.ended = True
             return
-        route = self._resource.route
+        route = self._live.metrics
         route.upstream_error(kind)
         route.backend_failed(err.detail)
+        if upstream is not None:
+            upstream.health.failed(err.detail)
+            if kind == "connect" and self._retry(upstream):
+                return
+        self.ended = True
         self._resource._log.warn(
             "upstream request failed: {detail} ({kind})", detail=err.detail, kind=cause
         )
         request = self._request
         request.write(errors.respond_with_error(request, err))
         request.finish()
+
+    def _retry(self, failed) -> bool:
+        """Try another upstream, when the rule and the route's budget allow."""
+        live, request = self._live, self._request
+        tried = self._tried + (failed,)
+        if not may_retry(request.method, _declares_body(request), False,
+                         request.startedWriting, len(tried) - 1, live.retries):
+            return False
+        upstream = live.choose(request, tried=tried)
+        if upstream in tried or not live.budget.take():
+            return False
+        self._resource._log.info(
+            "retrying {method} on {upstream} of route {route} (attempt {n})",
+            method=request.method.decode("ascii", "replace"), upstream=upstream.label,
+            route=live.name, n=len(tried) + 1)
+        self._tried = tried
+        self._waiting = True
+        self._starting = True
+        self._in_head = False
+        self._early = []
+        self.send_to(upstream, None)
+        return True
 
     # The body's end, clean or not.
 
@@ -461,6 +584,7 @@ class _Relay:
         if self._waiting:
             self._waiting = False
             self._end_deadlines()
+            self._upstream_done()
             self.ended = True
         else:
             self._body_ended(broken=True)
@@ -470,13 +594,14 @@ class _Relay:
             return
         self.ended = True
         self._end_deadlines()
+        self._upstream_done()
         if self._producer is not None:
             self._producer.done()
         self.release()
         if self.stream_open is not None:
             self.stream_open.release()
             self.stream_open = None
-            self._resource.route.stream_closed()
+            self._live.metrics.stream_closed()
         request = self._request
         body = getattr(request, "body", None)
         if isinstance(body, StreamingBody) and not body.ended:
@@ -520,6 +645,27 @@ def _send_head(request, status, phrase, headers):
             out.addRawHeader(name, value)
     if request_id is not None:
         out.setRawHeaders(b"X-Request-ID", [request_id])
+
+
+def _answers_with_event_id(request) -> bool:
+    """Is C{request} a Gradio call whose answer names an event_id (call/<api>, queue/join)?"""
+    if request.method != b"POST":
+        return False
+    path = request.path
+    return path.endswith(b"/queue/join") or b"/call/" in path
+
+
+def _redirect_to_slash(request, prefix: bytes) -> bytes:
+    """Send a GET of C{/chat} to C{/chat/} (its query kept): see LiveRoute.wants_slash."""
+    query = request.uri.partition(b"?")[2]
+    location = prefix + b"/" + (b"?" + query if query else b"")
+    request.setResponseCode(308)
+    request.responseHeaders.setRawHeaders(b"Location", [location])
+    request.responseHeaders.setRawHeaders(b"Content-Type", [b"text/plain; charset=utf-8"])
+    request_id = getattr(request, "request_id", None)
+    if request_id is not None:
+        request.responseHeaders.setRawHeaders(b"X-Request-ID", [request_id])
+    return b"Moved to " + location + b"\n"
 
 
 def _is_event_stream(content_type: bytes) -> bool:

@@ -10,7 +10,8 @@ Rules (RFC 9110 section 7.6.1, RFC 9112, Go's httputil.ReverseProxy):
   trusted proxy (TRUST_PROXY, see L{wighaven.config.trust}), the chain from the
   client that proxy vouches for, with the peer appended; Forwarded,
   X-Real-IP, X-Forwarded-Port and X-Forwarded-Prefix never cross (the
-  gateway sends only what it means); the owner's token replaces whatever
+  gateway sends only what it means: X-Forwarded-Prefix for a route that
+  strips its path prefix); the owner's token replaces whatever
   the client sent in the token header;
 - the upstream request target is the client's target byte for byte, and
   the host always the configured backend's, whatever the target says;
@@ -182,6 +183,7 @@ def upstream_headers(
     token_header: bytes,
     trust_proxy: TrustedProxies = NO_PROXY,
     request_id: Optional[bytes] = None,
+    prefix: Optional[bytes] = None,
 ) -> HeaderList:
     """
     The headers of the upstream request, from the client's C{raw_headers}.
@@ -194,6 +196,9 @@ def upstream_headers(
     @param trust_proxy: the proxies in front of the gateway; when C{peer}
         is one, its X-Forwarded-For chain, -Proto and -Host are believed.
     @param request_id: the exchange's X-Request-ID, replacing the client's.
+    @param prefix: the path prefix the gateway took off (a route's
+        strip_path), sent as X-Forwarded-Prefix; behind a trusted proxy,
+        after the prefix that proxy took off itself.
     """
     out = [(b"Host", [backend_host])]
     by_name = {}  # the rebuilt headers the client sent, by lower-cased name
@@ -220,9 +225,14 @@ def upstream_headers(
         if forwarded_host:
             client_host = [forwarded_host]
         proto = rightmost(by_name.get(b"x-forwarded-proto")) or proto
+        outer = rightmost(by_name.get(b"x-forwarded-prefix"))
+        if outer and outer.startswith(b"/"):
+            prefix = outer.rstrip(b"/") + (prefix or b"")
     if client_host:
         out.append((b"X-Forwarded-Host", client_host))
     out.append((b"X-Forwarded-Proto", [proto]))
+    if prefix:
+        out.append((b"X-Forwarded-Prefix", [prefix]))
     if request_id is not None:
         out.append((b"X-Request-ID", [request_id]))
     if token is not None:
@@ -230,8 +240,32 @@ def upstream_headers(
     return out
 
 
+def origin_for_upstream(
+    headers: HeaderList, gateway_origin: Optional[bytes], upstream_origin: bytes
+) -> HeaderList:
+    """
+    The headers of a WebSocket handshake with its Origin, when that is the
+    gateway's own origin, given as the upstream's. Apps check that a
+    WebSocket comes from their own pages (Streamlit refuses one whose
+    Origin is not its Host: 403), and behind the gateway their pages are
+    the gateway's. A foreign Origin passes unchanged, so the app still
+    refuses other sites' pages.
+    """
+    if gateway_origin is None:
+        return headers
+    own = gateway_origin.lower()
+    out = []
+    for name, values in headers:
+        if len(name) == 6 and name.lower() == b"origin" and all(
+                v.strip().lower() == own for v in values):
+            values = [upstream_origin]
+        out.append((name, values))
+    return out
+
+
 def rewrite_location(
-    location: bytes, backend_origin: Tuple[bytes, bytes, int], gateway_origin: Optional[bytes]
+    location: bytes, backend_origin: Tuple[bytes, bytes, int], gateway_origin: Optional[bytes],
+    prefix: bytes = b"",
 ) -> bytes:
     """
     Point a Location at the backend's own origin back at the gateway.
@@ -239,7 +273,14 @@ def rewrite_location(
     @param backend_origin: (scheme, lower-cased host, port) of the backend.
     @param gateway_origin: e.g. C{https://gw.example}; None when unknown, in
         which case the rewritten Location keeps only path and query.
+    @param prefix: the route's stripped prefix (C{/chat}): the backend's
+        paths are the client's below it, so C{/login} (or the backend's
+        C{https://backend/login}) becomes C{/chat/login}. A path already
+        below the prefix is left as it is: the backend knew it
+        (X-Forwarded-Prefix), and it must not become C{/chat/chat/...}.
     """
+    if prefix and location.startswith(b"/") and not location.startswith(b"//"):
+        return _below(prefix, location)
     try:
         parts = urlsplit(location)
         port = parts.port
@@ -257,13 +298,23 @@ def rewrite_location(
     rest = rest[slash:] or b"/"
     if not rest.startswith(b"/"):
         rest = b"/" + rest
+    if prefix:
+        rest = _below(prefix, rest)
     return (gateway_origin or b"") + rest
+
+
+def _below(prefix: bytes, path: bytes) -> bytes:
+    """C{path} (starting with /) under C{prefix}, unless it is there already."""
+    if path == prefix or path.startswith(prefix + b"/") or path.startswith(prefix + b"?"):
+        return path
+    return prefix + path
 
 
 def downstream_headers(
     raw_headers: RawHeaders,
     backend_origin: Tuple[bytes, bytes, int],
     gateway_origin: Optional[bytes],
+    prefix: bytes = b"",
 ) -> HeaderList:
     """
     The backend's response headers as the client gets them. Content-Length
@@ -280,7 +331,7 @@ def downstream_headers(
         if low == b"content-length" and chunked:
             continue
         if low == b"location":
-            values = [rewrite_location(v, backend_origin, gateway_origin) for v in values]
+            values = [rewrite_location(v, backend_origin, gateway_origin, prefix) for v in values]
         out.append((name, values))
     return out
 

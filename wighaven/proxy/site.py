@@ -90,7 +90,7 @@ class GatewaySite(Site):
         if target is None:
             return False
         request.site = self
-        self._count(request)
+        self._count(request, request.live_route)
         self._forward.start(request, length, target)
         return True
 
@@ -99,7 +99,9 @@ class GatewaySite(Site):
         request.sitepath = []
         if self.is_own_path(request.path):
             return resource.getChildForRequest(self.resource, request)
-        self._count(request)
+        live = self._forward.route_for(request)
+        if live is not None:
+            self._count(request, live)
         return self._forward
 
     def _client_address(self, request, peer: str) -> str:
@@ -111,10 +113,12 @@ class GatewaySite(Site):
             "latin-1"
         )
 
-    def _count(self, request):
+    def _count(self, request, live):
+        """A request of route C{live} (a LiveRoute) starts: counted, and open until logged."""
         if not getattr(request, "forwarded", False):
             request.forwarded = True
-            self._stats.request_started()
+            live.metrics.request_started()
+            live.open.add(request)
 
     def log(self, request, aborted=False):
         if not request.mark_logged():
@@ -128,13 +132,15 @@ class GatewaySite(Site):
             path = path.split(b"?", 1)[0]
         to_headers = None if request.headers_at is None else request.headers_at - request.started
         if request.forwarded:
+            live = request.live_route
+            live.open.discard(request)
             if self._count_metrics:
-                self._stats.request_ended(
-                    status, duration, failed, method=request.method, to_headers=to_headers,
-                    bytes_in=request.body_received, bytes_out=request.sentLength, path=path,
+                live.metrics.request_ended(
+                    request.method, status, duration, to_headers, request.body_received,
+                    request.sentLength, failed, path=path, upstream=request.upstream_label,
                 )
             else:
-                self._stats.route.in_flight -= 1  # the drain still needs it
+                live.metrics.in_flight -= 1  # the drain still needs it
         if not self._log_access:
             return
         peer = getattr(request.getClientAddress(), "host", None) or "-"

@@ -422,9 +422,11 @@ class BackendAgent:
     @param origin: the backend's origin, e.g. C{b"https://user-space.hf.space"}.
     @param pool: an L{wighaven.proxy.upstream_protocol.upstream_pool}.
     @param tls_policy: an IPolicyForHTTPS (verifies certificate and hostname).
+    @param pool_key_extra: kept in the pool key beside the origin (see above).
     """
 
-    def __init__(self, reactor, origin: bytes, pool, tls_policy, max_connections: int = 256):
+    def __init__(self, reactor, origin: bytes, pool, tls_policy, max_connections: int = 256,
+                 pool_key_extra=None):
         # Connections made for this agent are the leaner FastClient transports.
         agent = Agent(for_connecting(reactor), contextFactory=tls_policy, pool=pool)
         self._free = max_connections
@@ -433,7 +435,11 @@ class BackendAgent:
         self._pool = pool
         uri = URI.fromBytes(origin + b"/")
         self.endpoint = agent._getEndpoint(uri)
+        # The pool's key: the origin, plus (when given) what else sets the
+        # connection apart, such as the CA bundle its certificate was checked with.
         self._key = (uri.scheme, uri.host, uri.port)
+        if pool_key_extra is not None:
+            self._key += (pool_key_extra,)
 
     # endpoint: connects to the backend (TLS verified); also used on its own
     # for connections that leave HTTP (WebSocket tunnels).

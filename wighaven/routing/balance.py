@@ -76,9 +76,9 @@ class LeastInFlight:
         return a if load_a <= load_b else b
 
 
-def balancer_for(route, in_flight: Callable[[object], int], rng: Optional[random.Random] = None):
-    """The balancer a route's C{balance} names, over its upstreams."""
-    weights = [u.weight for u in route.upstreams]
-    if route.balance == "least_in_flight":
-        return LeastInFlight(route.upstreams, weights, in_flight, rng)
-    return SmoothWeightedRoundRobin(route.upstreams, weights)
+def balancer_for(balance: str, upstreams: Sequence, weights: Sequence[int],
+                 in_flight: Callable[[object], int], rng: Optional[random.Random] = None):
+    """The balancer a route's C{balance} names, over C{upstreams} with C{weights}."""
+    if balance == "least_in_flight":
+        return LeastInFlight(upstreams, weights, in_flight, rng)
+    return SmoothWeightedRoundRobin(upstreams, weights)

@@ -47,6 +47,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import signal
 import socket
 import sys
 import time
@@ -295,6 +296,17 @@ class Supervisor(service.Service):
                 drain_on_sigterm, self._reactor, lambda: self.stopping, self._drain_then_stop,
                 self._terminate_workers,
             )
+            # SIGHUP: each worker re-reads the config file (wighaven.run.reload).
+            self._reactor.callWhenRunning(
+                signal.signal, signal.SIGHUP,
+                lambda signum, frame: self._reactor.callFromThread(self.reload_workers),
+            )
+
+    def reload_workers(self):
+        """Pass a reload on: every live worker re-reads the config file and swaps its table."""
+        self._log.info("SIGHUP: the workers re-read the config file")
+        for worker in self._live():
+            worker.signal("HUP")
 
     def _spawn(self, slot, tell=True):
         if self.stopping:
@@ -496,13 +508,12 @@ class WorkerLink(protocol.Protocol):
         self._loop.start(self._interval, now=True)
 
     def report(self):
-        route = self._stats.route
-        snapshot = route.snapshot()
-        for entry in snapshot["recent"]:
-            entry["src"] = self._source
-        self.transport.write(
-            encode({"snapshot": {"time": self._clock.seconds(), "routes": {route.name: snapshot}}})
-        )
+        now = self._clock.seconds()
+        routes = {name: route.snapshot(now) for name, route in self._stats.metrics.routes.items()}
+        for snapshot in routes.values():
+            for entry in snapshot["recent"]:
+                entry["src"] = self._source
+        self.transport.write(encode({"snapshot": {"time": now, "routes": routes}}))
 
     def dataReceived(self, data):
         try:

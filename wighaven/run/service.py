@@ -31,6 +31,8 @@ from ..proxy.tls import BackendTLSPolicy
 from ..proxy.transport import address_family, adopt_port, listen_tcp
 from ..proxy.upstream import BackendAgent
 from ..proxy.upstream_protocol import upstream_pool
+from ..routing.router import Router
+from .reload import Reloader
 
 __all__ = ["GatewayService", "build_site"]
 
@@ -88,12 +90,53 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def build_site(config, agent, reactor, stats=None) -> GatewaySite:
-    """The gateway's site over C{agent} (a L{BackendAgent})."""
+def build_site(config, agent, reactor, stats=None, router=None) -> GatewaySite:
+    """
+    The gateway's site over C{router} (a L{Router}), or, without one, over
+    C{agent} (a L{BackendAgent}) to the environment's one backend.
+    """
     stats = stats or GatewayStats(reactor)
-    pages = GatewayPages(config, stats, reactor).resource()
-    forward = ForwardResource(agent, config, reactor, stats.route)
+    pages = GatewayPages(config, stats, reactor, router).resource()
+    if router is None:
+        forward = ForwardResource(agent, config, reactor, stats.route)
+    else:
+        forward = ForwardResource(None, config, reactor, stats.route, router=router)
     return GatewaySite(pages, forward, config, stats, reactor)
+
+
+class UpstreamAgents:
+    """
+    One L{BackendAgent} per upstream origin and CA bundle, over the one
+    shared pool: routes that name the same upstream share its connections
+    and its UPSTREAM_MAX_CONNECTIONS; a reload keeps them. Each has its own
+    pool key, so a connection verified against one CA bundle never serves
+    an upstream that trusts another.
+    """
+
+    def __init__(self, reactor, pool, config):
+        self._reactor = reactor
+        self._pool = pool
+        self._config = config
+        self._agents = {}
+        self._policies = {}
+
+    def tls_policy(self, ca_bundle):
+        policy = self._policies.get(ca_bundle)
+        if policy is None:
+            policy = self._policies[ca_bundle] = BackendTLSPolicy(ca_bundle)
+        return policy
+
+    def __call__(self, upstream) -> BackendAgent:
+        ca_bundle = upstream.ca_bundle or self._config.backend_ca_bundle
+        origin = upstream.origin
+        key = (origin, ca_bundle)
+        agent = self._agents.get(key)
+        if agent is None:
+            agent = self._agents[key] = BackendAgent(
+                self._reactor, origin.encode("ascii"), self._pool, self.tls_policy(ca_bundle),
+                self._config.upstream_max_connections, pool_key_extra=ca_bundle,
+            )
+        return agent
 
 
 class GatewayService(service.Service):
@@ -117,18 +160,40 @@ class GatewayService(service.Service):
         self.pool = upstream_pool(reactor)
         self.pool.maxPersistentPerHost = config.pool_max_per_host
         self.pool.cachedConnectionTimeout = config.pool_idle_timeout
-        agent = BackendAgent(
-            reactor,
-            config.backend_origin.encode("ascii"),
-            self.pool,
-            BackendTLSPolicy(config.backend_ca_bundle),
-            config.upstream_max_connections,
-        )
         self.stats = GatewayStats(reactor)
-        self.site = build_site(config, agent, reactor, self.stats)
+        self.agents = UpstreamAgents(reactor, self.pool, config)
+        self.router = Router(
+            config.routes, clock=reactor, make_agent=self.agents,
+            metrics_for=self._metrics_for, affinity_secret=config.affinity_secret,
+            trust_proxy=config.trust_proxy, drain_timeout=config.drain_timeout,
+            make_check=self._check_for,
+        )
+        self.site = build_site(config, None, reactor, self.stats, self.router)
+        self.reloader = Reloader(config, self.router, self.site._forward, self.stats)
         self.listening = defer.Deferred()
         self._port = None
         self.drain = Drain(self.site, self.stats, reactor, config.drain_timeout)
+
+    def _metrics_for(self, route):
+        """A route's metrics: PRIVATE_BACKEND_URL's keeps its name of old, C{backend}."""
+        name = GatewayStats.ENV_ROUTE if route.source == "env" else route.name
+        metrics = self.stats.metrics.route(name)
+        return metrics
+
+    def _check_for(self, route, upstream):
+        """The active health check of one upstream (health_path, or the Hub), or None."""
+        from ..routing.probe import ActiveHealth, check_for, probe_timeout
+
+        interval = route.health_interval
+        check = check_for(
+            self._reactor, route, upstream, self.config.hf_endpoint,
+            self.agents.tls_policy(self.config.backend_ca_bundle),
+            self.agents.tls_policy(upstream.ca_bundle or self.config.backend_ca_bundle),
+            probe_timeout(interval), token_header=self.config.token_header,
+        )
+        if check is None:
+            return None
+        return ActiveHealth(self._reactor, check, interval, name="%s %s" % (route.name, upstream.host))
 
     def setServiceParent(self, parent):
         """Under twistd, hand it the LOG_LEVEL-filtered observer it logs with."""
@@ -170,13 +235,16 @@ class GatewayService(service.Service):
             self.privilegedStartService()
         super().startService()
         config = self.config
-        if config.hf_token is None:
-            self._log.warn(
-                "HF_TOKEN is not set: requests reach the backend without a token "
-                "(a private Space will answer 404)"
-            )
-        elif config.backend_scheme == "http" and config.backend_host not in _LOOPBACK:
-            self._log.warn("the backend is plain http: the token crosses the network unencrypted")
+        for route in config.routes:
+            for upstream in route.upstreams:
+                if upstream.token is None:
+                    self._log.warn(
+                        "route {route}: {host} has no token: requests reach it without one "
+                        "(a private Space will answer 404)", route=route.name, host=upstream.host)
+                elif upstream.scheme == "http" and upstream.host not in _LOOPBACK:
+                    self._log.warn(
+                        "route {route}: {host} is plain http: its token crosses the network "
+                        "unencrypted", route=route.name, host=upstream.host)
         address = self._port.getHost()
         tunnels = self.site._forward.tunnels.maxima
         self._log.info(
@@ -196,6 +264,13 @@ class GatewayService(service.Service):
             streams=tunnels["stream"],
             trust=config.trust_proxy_reason,
         )
+        self._log.info(
+            "routes: {routes}; {note}", routes=", ".join(
+                "%s (%s%s, %d upstream%s)" % (
+                    r.name, ",".join(r.hosts) + " " if r.hosts else "", r.path, len(r.upstreams),
+                    "" if len(r.upstreams) == 1 else "s") for r in config.routes),
+            note=config.routes_note,
+        )
         self.listening.callback(self._port)
         if self._handle_signals:  # the process is the gateway's own (twistd, a worker)
             lean_poll(self._reactor)  # its event loop without a logging context per event
@@ -204,6 +279,7 @@ class GatewayService(service.Service):
             self._reactor.callWhenRunning(
                 drain_on_sigterm, self._reactor, lambda: self.drain.started, self.drain_then_stop
             )
+            self._reactor.callWhenRunning(self.reloader.on_sighup, self._reactor)
 
     def drain_then_stop(self):
         """Drain, then stop the reactor (the process exits 0)."""
@@ -221,4 +297,5 @@ class GatewayService(service.Service):
         super().stopService()
         yield self.drain.run(self._stop_listening)
         self.site.stop_timers()
+        self.router.stop()
         yield self.pool.closeCachedConnections()

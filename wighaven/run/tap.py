@@ -4,11 +4,13 @@
 Every setting of L{wighaven.config.settings.SETTINGS} is an option named after its
 environment variable (PRIVATE_BACKEND_URL -> --private-backend-url, PORT ->
 --port). A configuration error stops start-up with one line on stderr and
-exit status 1, before anything listens.
+exit status 1, before anything listens; --check-config stops there either
+way (exit 0 when the configuration is valid).
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import sys
 
@@ -34,6 +36,11 @@ class Options(usage.Options):
         "Space. Each option mirrors an environment variable; the option wins."
     )
     optParameters = [[s.option, None, None, _option_help(s)] for s in SETTINGS]
+    optFlags = [[
+        "check-config", None,
+        "Validate the settings and the config file (WIGHAVEN_CONFIG), print one line and "
+        "exit: 0 when valid, 1 with what to fix. Nothing listens.",
+    ]]
 
 
 def makeService(options):
@@ -54,12 +61,19 @@ def makeService(options):
         sys.stderr.write("wighaven: %s\n" % (e,))
         sys.stderr.flush()
         raise SystemExit(1)
+    if options["check-config"]:
+        sys.stdout.write("wighaven: configuration is valid: %d routes (%s); %s\n" % (
+            len(config.routes), ", ".join(r.name for r in config.routes), config.routes_note))
+        sys.stdout.flush()
+        raise SystemExit(0)
     observer = twistd_observer(twistd_options, config.log_level, config.log_format)
     if config.workers > 1:
         from .cluster import Supervisor
 
-        # The workers load the same settings from their environment.
+        # The workers load the same settings from their environment, and
+        # sign affinity cookies with one secret, so any worker knows them.
         env = dict(os.environ)
         env.update({name: value for name, value in overrides.items() if value is not None})
+        env.setdefault("AFFINITY_SECRET", base64.urlsafe_b64encode(config.affinity_secret).decode())
         return Supervisor(config, reactor, env, log_observer=observer, handle_signals=True)
     return GatewayService(config, reactor, log_observer=observer, handle_signals=True)

@@ -47,8 +47,9 @@ class GatewayPages:
     over must not cost more than one render a second.
     """
 
-    def __init__(self, config, stats, clock):
+    def __init__(self, config, stats, clock, router=None):
         self._stats = stats
+        self._router = router
         self._clock = clock
         self._backend_host = config.backend_netloc
         self._show_paths = config.dashboard_show_paths
@@ -108,8 +109,32 @@ class GatewayPages:
                 "in_flight": snap.in_flight,
                 "mean_latency_ms": round(snap.mean_latency_ms, 3),
                 "workers": snap.workers,
+                "routes": self._routes(),
             }
         ).encode("utf-8")
+
+    def _routes(self) -> list:
+        """Each route: its match, figures and each upstream's state (every worker's, merged)."""
+        if self._router is None:
+            return []
+        figures = self._stats.figures()["routes"]
+        out = []
+        for live in self._router.routes:
+            route = figures.get(live.metrics.name, {})
+            merged = route.get("upstreams", {})
+            upstreams = []
+            for status in live.status()["upstreams"]:
+                seen = merged.get(status["upstream"], {})
+                upstreams.append(dict(status, state=seen.get("state") or status["state"],
+                                      requests=seen.get("requests", 0),
+                                      errors=seen.get("errors", 0)))
+            out.append({
+                "name": live.name, "hosts": list(live.hosts), "path": live.path,
+                "requests": sum(n for c in route.get("requests", {}).values() for n in c.values()),
+                "errors": route.get("errors", 0), "in_flight": route.get("in_flight", 0),
+                "upstreams": upstreams,
+            })
+        return out
 
     def dashboard(self, request):
         request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
