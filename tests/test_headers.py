@@ -16,6 +16,7 @@ from wighaven.proxy.headers import (
     connection_named,
     downstream_headers,
     end_to_end,
+    origin_for_upstream,
     rewrite_location,
     upstream_headers,
     upstream_target,
@@ -418,3 +419,50 @@ class ResponseShapesTests(SynchronousTestCase):
             headers, _, _ = shapes.end_to_end([(b"X-%d" % i, b"v")])
             self.assertEqual(headers, [(b"X-%d" % i, [b"v"])])
         self.assertEqual(len(shapes._shapes), ResponseShapes.MAX_SHAPES)
+
+
+class PrefixTests(SynchronousTestCase):
+    """A route's stripped prefix: X-Forwarded-Prefix up, Location down."""
+
+    BACKEND = (b"https", b"backend.example", 443)
+
+    def headers(self, raw, prefix, trust=NO_PROXY, peer=b"10.0.0.1"):
+        return upstream_headers(raw, backend_host=b"backend.example", peer=peer, proto=b"https",
+                                token=None, token_header=b"authorization", trust_proxy=trust,
+                                prefix=prefix)
+
+    def test_prefix_sent_and_forgery_dropped(self):
+        out = dict(self.headers([(b"X-Forwarded-Prefix", [b"/evil"])], b"/chat"))
+        self.assertEqual(out[b"X-Forwarded-Prefix"], [b"/chat"])
+        self.assertNotIn(b"X-Forwarded-Prefix", dict(self.headers([], None)))
+        self.assertNotIn(b"X-Forwarded-Prefix",
+                         dict(self.headers([(b"X-Forwarded-Prefix", [b"/evil"])], None)))
+
+    def test_a_trusted_proxy_prefix_comes_first(self):
+        out = dict(self.headers([(b"X-Forwarded-Prefix", [b"/outer/"])], b"/chat", ONE_HOP))
+        self.assertEqual(out[b"X-Forwarded-Prefix"], [b"/outer/chat"])
+
+    def test_location_lands_under_the_prefix(self):
+        gw = b"https://gw.example"
+        cases = [
+            (b"/login", b"/chat/login"),
+            (b"/", b"/chat/"),
+            (b"/chat/already", b"/chat/already"),
+            (b"/chatter", b"/chat/chatter"),
+            (b"https://backend.example/login?x=1", b"https://gw.example/chat/login?x=1"),
+            (b"https://elsewhere.example/login", b"https://elsewhere.example/login"),
+            (b"relative", b"relative"),
+            (b"//elsewhere.example/x", b"//elsewhere.example/x"),
+        ]
+        for location, expected in cases:
+            self.assertEqual(rewrite_location(location, self.BACKEND, gw, b"/chat"), expected,
+                             location)
+
+    def test_websocket_origin_of_the_gateway_becomes_the_upstreams(self):
+        raw = [(b"Origin", [b"http://GW.example:8080"]), (b"Host", [b"backend.example"])]
+        out = origin_for_upstream(raw, b"http://gw.example:8080", b"https://backend.example")
+        self.assertEqual(out[0], (b"Origin", [b"https://backend.example"]))
+        foreign = [(b"Origin", [b"https://evil.example"])]
+        self.assertEqual(origin_for_upstream(foreign, b"http://gw.example:8080", b"https://b"),
+                         foreign)
+        self.assertEqual(origin_for_upstream(raw, None, b"https://b"), raw)

@@ -4,7 +4,7 @@ Rule (issue "many Spaces", part 6): only GET, HEAD and OPTIONS without a
 body, only when the failure came before any response header (connect
 error, reset, TLS failure), never after a byte reached the client, at most
 the route's C{retries} times, and within a budget: retries are at most a
-fifth of the route's requests over the last 10 seconds. The budget keeps a
+fifth of the route's requests over the last 10 seconds (at least 3). The budget keeps a
 failing route from doubling its own load (each request becoming two or
 three) just when its upstreams are struggling.
 
@@ -32,12 +32,14 @@ def may_retry(method: bytes, has_body: bool, head_received: bool, client_got_byt
 class RetryBudget:
     """Retries at most C{ratio} of the requests over the last C{window} seconds."""
 
-    def __init__(self, clock, ratio: float = 0.2, window: int = 10, minimum: int = 1):
+    def __init__(self, clock, ratio: float = 0.2, window: int = 10, minimum: int = 3):
         self._clock = clock
         self._ratio = ratio
         self._window = window
         # A quiet route may still retry its rare failures: at least this many
-        # retries per window, whatever the ratio says.
+        # retries per window, whatever the ratio says (3, as Envoy's budget:
+        # enough to carry a quiet route over the 3 failures that eject a dead
+        # upstream, so its users never see them).
         self._minimum = minimum
         self._requests = [0] * window
         self._retries = [0] * window

@@ -149,7 +149,9 @@ class GatewayService(service.Service):
 
     _log = Logger()
 
-    def __init__(self, config, reactor, log_observer=None, handle_signals=False, listen_fd=None):
+    def __init__(self, config, reactor, log_observer=None, handle_signals=False, listen_fd=None,
+                 env=None):
+        """C{env}: where a reload reads the file's C{env:} secrets (default: os.environ)."""
         self.config = config
         self._listen_fd = listen_fd  # a worker's socket, bound by its parent
         self._handle_signals = handle_signals
@@ -169,7 +171,7 @@ class GatewayService(service.Service):
             make_check=self._check_for,
         )
         self.site = build_site(config, None, reactor, self.stats, self.router)
-        self.reloader = Reloader(config, self.router, self.site._forward, self.stats)
+        self.reloader = Reloader(config, self.router, self.site._forward, self.stats, env)
         self.listening = defer.Deferred()
         self._port = None
         self.drain = Drain(self.site, self.stats, reactor, config.drain_timeout)
