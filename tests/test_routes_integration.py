@@ -474,3 +474,28 @@ class ActiveHealthTests(unittest.TestCase):
             reply = yield gw.get("/x")
             self.assertEqual(reply.status, 200)
         self.assertEqual((len(sleepy.requests), len(awake.requests)), (0, 4))
+
+
+class WorkersReloadTests(unittest.TestCase):
+    """With WORKERS above 1, SIGHUP to the supervisor reaches every worker."""
+
+    @defer.inlineCallbacks
+    def test_every_worker_reloads(self):
+        _, _, url = yield start_backend(self)
+        path = os.path.abspath(self.mktemp()) + ".toml"
+        with open(path, "w") as f:
+            f.write(route_toml("first", [(url, "TOKEN_A")], path="/first"))
+        gateway = GatewayProcess(None, self.mktemp() + ".log", args=["--workers", "2"],
+                                 WIGHAVEN_CONFIG=path, PRIVATE_BACKEND_URL=None,
+                                 BACKEND_CA_BUNDLE=pki().ca_pem, **TOKENS)
+        self.addCleanup(gateway.stop)
+        yield deferToThread(gateway.wait_ready)
+        with open(path, "a") as f:
+            f.write(route_toml("second", [(url, "TOKEN_B")], path="/second"))
+        os.kill(gateway.proc.pid, signal.SIGHUP)
+        yield wait_until(lambda: gateway.output().count("config reloaded") == 2, timeout=10)
+        # New connections land on either worker: every one of them knows the new route.
+        for _ in range(10):
+            reply = yield fetch(gateway.port, "GET", "/second/x")
+            self.assertEqual(reply.status, 200)
+        self.assertEqual(gateway.proc.poll(), None)

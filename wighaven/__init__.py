@@ -12,20 +12,29 @@ The request pipeline, in the order a request meets it:
      (the dashboard, /gateway-health, /_gateway/...) go to the Klein tree
      of web.pages.GatewayPages once their (small) body is in; every other path
      goes to the forwarding resource at once, its body streaming.
-  3. proxy.forward.ForwardResource owns the forwarding rule: method and
+  3. route: routing.router.Router.route_for picks the request's
+     routing.router.LiveRoute (its host, then the longest path prefix);
+     none is a 404 no_route.
+     (later: identity, policy, rate limit, cache)
+  4. balance: LiveRoute.choose picks the upstream (a LiveUpstream): the
+     one its affinity names while that one is up, else the route's
+     balancer among the healthy ones.
+  5. forward: proxy.forward.ForwardResource owns the forwarding rule: method and
      target checks, CORS preflights, WebSocket handshakes
      (proxy/websocket.py), the upstream headers (proxy.headers.
-     upstream_headers: hop-by-hop dropped, token injected, X-Forwarded-*
-     rebuilt), then one exchange through proxy.upstream.BackendAgent.send
-     over the persistent pool of proxy.upstream_protocol.UpstreamProtocol
-     connections, the response relayed by a proxy.forward._Relay as it
-     arrives, both ways with backpressure.
-  4. proxy.site.GatewaySite.log writes the one access line and counts the
+     upstream_headers: hop-by-hop dropped, that upstream's token injected,
+     X-Forwarded-* rebuilt), then one exchange through that upstream's
+     proxy.upstream.BackendAgent.send over the persistent pool of
+     proxy.upstream_protocol.UpstreamProtocol connections, the response
+     relayed by a proxy.forward._Relay as it arrives, both ways with
+     backpressure; a failure before any header may be retried on another
+     upstream (routing.retry).
+  6. proxy.site.GatewaySite.log writes the one access line and counts the
      request once it ends, however it ends.
 
-Where later policy steps (identity, rate limits, cache, route choice) plug
-in: on the forwarding resource, between the dispatch (2) and the exchange
-(3), never on the channel. What such a step receives and may do:
+Where later policy steps (identity, rate limits, cache) plug in: between
+the route (3) and the balance (4), on the forwarding resource, never on
+the channel. What such a step receives and may do:
   - it receives the GatewayRequest with its head complete and its body
     possibly still arriving: C{method}, C{uri} (origin form), C{path},
     C{clientproto}, C{requestHeaders} (a Twisted Headers), C{request_id},
@@ -54,15 +63,16 @@ The subpackages, each with one job:
             loop's tuning (dispatch);
   config/   the settings from the environment and twistd options, validated
             into a frozen configuration; TRUST_PROXY's parsed form; the
-            config file's routes;
+            config file's routes (the frozen route model);
   proxy/    the HTTP engine: the pipeline above, with its transports,
             timers, limits, tunnels, TLS and error answers;
   observe/  metrics, the dashboard's figures, logs, the exchange log and
             the live feed;
   web/      the gateway's own pages: the Klein tree and the dashboard (its
             HTML, CSS and JS are package data files beside it).
-  routing/  which route a request belongs to (the route table's matching;
-            balancing, affinity, health and retries join it).
+  routing/  which route and which upstream take a request: the live
+            route table and its reload (router), matching (table),
+            balancers, affinity, passive and active health, retries.
 Later parts get their own: auth/, admin/, store/, limits/, cache/, spaces/. The README's Layout lists
 every module.
 """

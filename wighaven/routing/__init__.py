@@ -1,2 +1,3 @@
-"""Routing: which route a request belongs to (the route table and its
-matching); balancing, affinity, health and retries join it."""
+"""Routing: which route and which upstream take a request. The live table
+(router), its matching (table), balancers, affinity, passive health,
+active probes and the Hub's stages (probe), and retries."""

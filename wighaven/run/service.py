@@ -281,7 +281,8 @@ class GatewayService(service.Service):
             self._reactor.callWhenRunning(
                 drain_on_sigterm, self._reactor, lambda: self.drain.started, self.drain_then_stop
             )
-            self._reactor.callWhenRunning(self.reloader.on_sighup, self._reactor)
+            # At once, not when the reactor runs: a SIGHUP in between would end the process.
+            self.reloader.on_sighup(self._reactor)
 
     def drain_then_stop(self):
         """Drain, then stop the reactor (the process exits 0)."""

@@ -11,9 +11,17 @@ other workers'.
 
 from __future__ import annotations
 
-import os
 import signal
-import sys
+
+# A SIGHUP (a reload the supervisor passes on) may come while this worker
+# starts: it is kept for later, instead of ending the process as it would
+# by default. First thing, before the imports below take their time.
+_HANGUPS = []
+if __name__ == "__main__":
+    signal.signal(signal.SIGHUP, lambda signum, frame: _HANGUPS.append(signum))
+
+import os  # noqa: E402
+import sys  # noqa: E402
 
 from twisted.internet import stdio
 from twisted.logger import globalLogBeginner
@@ -39,7 +47,9 @@ def main() -> None:
     link = WorkerLink(gateway.stats, reactor, parent_gone=gateway.drain_then_stop)
     # The others' figures first: the very first request already sees them.
     link.dataReceived(first_message(0))
-    gateway.startService()
+    gateway.startService()  # from here on, SIGHUP reloads
+    if _HANGUPS:  # the file may have changed after it was read above
+        reactor.callWhenRunning(gateway.reloader.reload)
     stdio.StandardIO(link, stdin=0, stdout=REPORT_FD, reactor=reactor)
     # Ctrl-C in a terminal reaches the whole process group: the supervisor
     # turns it into a drain of every worker, so a worker ignores it itself.
