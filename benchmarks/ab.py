@@ -66,8 +66,10 @@ def main():
             port = bench.free_port()
             env = dict(os.environ, PRIVATE_BACKEND_URL=backend, HF_TOKEN=bench.TOKEN,
                        LOG_LEVEL="warn", PYTHONPATH=os.path.abspath(tree))
+            # Run from the tree itself: Python puts the working directory before
+            # PYTHONPATH, so from anywhere else a tree inside it would win.
             proc = bench.Proc("gateway-" + name, gateway_argv("--port", str(port)), env=env,
-                              logdir=d)
+                              cwd=os.path.abspath(tree), logdir=d)
             procs.append(proc)
             if bench.wait_http("http://127.0.0.1:%d%s" % (port, args.path)) is None:
                 sys.exit("ab: gateway %s did not answer; see %s" % (name, d))

@@ -24,7 +24,58 @@ apt-get install nginx-light wrk nodejs npm):
     python benchmarks/run.py --bench /path/to/bench.py
 
 bench.py is looked for in --bench, then $WIGHAVEN_BENCH, then
-../shared/bench/bench.py next to the project.
+../shared/bench/bench.py next to the project. bench.py starts its gateway
+with `twistd`, i.e. the copy of the gateway installed in the active Python
+(hence `pip install .` first).
+
+--only and --scenarios narrow every run (bench.py's targets: direct, nginx,
+node, naive, gateway; scenarios: latency, small, big, upload, c10k); a run
+left with no target or scenario is skipped. --results DIR puts the JSON
+elsewhere (a smoke run need not touch benchmarks/results/).
+
+Many routes (README "Many Spaces: the config file"):
+
+  --routes N   every gateway of the runs above serves a WIGHAVEN_CONFIG file
+               of N generated routes (benchmarks/routes_bench.py writes it in
+               a temporary folder): N//2 host routes, hosts = ["h<i>.bench.invalid"],
+               and N - N//2 prefix routes, path = "/p<i>", each with one
+               upstream, the gateway's backend. bench.py picks its backend's
+               port itself, so for these runs run.py starts the same nginx
+               backend (bench.py's configuration, benchmarks/local_backend.py)
+               and hands the gateway both PRIVATE_BACKEND_URL (that backend)
+               and WIGHAVEN_CONFIG through bench.py's --gateway-env KEY=VALUE;
+               the peers keep bench.py's own backend. The file has no route at
+               / without hosts, so PRIVATE_BACKEND_URL stays the catch-all
+               route `default` and bench.py's requests (GET /small, /big,
+               POST /upload on Host 127.0.0.1:<port>) take the whole lookup:
+               a miss among the 500 exact hosts, a miss among the 500
+               prefixes, then `default`. The JSON files get a -routes-N suffix.
+
+  --compare    instead of the runs above, one interleaved run (routes_bench.py)
+               of the gateway with PRIVATE_BACKEND_URL only (1 route) and the
+               same tree with the N-route file (--routes, default 1000), both
+               forwarding to one backend, small requests (GET /small, 64
+               connections), round n starting with gateway n mod k; prints
+               medians and N-routes/1-route (the issue: at least 0.95).
+               --base-tree TREE adds an older tree with PRIVATE_BACKEND_URL
+               only and prints 1-route/base too (the issue: at least 0.97).
+               Each gateway runs from its tree (first on PYTHONPATH, and its
+               working directory), nothing installed. --via host|prefix sends
+               the N-route gateway's load to a host or a prefix route instead.
+
+The issue's two figures from one run, on an idle machine:
+
+    mkdir /tmp/wighaven-base && git archive PREVIOUS_MAIN | tar -x -C /tmp/wighaven-base
+    # (or: git worktree add --detach /tmp/wighaven-base PREVIOUS_MAIN)
+    python benchmarks/run.py --compare --routes 1000 --base-tree /tmp/wighaven-base \
+        --rounds 7 --duration 5
+
+and the README's table with 1,000 routes: python benchmarks/run.py --routes 1000.
+(benchmarks/ab.py TREE_A TREE_B compares two trees too, but it starts its
+gateways in the current directory, whose own wighaven/ Python imports before
+PYTHONPATH: run from the project root, both of its gateways run the working
+tree. Run it from elsewhere, e.g. cd /tmp && python /path/to/benchmarks/ab.py
+/tmp/wighaven-base /path/to/project, or use --compare --base-tree.)
 """
 
 from __future__ import annotations
@@ -34,6 +85,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -161,48 +213,136 @@ def table(one, many, workers):
     return "\n".join(lines)
 
 
+def narrowed(wanted, allowed):
+    """The items of the comma-separated C{allowed} that C{wanted} (or None: all) keeps."""
+    keep = [item for item in allowed.split(",") if wanted is None or item in wanted.split(",")]
+    return ",".join(keep)
+
+
+class Routes:
+    """
+    --routes N for bench.py's runs: a backend of our own (bench.py's port is
+    not known before it starts) and the route files pointing at it.
+    """
+
+    def __init__(self, bench, n):
+        sys.path.insert(0, HERE)
+        from local_backend import load_bench, start_backend
+
+        self.n = n
+        self.files = 0
+        self.workdir = tempfile.mkdtemp(prefix="wighaven-routes-")
+        self.origin, self.backend = start_backend(load_bench(bench), self.workdir)
+
+    def gateway_env(self, origin=None):
+        """bench.py options: the gateway forwards to C{origin} (ours by default) with N routes."""
+        from routes_bench import write_routes
+
+        origin = origin or self.origin
+        self.files += 1
+        path = os.path.join(self.workdir, "routes-%d.toml" % self.files)
+        write_routes(path, self.n, origin)
+        return ["--gateway-env", "WIGHAVEN_CONFIG=" + path] + (
+            [] if origin != self.origin else ["--gateway-env", "PRIVATE_BACKEND_URL=" + origin])
+
+    def stop(self):
+        self.backend.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0] + " Details and the many-routes modes: see below.",
+        epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bench", help="path of bench.py")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     ap.add_argument("--workers", type=int, default=2, help="workers for the second run (0: skip it)")
     ap.add_argument("--no-tls", action="store_true", help="skip the run over a TLS backend")
+    ap.add_argument("--only", help="bench.py targets to keep in every run (comma-separated)")
+    ap.add_argument("--scenarios", help="scenarios to keep in every run (comma-separated)")
+    ap.add_argument("--results", default=RESULTS, help="folder of the JSON files (default: %(default)s)")
+    ap.add_argument("--routes", type=int, default=0, metavar="N",
+                    help="the gateway serves a generated file of N routes (N/2 host, N/2 prefix); "
+                         "0: PRIVATE_BACKEND_URL only, as the README's table")
+    ap.add_argument("--compare", action="store_true",
+                    help="only the interleaved comparison: 1 route against --routes N (default "
+                         "1000), small requests (benchmarks/routes_bench.py)")
+    sys.path.insert(0, HERE)
+    import routes_bench
+
+    routes_bench.add_arguments(ap)
     args = ap.parse_args()
     bench = find_bench(args.bench)
-    os.makedirs(RESULTS, exist_ok=True)
+    os.makedirs(args.results, exist_ok=True)
     stamp = datetime.date.today().isoformat()
-    one = run_bench(bench, os.path.join(RESULTS, stamp + "-one-process.json"), args,
-                    ["--scenarios", SCENARIOS, "--gateway-cmd", GATEWAY_CMD])
-    many = None
-    if args.workers > 1:
+    if args.compare:
+        n = args.routes or 1000
+        routes_bench.compare(
+            bench, routes=n, base_tree=args.base_tree, rounds=args.rounds,
+            duration=args.duration, connections=args.connections, via=args.via,
+            json_path=os.path.join(args.results, "%s-routes-%d-compare.json" % (stamp, n)))
+        return
+    if args.base_tree or args.via != "default":
+        ap.error("--base-tree and --via go with --compare")
+    suffix = "-routes-%d" % args.routes if args.routes else ""
+    routes = Routes(bench, args.routes) if args.routes else None
+    try:
+        runs = run_all(bench, args, stamp, suffix, routes)
+    finally:
+        if routes is not None:
+            routes.stop()
+    one, many, tls = runs
+    print()
+    print("Machine: %s, %d cores, Python %s; %s" % (
+        platform.platform(), os.cpu_count() or 0, platform.python_version(), stamp))
+    if routes is not None:
+        print("Gateway: %d routes from a generated WIGHAVEN_CONFIG file (%d host, %d prefix), "
+              "plus PRIVATE_BACKEND_URL's `default`, which takes bench.py's requests."
+              % (args.routes, args.routes // 2, args.routes - args.routes // 2))
+    if one is not None:
+        print()
+        print(table(one, many, args.workers))
+    if tls is not None:
+        print()
+        print(tls_table(tls))
+
+
+def run_all(bench, args, stamp, suffix, routes):
+    """The three bench.py runs (each None when skipped): one process, --workers, TLS backend."""
+    gateway_env = routes.gateway_env() if routes is not None else []
+    one = many = tls = None
+    only, scenarios = narrowed(args.only, "direct,nginx,node,naive,gateway"), narrowed(
+        args.scenarios, SCENARIOS)
+    if only and scenarios:
+        one = run_bench(bench, os.path.join(args.results, stamp + "-one-process%s.json" % suffix),
+                        args, ["--only", only, "--scenarios", scenarios,
+                               "--gateway-cmd", GATEWAY_CMD] + gateway_env)
+    only, scenarios = narrowed(args.only, "node,gateway"), narrowed(args.scenarios, "small")
+    if args.workers > 1 and "gateway" in only and scenarios:
         many = run_bench(
-            bench, os.path.join(RESULTS, "%s-workers-%d.json" % (stamp, args.workers)), args,
-            ["--only", "node,gateway", "--scenarios", "small",
-             "--gateway-cmd", GATEWAY_CMD + " --workers %d" % args.workers],
+            bench, os.path.join(args.results, "%s-workers-%d%s.json" % (stamp, args.workers, suffix)),
+            args, ["--only", only, "--scenarios", scenarios,
+                   "--gateway-cmd", GATEWAY_CMD + " --workers %d" % args.workers] + gateway_env,
         )
-    tls = None
-    if not args.no_tls:
+    only = narrowed(args.only, "direct,nginx,gateway")
+    scenarios = narrowed(args.scenarios, "latency,small,big,upload")
+    if not args.no_tls and only and scenarios:
         workdir = tempfile.mkdtemp(prefix="wighaven-tls-backend-")
         origin, ca_bundle, backend = tls_backend(bench, workdir)
         try:
             tls = run_bench(
-                bench, os.path.join(RESULTS, stamp + "-tls-upstream.json"), args,
-                ["--only", "direct,nginx,gateway", "--scenarios", "latency,small,big,upload",
+                bench, os.path.join(args.results, stamp + "-tls-upstream%s.json" % suffix), args,
+                ["--only", only, "--scenarios", scenarios,
                  "--gateway-cmd", GATEWAY_CMD,
                  "--gateway-env", "PRIVATE_BACKEND_URL=" + origin,
-                 "--gateway-env", "BACKEND_CA_BUNDLE=" + ca_bundle],
+                 "--gateway-env", "BACKEND_CA_BUNDLE=" + ca_bundle]
+                + (routes.gateway_env(origin) if routes is not None else []),
             )
         finally:
             backend.stop()
-    print()
-    print("Machine: %s, %d cores, Python %s; %s" % (
-        platform.platform(), os.cpu_count() or 0, platform.python_version(), stamp))
-    print()
-    print(table(one, many, args.workers))
-    if tls is not None:
-        print()
-        print(tls_table(tls))
+    return one, many, tls
 
 
 if __name__ == "__main__":

@@ -230,7 +230,9 @@ class Window:
         self._seconds = [None] * size
         self._requests = [0] * size
         self._errors = [0] * size
-        self._latency = [Histogram(self.buckets) for _ in range(size)]
+        # Made on a slot's first use: a route that is seldom asked (a table
+        # of 1,000 routes) keeps a few lists, not 300 empty histograms.
+        self._latency = [None] * size
 
     def record(self, now: float, is_error: bool, seconds: float) -> None:
         second = int(now)
@@ -239,11 +241,15 @@ class Window:
             self._seconds[i] = second
             self._requests[i] = 0
             self._errors[i] = 0
-            self._latency[i].reset()
+            if self._latency[i] is not None:
+                self._latency[i].reset()
         self._requests[i] += 1
         if is_error:
             self._errors[i] += 1
-        self._latency[i].observe(seconds)
+        latency = self._latency[i]
+        if latency is None:
+            latency = self._latency[i] = Histogram(self.buckets)
+        latency.observe(seconds)
 
     def _slots(self, now: float, seconds: int):
         """(second, slot index or None) for the C{seconds} seconds up to now."""
@@ -282,7 +288,7 @@ class Window:
         """A new histogram of all latencies recorded in the last C{seconds}."""
         merged = Histogram(self.buckets)
         for _, i in self._slots(now, seconds):
-            if i is not None:
+            if i is not None and self._latency[i] is not None:
                 merged.merge(self._latency[i])
         return merged
 
