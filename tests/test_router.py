@@ -192,3 +192,38 @@ class RouterTests(SynchronousTestCase):
     def test_upstream_labels_are_bounded_and_secret_free(self):
         ups = (upstream("a"), upstream("a"), upstream("b", port=8443))
         self.assertEqual(upstream_labels(ups), ["a.example", "a.example#2", "b.example:8443"])
+
+
+class ProbeReloadTests(SynchronousTestCase):
+    """A reload that changes a route's probe gives its kept upstreams the new one."""
+
+    def test_new_probe_for_a_kept_upstream(self):
+        made = []
+
+        class Check:
+            def __init__(self, route):
+                self.route, self.running = route, False
+
+            def start(self):
+                self.running = True
+
+            def stop(self):
+                self.running = False
+
+        def make_check(route, model):
+            check = Check(route)
+            made.append(check)
+            return check if route.health_path else None
+
+        metrics = Metrics(Clock())
+        router = Router([route("r", health_path="/a")], clock=Clock(),
+                        make_agent=lambda m: None, metrics_for=lambda r: metrics.route(r.name),
+                        affinity_secret=b"s" * 32, trust_proxy=NO_PROXY, make_check=make_check)
+        first = list(router.routes[0].upstreams)
+        self.assertEqual([c.running for c in made], [True, True])
+        router.replace([route("r", health_path="/a", retries=1)])  # probe unchanged
+        self.assertEqual(len(made), 2)
+        router.replace([route("r", health_path="/b")])
+        self.assertEqual(list(router.routes[0].upstreams), first)  # passive health kept
+        self.assertEqual([c.running for c in made], [False, False, True, True])
+        self.assertEqual([u.active.route.health_path for u in first], ["/b", "/b"])

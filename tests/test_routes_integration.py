@@ -219,6 +219,14 @@ class BalancingTests(unittest.TestCase):
         self.assertIsNotNone(forged.get("Set-Cookie"))
 
     @defer.inlineCallbacks
+    def test_the_cookie_is_secure_when_the_client_came_over_https(self):
+        gw = yield RoutedGateway(self, self.table(affinity="cookie"), TRUST_PROXY="true").start()
+        plain = yield gw.get("/page")
+        self.assertNotIn("Secure", plain.get("Set-Cookie"))
+        https = yield gw.get("/page", headers={"X-Forwarded-Proto": "https"})
+        self.assertIn("; Secure", https.get("Set-Cookie"))
+
+    @defer.inlineCallbacks
     def test_gradio_session_hash_keeps_a_client_on_one_replica(self):
         gw = yield RoutedGateway(self, self.table(affinity="gradio")).start()
         join = json.dumps({"data": [], "fn_index": 0, "session_hash": "abc123"}).encode()

@@ -141,7 +141,7 @@ class ForwardResource(Resource):
         if is_websocket_upgrade(request.method, request.requestHeaders):
             hold = self.take_tunnel(request, WEBSOCKET)
             if hold is not None:
-                upstream = live.choose(request)
+                upstream = live.choose(request, secure=self._came_secure(request, live))
                 request.upstream_label = upstream.label
                 request.notifyFinish().addBoth(hold.release)
                 headers = origin_for_upstream(
@@ -218,7 +218,7 @@ class ForwardResource(Resource):
         )
 
     def _forward(self, request, live, target, body, in_head=False, whole=None):
-        upstream = live.choose(request, whole)
+        upstream = live.choose(request, whole, secure=self._came_secure(request, live))
         relay = _Relay(self, request, _origin_of(request), in_head, live, target)
         _when_client_gone(request, relay.client_gone)
         if isinstance(body, StreamingBody):
@@ -240,6 +240,13 @@ class ForwardResource(Resource):
             for name, values in self._cors.preflight_headers(origin, wanted):
                 request.responseHeaders.setRawHeaders(name, values)
         return b""
+
+    def _came_secure(self, request, live) -> Optional[bool]:
+        """Did the client use https (as a trusted proxy says)? Asked for affinity cookies only."""
+        if live.cookie is None:
+            return None
+        origin = self.gateway_origin(request)
+        return request.isSecure() if origin is None else origin.startswith(b"https:")
 
     def gateway_origin(self, request) -> Optional[bytes]:
         """The gateway's origin as this client addressed it (for Location)."""

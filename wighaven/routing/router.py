@@ -188,12 +188,15 @@ class LiveRoute:
         except ValueError:
             return False
 
-    def choose(self, request, body: Optional[bytes] = None, tried=()) -> LiveUpstream:
+    def choose(self, request, body: Optional[bytes] = None, tried=(),
+               secure: Optional[bool] = None) -> LiveUpstream:
         """
         The upstream for C{request}: the one its affinity names while that
         one is available, else the balancer's pick among the available ones
         (all of them when none is: panic). C{tried} are left out for a retry.
         C{body} is the whole body, when it was read first (L{needs_body}).
+        C{secure}: did the client come over https (behind a trusted proxy,
+        as it says)? The affinity cookie is then Secure; default: isSecure().
         """
         only = self.only
         if only is not None:
@@ -227,7 +230,8 @@ class LiveRoute:
         for key in keys:
             self.sessions.learn(key, upstream.model)
         if cookie is not None and bound is not upstream:
-            request.affinity_cookie = cookie.set_cookie(upstream.model, request.isSecure())
+            request.affinity_cookie = cookie.set_cookie(
+                upstream.model, request.isSecure() if secure is None else secure)
         return upstream
 
     def learn(self, key: bytes, upstream: LiveUpstream) -> None:
@@ -243,6 +247,11 @@ class LiveRoute:
             "path": self.path,
             "upstreams": self.upstream_status(),
         }
+
+
+def _probe_of(route):
+    """What a route's active probes depend on."""
+    return route.health_path, route.health_interval
 
 
 def _in_flight(upstream: LiveUpstream) -> int:
@@ -317,13 +326,16 @@ class Router:
                 continue
             changes["changed" if previous is not None else "added"].append(route.name)
             upstreams = []
+            probes_kept = previous is not None and _probe_of(previous.route) == _probe_of(route)
             for model, label in zip(route.upstreams, upstream_labels(route.upstreams)):
                 live = old_upstreams.get((route.name, model))
                 if live is None or live.label != label:
                     live = LiveUpstream(model, label, self._make_agent(model), self._clock)
-                    live.active = self._make_check(route, model)
+                    self._start_check(live, route)
+                elif not probes_kept:  # same upstream, another probe: its health is kept
                     if live.active is not None:
-                        live.active.start()
+                        live.active.stop()
+                    self._start_check(live, route)
                 kept_upstreams.add(id(live))
                 upstreams.append(live)
             built.append(LiveRoute(
@@ -343,6 +355,11 @@ class Router:
             if name not in new_names or live.open:
                 self._retire(live)
         return changes
+
+    def _start_check(self, upstream: LiveUpstream, route) -> None:
+        upstream.active = self._make_check(route, upstream.model)
+        if upstream.active is not None:
+            upstream.active.start()
 
     def _retire(self, live: LiveRoute) -> None:
         """
