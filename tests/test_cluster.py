@@ -943,7 +943,7 @@ class LiveMessagesWithPeersTests(SynchronousTestCase):
         self.route = RouteMetrics("backend", self.clock)
         self.stats = GatewayStats(self.clock, self.route)
         self.stats.peers = PeerFigures()
-        self.messages = LiveMessages(self.route, self.stats, "user-space.hf.space", self.clock)
+        self.messages = LiveMessages(self.stats, "user-space.hf.space", self.clock)
         self.others = {7: RouteMetrics("backend", self.clock), 8: RouteMetrics("backend", self.clock)}
 
     def parent_says(self, *sources, started=START - 1):

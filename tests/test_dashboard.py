@@ -56,8 +56,10 @@ class _Page(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.stats, self.units, self.classes, self.tags = {}, {}, {}, []
         self._open = []  # (tag, key or None)
-        self.rows = []
+        self.rows = []  # the recent requests' rows, their cells' text
+        self.route_rows = []  # the routes table's, its row headers included
         self._row = None
+        self._rows = None  # the list the rows of the open tbody go to
         self.feed(page)
 
     def handle_starttag(self, tag, attrs):
@@ -71,10 +73,12 @@ class _Page(HTMLParser):
         elif "data-unit" in attrs:
             key = ("unit", attrs["data-unit"])
             self.units[attrs["data-unit"]] = ""
-        if tag == "tr" and self._in_tbody():
+        if tag == "tbody":
+            self._rows = {"recent-rows": self.rows, "route-rows": self.route_rows}.get(attrs.get("id"))
+        if tag == "tr" and self._in_tbody() and self._rows is not None:
             self._row = []
-            self.rows.append(self._row)
-        if tag == "td" and self._row is not None:
+            self._rows.append(self._row)
+        if self._row is not None and (tag == "td" or tag == "th" and self._rows is self.route_rows):
             self._row.append("")
         if tag not in ("meta", "br", "img", "input", "link", "path", "rect"):
             self._open.append((tag, key))
@@ -88,13 +92,13 @@ class _Page(HTMLParser):
             if open_tag == tag:
                 break
         if tag == "tbody":
-            self._row = None
+            self._row = self._rows = None
 
     def handle_data(self, data):
         for _, key in self._open:
             if key is not None:
                 (self.stats if key[0] == "stat" else self.units)[key[1]] += data
-        if self._row is not None and self._row and any(t == "td" for t, _ in self._open):
+        if self._row is not None and self._row and any(t in ("td", "th") for t, _ in self._open):
             self._row[-1] += data
 
 
@@ -338,7 +342,7 @@ class RenderDashboardTests(SynchronousTestCase):
                 ["22:14:58", "GET", "backend", "200", "8.5 ms"],
             ],
         )
-        headers = re.findall(r'<th scope="col" class="([\w-]+)">(\w+)</th>', page)
+        headers = re.findall(r'<th scope="col" class="(c-[\w-]+)">(\w+)</th>', page)
         self.assertEqual(headers, [("c-time", "Time"), ("c-method", "Method"), ("c-route", "Route"),
                                    ("c-status", "Status"), ("c-ms", "Duration")])
         self.assertIn("paths are not shown", page)
@@ -473,9 +477,9 @@ class RenderDashboardTests(SynchronousTestCase):
         self.assertEqual(live, [{"id": "summary", "class": "sr-only", "aria-live": "polite",
                                  "aria-atomic": "true"}])
         headers = [a for t, a in tags if t == "th"]
-        self.assertEqual(len(headers), 5)
+        self.assertEqual(len(headers), 5 + 6)  # recent requests, routes
         self.assertTrue(all(a.get("scope") == "col" for a in headers))
-        self.assertIn("caption", names)
+        self.assertEqual(names.count("caption"), 2)
         svg = [a for t, a in tags if t == "svg" and a.get("role") == "img"]
         self.assertEqual(len(svg), 1)
         self.assertEqual(svg[0]["aria-labelledby"], "chart-alt")
@@ -487,6 +491,128 @@ class RenderDashboardTests(SynchronousTestCase):
                 self.assertIn(a["aria-labelledby"], heading_ids)
         self.assertIn("@media (prefers-reduced-motion: reduce)", page)
         self.assertIn("@media (max-width: 44rem)", page)
+
+
+def routes():
+    """Two routes of a live message: one all up, one with an ejected and a down upstream."""
+    now = hello()["time"]
+    return [
+        {"name": "api", "requests_per_second": 0.35, "p95_ms": 1250.0, "errors": 0,
+         "error_rate": 0.0, "in_flight": 0, "upstreams": [
+             {"label": "user-api.hf.space", "state": "up", "ejected_until": None,
+              "last_error": None, "stage": None}]},
+        {"name": "chat", "requests_per_second": 12.5, "p95_ms": 45.2, "errors": 1234,
+         "error_rate": 0.08, "in_flight": 3, "upstreams": [
+             {"label": "user-chat-a.hf.space", "state": "ejected", "ejected_until": now + 7.2,
+              "last_error": "answered 503", "stage": None},
+             {"label": "user-chat-b.hf.space", "state": "down", "ejected_until": None,
+              "last_error": "stage SLEEPING", "stage": "SLEEPING"},
+             {"label": "user-chat-c.hf.space:8443", "state": "down", "ejected_until": None,
+              "last_error": "the upstream refused the connection", "stage": None}]},
+    ]
+
+
+class RouteTableTests(SynchronousTestCase):
+    """The routes table: a row per route, its figures and its upstreams' health."""
+
+    def upstreams(self, page):
+        """Per upstream: its item's title, its pill's class and text, and the rest."""
+        out, item = [], None
+        for tag, attrs in _Page(page).tags:
+            if tag == "li" and attrs.get("class") == "ups-item":
+                item = {"title": attrs.get("title")}
+                out.append(item)
+            elif item is not None and tag in ("span", "time", "code"):
+                item.setdefault("parts", []).append((tag, attrs.get("class"), attrs.get("datetime")))
+        return out
+
+    def test_a_row_per_route(self):
+        page = render(live=hello(routes=routes()))
+        self.assertEqual(_Page(page).route_rows, [
+            ["api1 of 1 up", "0.35", "1.25 s", "0%0 total", "0", "upuser-api.hf.space"],
+            ["chat0 of 3 up", "12.5", "45 ms", "8.0%1,234 total", "3",
+             "ejecteduser-chat-a.hf.spaceback in 8sanswered 503"
+             "downuser-chat-b.hf.spaceSpace stage SLEEPING"
+             "downuser-chat-c.hf.space:8443the upstream refused the connection"],
+        ])
+        # The recent requests are a table of their own.
+        self.assertEqual(len(_Page(page).rows), 3)
+
+    def test_header_caption_and_row_headers(self):
+        page = render(live=hello(routes=routes()))
+        self.assertEqual(
+            re.findall(r'<th scope="col" class="r-[\w-]+">([^<]+)</th>', page),
+            ["Route", "Req/s", "p95", "Errors", "In flight", "Upstreams"])
+        self.assertIn("<caption class=\"sr-only\">Each route's traffic and the health of its "
+                      "upstreams</caption>", page)
+        row_headers = [a for t, a in _Page(page).tags if t == "th" and a.get("scope") == "row"]
+        self.assertEqual(len(row_headers), 2)
+        self.assertIn('aria-labelledby="routes-h"', page)
+        self.assertIn('<h2 id="routes-h">Routes</h2>', page)
+        # Each figure names itself for the phone layout, where the header row is hidden.
+        labels = [a["data-label"] for t, a in _Page(page).tags if "data-label" in a]
+        self.assertEqual(labels, ["Req/s", "p95", "Errors", "In flight"] * 2)
+
+    def test_health_in_words_and_colour(self):
+        page = render(live=hello(routes=routes()))
+        items = self.upstreams(page)
+        self.assertEqual([i["title"] for i in items], [
+            None, "Last error: answered 503", "Last error: stage SLEEPING",
+            "Last error: the upstream refused the connection"])
+        pills = [i["parts"][0][1] for i in items]
+        self.assertEqual(pills, ["ups-st s-up", "ups-st s-ejected", "ups-st s-down", "ups-st s-down"])
+        # Ejected: when it is back, as a machine-readable time too.
+        self.assertIn(("time", "ups-when", "2023-11-14T22:15:07Z"), items[1]["parts"])
+        # The Space's stage is said once, not again as the error.
+        self.assertNotIn("ups-note", [p[1] for p in items[2]["parts"]])
+        # Trouble shows in the errors and in the count of upstreams up.
+        self.assertIn('<span class="num bad">8.0%</span>', page)
+        self.assertIn('<span class="r-sub bad">0 of 3 up</span>', page)
+        self.assertIn('<span class="r-sub">1 of 1 up</span>', page)
+
+    def test_ejected_for_a_while_or_nearly_back(self):
+        def note(until):
+            r = routes()[1]
+            r["upstreams"] = [dict(r["upstreams"][0], ejected_until=until)]
+            return _Page(render(live=hello(routes=[r]))).route_rows[0][-1]
+
+        now = hello()["time"]
+        self.assertEqual(note(now + 125), "ejecteduser-chat-a.hf.spaceback in 2m 5sanswered 503")
+        self.assertEqual(note(now + 0.2), "ejecteduser-chat-a.hf.spaceback in 1sanswered 503")
+        self.assertEqual(note(now - 1), "ejecteduser-chat-a.hf.spaceback any momentanswered 503")
+        self.assertEqual(note(None), "ejecteduser-chat-a.hf.spaceback any momentanswered 503")
+
+    def test_before_the_feed_and_without_routes(self):
+        self.assertEqual(_Page(render()).route_rows,
+                         [["Routes appear here with the live figures."]])
+        self.assertEqual(_Page(render(live=hello())).route_rows, [["No routes yet."]])
+        self.assertEqual(_Page(render(live=hello(routes=[]))).route_rows, [["No routes yet."]])
+
+    def test_routes_of_wrong_shape(self):
+        self.assertEqual(_Page(render(live=hello(routes="many"))).route_rows, [["No routes yet."]])
+        page = render(live=hello(routes=[None, 5, {"name": "x", "upstreams": [None, {"state": []}],
+                                                   "requests_per_second": "fast", "errors": True}]))
+        self.assertEqual(_Page(page).route_rows,
+                         [["x0 of 1 up", DASH, DASH, DASH + DASH + " total", DASH, "unknown"]])
+        page = render(live=hello(routes=[{"name": "y", "upstreams": "a.hf.space"}]))
+        self.assertEqual(_Page(page).route_rows[0][-1], "no upstreams")
+
+    def test_escaped(self):
+        hostile = '<img src=x onerror=alert(1)>"&'
+        page = render(live=hello(routes=[{
+            "name": hostile, "upstreams": [{"label": hostile, "state": "down",
+                                            "last_error": hostile, "stage": hostile}]}]))
+        self.assertNotIn("<img", page)
+        row = _Page(page).route_rows[0]
+        self.assertEqual(row[0], hostile + "0 of 1 up")
+        self.assertEqual(row[-1], "down" + hostile + "Space stage " + hostile + hostile)
+        self.assertEqual(self.upstreams(page)[0]["title"], "Last error: " + hostile)
+
+    def test_script_paints_the_routes_too(self):
+        page = render()
+        script = page[page.index("<script>"):]
+        self.assertIn("paintRoutes(m.routes, m.time)", script)
+        self.assertIn('function ejectedNote(until, now)', script)
 
 
 class GatewayStatsTests(SynchronousTestCase):
@@ -634,6 +760,24 @@ class GatewayPagesTests(SynchronousTestCase):
         page = self.get(pages)
         self.assertEqual(stat(page, "requests"), "3")
         self.assertEqual([row[2] for row in _Page(page).rows], ["/c", "/b", "/a"])
+
+    def test_first_paint_has_a_row_per_route(self):
+        pages = self.pages()
+        chat = self.stats.metrics.route("chat")
+        chat.upstream_status = lambda: [
+            {"upstream": "user-chat-a.hf.space", "state": "ejected",
+             "ejected_until": self.clock.seconds() + 20, "last_error": "answered 502",
+             "stage": None, "space": None, "in_flight": 0}]
+        for _ in range(30):
+            chat.request_started()
+            chat.request_ended(b"GET", 502, 0.2, 0.2, 0, 0, upstream="user-chat-a.hf.space")
+        self.finish(n=10)
+        rows = _Page(self.get(pages)).route_rows
+        self.assertEqual(rows, [
+            ["backend", "1.00", "9.8 ms", "0%0 total", "0", "no upstreams"],
+            ["chat0 of 1 up", "3.00", "243 ms", "100%30 total", "0",
+             "ejecteduser-chat-a.hf.spaceback in 20sanswered 502"],
+        ])
 
     def test_live_feed_refused_past_its_watchers(self):
         pages = self.pages(LIVE_MAX_WATCHERS="2")

@@ -52,8 +52,13 @@ DASHBOARD = "/_gateway/"
 FEED_KEYS = {
     "type", "time", "status", "version", "backend", "uptime_seconds", "requests_per_second",
     "latency_ms", "error_rate", "requests", "errors", "in_flight", "open_websockets",
-    "open_streams", "bytes_in", "bytes_out", "recent", "backend_status",
+    "open_streams", "bytes_in", "bytes_out", "recent", "backend_status", "routes",
 }
+ROUTE_KEYS = {"name", "requests_per_second", "p95_ms", "errors", "error_rate", "in_flight",
+              "upstreams"}
+UPSTREAM_KEYS = {"label", "state", "ejected_until", "last_error", "stage"}
+RECENT_TABLE = "The most recent requests through the gateway, newest first"
+ROUTES_TABLE = "Each route's traffic and the health of its upstreams"
 
 # Collected before any page script runs: CSP violations and script errors.
 WATCH_PAGE = """
@@ -116,6 +121,7 @@ TEXT_SELECTORS = [
     "h1", "h2", ".ver", ".conn", ".pill", "dt", ".card .v", ".unit", ".sub", ".sub b", "th",
     "td", "td code", ".method", ".st", ".badge", "figcaption", ".yl", ".xaxis span", "footer",
     "footer code", ".hint", ".legend li", ".last-error", ".last-error b", ".backend-host",
+    ".route-name", ".r-sub", ".ups-st", ".ups-label", ".ups-stage", ".ups-when", ".ups-note",
 ]
 
 
@@ -189,8 +195,41 @@ def stats_of(page):
         " o.alt = document.getElementById('chart-alt').textContent;"
         " o.rows = Array.from(document.querySelectorAll('#recent-rows tr'), tr =>"
         "   Array.from(tr.cells, td => td.textContent).join(' | '));"
+        " o.routes = " + ROUTE_ROWS_JS + ";"
+        " o.upstreams = Array.from(document.querySelectorAll('#route-rows li'), li =>"
+        "   [li.title, li.firstChild.className,"
+        "    li.querySelector('time') ? li.querySelector('time').getAttribute('datetime') : '']"
+        "   .join(' | '));"
         " return o; }"
     )
+
+
+# The routes table's rows: each cell's text, row header first.
+ROUTE_ROWS_JS = (
+    "Array.from(document.querySelectorAll('#route-rows tr'), tr =>"
+    " Array.from(tr.cells, c => c.textContent).join(' | '))"
+)
+
+
+def route_rows(page):
+    return page.evaluate("() => " + ROUTE_ROWS_JS)
+
+
+def route_row(page, name):
+    """The cells of route C{name}'s row (None when it has none)."""
+    return page.evaluate(
+        "(name) => { const tr = Array.from(document.querySelectorAll('#route-rows tr'))"
+        ".find(tr => tr.dataset.route === name);"
+        " return tr ? Array.from(tr.cells, c => c.textContent) : null; }", name)
+
+
+def upstream_items(page, name):
+    """Route C{name}'s upstreams: [pill class, pill text, label, title, rest of the text]."""
+    return page.evaluate(
+        "(name) => Array.from(document.querySelectorAll('#route-rows tr[data-route=\"' + name +"
+        " '\"] li'), li => [li.querySelector('.ups-st').className,"
+        " li.querySelector('.ups-st').textContent, li.querySelector('.ups-label').textContent,"
+        " li.title, li.querySelector('.ups-body').textContent])", name)
 
 
 def recent_paths(page):
@@ -219,6 +258,23 @@ def problems(page):
 # -- the stub feed ---------------------------------------------------------------
 
 
+def base_routes(now=None):
+    """Two routes: chat (one replica up, one ejected for 42 s), api (its Space asleep)."""
+    now = time.time() if now is None else now
+    return [
+        {"name": "api", "requests_per_second": 0.35, "p95_ms": 180.0, "errors": 0,
+         "error_rate": 0.0, "in_flight": 0, "upstreams": [
+             {"label": "user-api.hf.space", "state": "down", "ejected_until": None,
+              "last_error": "stage SLEEPING", "stage": "SLEEPING"}]},
+        {"name": "chat", "requests_per_second": 3.05, "p95_ms": 45.2, "errors": 31,
+         "error_rate": 0.0025, "in_flight": 2, "upstreams": [
+             {"label": "user-chat-a.hf.space", "state": "up", "ejected_until": None,
+              "last_error": None, "stage": "RUNNING"},
+             {"label": "user-chat-b.hf.space", "state": "ejected", "ejected_until": now + 42.5,
+              "last_error": "the upstream refused the connection", "stage": None}]},
+    ]
+
+
 def base_figures():
     return {
         "status": "ok",
@@ -236,6 +292,7 @@ def base_figures():
         "bytes_in": 1258291,
         "bytes_out": 3 * 1024 ** 3 + 5,
         "backend_status": {"reachable": True, "last_error": None, "last_error_at": None},
+        "routes": base_routes(),
     }
 
 
@@ -295,6 +352,9 @@ class StubFeed:
             ])
         ]
         self.point_requests = 3
+        # Each message's ejected upstreams are back EJECTED_FOR seconds after it
+        # (so two paints of two messages agree); None: as in figures.
+        self.ejected_for = 42.5
         self.queued = []
         self.hello_override = None
         self.watchers = set()
@@ -305,17 +365,27 @@ class StubFeed:
     def buildProtocol(self, request):
         return _StubWatcher(self)
 
+    def message(self, kind, now):
+        message = dict(self.figures, type=kind, time=now)
+        if self.ejected_for is not None and isinstance(message.get("routes"), list):
+            message["routes"] = [
+                dict(route, upstreams=[
+                    dict(u, ejected_until=now + self.ejected_for) if u["state"] == "ejected" else u
+                    for u in route["upstreams"]])
+                for route in message["routes"]]
+        return message
+
     def hello(self):
         if self.hello_override is not None:
             return self.hello_override
-        message = dict(self.figures, type="hello", time=time.time())
+        message = self.message("hello", time.time())
         message["history"] = self.history
         message["recent"] = self.hello_recent
         return message
 
     def stats(self):
         now = time.time()
-        message = dict(self.figures, type="stats", time=now)
+        message = self.message("stats", now)
         second = int(now) - 1
         message["point"] = {"t": second, "requests": self.point_requests, "errors": 0}
         message["recent"], self.queued = self.queued, []
@@ -617,6 +687,11 @@ class StubFeedTests(unittest.TestCase):
                 self.assertEqual(painted.pop("connection"), "live")
                 self.assertEqual(painted, first)
                 self.assertEqual(first["latency_p99"] + first["unit:latency_p99"], "15.0s")
+                self.assertEqual(len(first["routes"]), 2)
+                self.assertIn("back in 43s", first["routes"][1])
+                self.assertEqual(first["upstreams"][2].split(" | ")[:2],
+                                 ["Last error: the upstream refused the connection",
+                                  "ups-st s-ejected"])
                 self.assertEqual(
                     first["rows"][0],
                     time.strftime("%H:%M:%S", time.gmtime(self.feed.end))
@@ -652,9 +727,13 @@ class StubFeedTests(unittest.TestCase):
                 painted = stats_of(page)
                 first.pop("connection")
                 painted.pop("connection")
+                # Two messages: the same "back in 43s", but a second or so apart.
+                first.pop("upstreams")
+                painted.pop("upstreams")
                 self.assertEqual(painted, first)
                 self.assertEqual(
-                    page.get_by_role("table").get_by_role("columnheader").all_text_contents(),
+                    page.get_by_role("table", name=RECENT_TABLE).get_by_role("columnheader")
+                    .all_text_contents(),
                     ["Time", "Method", "Route", "Status", "Duration"])
                 self.assertEqual([row.split(" | ")[1:] for row in painted["rows"]], [
                     ["GET", "backend", "404", "2.3 ms"],
@@ -687,6 +766,113 @@ class StubFeedTests(unittest.TestCase):
                 page.set_viewport_size({"width": 360, "height": 740})
                 self.assertLessEqual(page.evaluate("() => document.documentElement.scrollWidth"), 360)
                 page.screenshot(path=artifact("dashboard-stub-no-paths-360.png"), full_page=True)
+                self.assertEqual(problems(page), [])
+
+        return deferToThread(scenario)
+
+    def test_routes_table(self):
+        """
+        A row per route: its figures, and each upstream's health in words
+        and colour; rows and upstreams are updated in place each second (a
+        countdown for an ejected one), routes come and go, names are text.
+        Readable in both schemes; on a phone each route is a block of its own.
+        """
+        desktop, phone = self.mktemp() + "-desktop.png", self.mktemp() + "-360.png"
+
+        def scenario():
+            with chromium() as browser:
+                page = self.live_page(browser)
+                self.assertEqual(route_rows(page), [
+                    "api0 of 1 up | 0.35 | 180 ms | 0%0 total | 0"
+                    " | downuser-api.hf.spaceSpace stage SLEEPING",
+                    "chat1 of 2 up | 3.05 | 45 ms | 0.25%31 total | 2"
+                    " | upuser-chat-a.hf.spaceSpace stage RUNNING"
+                    "ejecteduser-chat-b.hf.spaceback in 43sthe upstream refused the connection",
+                ])
+                table = page.get_by_role("table", name=ROUTES_TABLE)
+                self.assertEqual(table.get_by_role("columnheader").all_text_contents(),
+                                 ["Route", "Req/s", "p95", "Errors", "In flight", "Upstreams"])
+                self.assertEqual(table.get_by_role("rowheader").all_text_contents(),
+                                 ["api0 of 1 up", "chat1 of 2 up"])
+                self.assertEqual(upstream_items(page, "chat"), [
+                    ["ups-st s-up", "up", "user-chat-a.hf.space", "",
+                     "user-chat-a.hf.spaceSpace stage RUNNING"],
+                    ["ups-st s-ejected", "ejected", "user-chat-b.hf.space",
+                     "Last error: the upstream refused the connection",
+                     "user-chat-b.hf.spaceback in 43sthe upstream refused the connection"],
+                ])
+                # The pills differ in colour as well as in words.
+                colours = page.eval_on_selector_all(
+                    "#route-rows .ups-st", "es => es.map(e => getComputedStyle(e).color)")
+                self.assertEqual(len(set(colours)), 3, colours)
+                time.sleep(1.8)
+                page.screenshot(path=desktop, full_page=True)
+                assert_readable_in_both_schemes(self, page, "dashboard-routes-light.png")
+
+                # Updated in place: the same row and item, a countdown that runs.
+                page.evaluate("() => { const tr = document.querySelector('tr[data-route=\"chat\"]');"
+                              " tr.__kept = 1; tr.querySelectorAll('li')[1].__kept = 1; }")
+                kept = ("() => { const tr = document.querySelector('tr[data-route=\"chat\"]');"
+                        " return [tr.__kept, tr.querySelectorAll('li')[1].__kept]; }")
+                chat = base_routes()[1]
+                chat["upstreams"][1]["ejected_until"] = time.time() + 4.5
+                chat["requests_per_second"] = 99.0
+                self.feed.ejected_for = None
+                self.feed.figures["routes"] = [base_routes()[0], chat]
+                took = wait_until(lambda: route_row(page, "chat")[1] == "99.0", 2.5)
+                self.assertIsNotNone(took, route_rows(page))
+                first = upstream_items(page, "chat")[1][4]
+                self.assertRegex(first, r"back in [345]s")
+                self.assertIsNotNone(wait_until(
+                    lambda: upstream_items(page, "chat")[1][4] != first, 2.5), first)
+                self.assertEqual(page.evaluate(kept), [1, 1])
+                self.assertIsNotNone(wait_until(
+                    lambda: "back any moment" in upstream_items(page, "chat")[1][4], 6))
+
+                # Back up: its pill and the count say so, in the same item.
+                chat = base_routes()[1]
+                chat["upstreams"][1].update(state="up", ejected_until=None)
+                self.feed.figures["routes"] = [base_routes()[0], chat]
+                took = wait_until(lambda: route_row(page, "chat")[0] == "chat2 of 2 up", 2.5)
+                self.assertIsNotNone(took, route_rows(page))
+                self.assertEqual(upstream_items(page, "chat")[1][:2], ["ups-st s-up", "up"])
+                self.assertEqual(page.evaluate(kept), [1, 1])
+
+                # Routes come and go; their names are text, never markup.
+                hostile = '<img src=x onerror="window.__xss=1">'
+                self.feed.figures["routes"] = [chat, dict(base_routes()[0], name=hostile)]
+                took = wait_until(lambda: [r[0] for r in map(lambda n: route_row(page, n) or [None],
+                                                             ("chat", hostile))]
+                                  == ["chat2 of 2 up", hostile + "0 of 1 up"], 2.5)
+                self.assertIsNotNone(took, route_rows(page))
+                self.assertIsNone(route_row(page, "api"))
+                self.assertEqual(page.eval_on_selector_all("#route-rows img", "e => e.length"), 0)
+                self.assertIsNone(page.evaluate("() => window.__xss"))
+                self.feed.figures["routes"] = []
+                self.assertIsNotNone(
+                    wait_until(lambda: route_rows(page) == ["No routes yet."], 2.5))
+                self.feed.figures["routes"] = base_routes()
+                self.feed.ejected_for = 42.5
+                self.assertIsNotNone(wait_until(lambda: len(route_rows(page)) == 2, 2.5))
+
+                # A 360 px phone: each route a block, its four figures labelled, nothing wider.
+                page.set_viewport_size({"width": 360, "height": 740})
+                self.assertLessEqual(page.evaluate("() => document.documentElement.scrollWidth"), 360)
+                self.assertEqual(page.eval_on_selector_all(
+                    "#route-rows td.r-num",
+                    "tds => tds.map(td => getComputedStyle(td, '::before').content)"),
+                    ['"Req/s" / ""', '"p95" / ""', '"Errors" / ""', '"In flight" / ""'] * 2)
+                lefts = page.eval_on_selector_all(
+                    "tr[data-route=\"chat\"] td.r-num",
+                    "tds => tds.map(td => Math.round(td.getBoundingClientRect().top))")
+                self.assertEqual(len(set(lefts)), 1, "the figures side by side: %r" % lefts)
+                self.assertEqual(table.get_by_role("rowheader").count(), 2, "still a table")
+                sizes = page.eval_on_selector_all(
+                    ".area-routes *", "els => els.filter(e => e.getClientRects().length"
+                    " && !e.closest('.sr-only')).map(e => parseFloat(getComputedStyle(e).fontSize))")
+                self.assertGreaterEqual(min(sizes), 11.0)
+                time.sleep(1.8)
+                page.screenshot(path=phone, full_page=True)
                 self.assertEqual(problems(page), [])
 
         return deferToThread(scenario)
@@ -745,9 +931,14 @@ class StubFeedTests(unittest.TestCase):
                 self.assertEqual(page.text_content("#summary"),
                                  "Connection to the gateway lost; reconnecting.")
                 # Stale figures look stale, and stay readable.
+                muted = page.eval_on_selector(".facts dt", "e => getComputedStyle(e).color")
                 self.assertEqual(
                     page.eval_on_selector('[data-stat="requests"]', "e => getComputedStyle(e).color"),
-                    page.eval_on_selector(".facts dt", "e => getComputedStyle(e).color"))
+                    muted)
+                # The routes' health too: no colour says "up" or "down" from old news.
+                self.assertEqual(set(page.eval_on_selector_all(
+                    "#route-rows :is(.ups-st, .r-sub, .ups-when, td)",
+                    "es => es.map(e => getComputedStyle(e).color)")), {muted})
                 low = [c for c in page.evaluate(CONTRAST, TEXT_SELECTORS) if c[2] < 4.5]
                 self.assertEqual(low, [], "text below 4.5:1 while reconnecting")
                 page.screenshot(path=artifact("dashboard-stub-reconnecting.png"))
@@ -813,11 +1004,12 @@ class StubFeedTests(unittest.TestCase):
                                  ["WigHaven Gateway"])
                 self.assertEqual(
                     page.get_by_role("heading", level=2).all_text_contents(),
-                    ["Figures", "Traffic", "Backend", "Connections and totals", "Recent requests"],
+                    ["Figures", "Routes", "Traffic", "Backend", "Connections and totals",
+                     "Recent requests"],
                 )
-                for name in ("Figures", "Traffic", "Backend", "Recent requests"):
+                for name in ("Figures", "Routes", "Traffic", "Backend", "Recent requests"):
                     self.assertEqual(page.get_by_role("region", name=name).count(), 1, name)
-                table = page.get_by_role("table")
+                table = page.get_by_role("table", name=RECENT_TABLE)
                 self.assertEqual(table.get_by_role("columnheader").all_text_contents(),
                                  ["Time", "Method", "Path", "Status", "Duration"])
                 # One polite live region, a summary; the figures themselves are not live.
@@ -1016,6 +1208,132 @@ class RealGatewayTests(unittest.TestCase):
         return deferToThread(scenario)
 
 
+ROUTES_TOML = """
+[[routes]]
+name = "chat"
+path = "/chat"
+retries = 1
+
+[[routes.upstreams]]
+url = "%s"
+
+[[routes.upstreams]]
+url = "%s"
+
+[[routes]]
+name = "api"
+path = "/api"
+
+[[routes.upstreams]]
+url = "%s"
+"""
+
+
+class RealGatewayRoutesTests(unittest.TestCase):
+    """
+    The dashboard of a gateway (in this process) started from a config
+    file of two routes in front of test backends: chat with two replicas,
+    one of which listens nowhere, and api. Each route has its row, from the
+    first paint on; requests to one move its figures only; the replica that
+    refuses is ejected, live, with its countdown and its last error.
+    """
+
+    timeout = 120
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        _, _, chat = yield start_backend(self)
+        _, _, api = yield start_backend(self)
+        self.dead = "localhost:%d" % gateway_support.free_port()
+        self.chat_label, self.api_label = chat.split("://")[1], api.split("://")[1]
+        config = self.mktemp() + ".toml"
+        with open(config, "w") as f:
+            f.write(ROUTES_TOML % (chat, "https://" + self.dead, api))
+        _, port = yield gateway_support.start_gateway(
+            self, chat, PRIVATE_BACKEND_URL=None, WIGHAVEN_CONFIG=config,
+            DASHBOARD_PATH=DASHBOARD)
+        self.url = "http://127.0.0.1:%d" % port
+
+    def get(self, path):
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=10) as response:
+                response.read()
+                return response.status
+        except urllib.error.HTTPError as e:
+            e.read()
+            return e.code
+
+    def test_a_row_per_route_live(self):
+        desktop, phone = self.mktemp() + "-desktop.png", self.mktemp() + "-360.png"
+
+        def scenario():
+            with urllib.request.urlopen(self.url + DASHBOARD, timeout=10) as response:
+                first_paint = response.read().decode("utf-8")
+            for name, label in (("api", self.api_label), ("chat", self.chat_label),
+                                ("chat", self.dead)):
+                self.assertIn('<tr data-route="%s">' % name, first_paint)
+                self.assertIn('<code class="ups-label">%s</code>' % label, first_paint)
+
+            with chromium() as browser:
+                frames = []
+                page = open_page(browser, self.url + DASHBOARD,
+                                 on_websocket=lambda ws: ws.on("framereceived", lambda f: frames.append(f)))
+                self.assertIsNotNone(wait_until(lambda: conn_state(page) == "live", 5))
+                self.assertEqual([row.split(" | ")[:2] for row in route_rows(page)],
+                                 [["api1 of 1 up", "0"], ["chat2 of 2 up", "0"]])
+                self.assertEqual([u[:3] for u in upstream_items(page, "chat")], [
+                    ["ups-st s-up", "up", self.chat_label], ["ups-st s-up", "up", self.dead]])
+
+                # Traffic to api moves api's row, not chat's.
+                for i in range(20):
+                    self.assertEqual(self.get("/api/echo/%d" % i), 200)
+                took = wait_until(lambda: route_row(page, "api")[1] == "2.00", 2.5)
+                self.assertIsNotNone(took, route_rows(page))
+                api = route_row(page, "api")
+                self.assertRegex(api[2], r"^[\d.]+ ms$")
+                self.assertEqual(api[3], "0%0 total")
+                self.assertEqual(route_row(page, "chat")[1:4], ["0", "\u2014", "0%0 total"])
+
+                # Traffic to chat: its dead replica fails and is ejected.
+                statuses = [self.get("/chat/echo/%d" % i) for i in range(10)]
+                self.assertIn(200, statuses)
+                took = wait_until(lambda: upstream_items(page, "chat")[1][0] == "ups-st s-ejected", 2.5)
+                self.assertIsNotNone(took, upstream_items(page, "chat"))
+                chat = route_row(page, "chat")
+                self.assertEqual(chat[0], "chat1 of 2 up")
+                self.assertNotEqual(chat[1], "0")
+                dead = upstream_items(page, "chat")[1]
+                self.assertEqual(dead[1:3], ["ejected", self.dead])
+                self.assertRegex(dead[4], "^" + re.escape(self.dead) + r"back in \d+s")
+                self.assertTrue(dead[3].startswith("Last error: "), dead)
+                self.assertIsNotNone(wait_until(
+                    lambda: upstream_items(page, "chat")[1][4] != dead[4], 2.5), "no countdown")
+                self.assertEqual(upstream_items(page, "chat")[0][:2], ["ups-st s-up", "up"])
+
+                time.sleep(1.8)  # let the new rows' highlight fade
+                page.screenshot(path=desktop, full_page=True)
+                page.set_viewport_size({"width": 360, "height": 740})
+                self.assertLessEqual(page.evaluate("() => document.documentElement.scrollWidth"), 360)
+                page.screenshot(path=phone, full_page=True)
+                self.assertEqual(problems(page), [])
+
+            messages = [json.loads(f) for f in frames]
+            self.assertEqual(messages[0]["type"], "hello")
+            for m in messages:
+                self.assertEqual([r["name"] for r in m["routes"]], ["api", "chat"])
+                for route in m["routes"]:
+                    self.assertEqual(set(route), ROUTE_KEYS)
+                    for upstream in route["upstreams"]:
+                        self.assertEqual(set(upstream), UPSTREAM_KEYS)
+            ejected = [u for m in messages for u in m["routes"][1]["upstreams"]
+                       if u["state"] == "ejected"]
+            self.assertTrue(ejected)
+            self.assertEqual({u["label"] for u in ejected}, {self.dead})
+            self.assertTrue(all(isinstance(u["ejected_until"], float) for u in ejected))
+
+        return deferToThread(scenario)
+
+
 class RealGatewayDefaultsTests(unittest.TestCase):
     """
     The dashboard of a real `twistd -n wighaven` with the default settings:
@@ -1061,7 +1379,7 @@ class RealGatewayDefaultsTests(unittest.TestCase):
                                  [["GET", "backend"]] * 6)
                 self.assertEqual([row.split(" | ")[3] for row in rows()],
                                  ["404", "200", "200", "200", "200", "200"])
-                self.assertEqual(page.get_by_role("table").get_by_role("columnheader")
+                self.assertEqual(page.get_by_role("table", name=RECENT_TABLE).get_by_role("columnheader")
                                  .all_text_contents(),
                                  ["Time", "Method", "Route", "Status", "Duration"])
                 shown = page.content() + "".join(frames) + self.get(DASHBOARD).decode()

@@ -27,8 +27,11 @@ SECRET_PARTS = ("SECRET", "secret.png", "file=", "callback", "code=")
 COMMON_KEYS = {
     "type", "time", "status", "version", "backend", "uptime_seconds", "requests_per_second",
     "latency_ms", "error_rate", "requests", "errors", "in_flight", "open_websockets",
-    "open_streams", "bytes_in", "bytes_out", "recent", "backend_status",
+    "open_streams", "bytes_in", "bytes_out", "recent", "backend_status", "routes",
 }
+ROUTE_KEYS = {"name", "requests_per_second", "p95_ms", "errors", "error_rate", "in_flight",
+              "upstreams"}
+UPSTREAM_KEYS = {"label", "state", "ejected_until", "last_error", "stage"}
 
 
 def finish(route, method=b"GET", status=200, total=0.05, headers=0.01, bytes_in=0,
@@ -49,7 +52,7 @@ class Fixture:
         self.clock.advance(start)
         self.route = RouteMetrics("backend", self.clock)
         self.stats = GatewayStats(self.clock, self.route)
-        self.messages = LiveMessages(self.route, self.stats, "user-space.hf.space", self.clock)
+        self.messages = LiveMessages(self.stats, "user-space.hf.space", self.clock)
 
 
 class LiveMessagesTests(SynchronousTestCase):
@@ -78,6 +81,12 @@ class LiveMessagesTests(SynchronousTestCase):
         self.assertEqual(
             hello["backend_status"], {"reachable": None, "last_error": None, "last_error_at": None}
         )
+        self.assertEqual(hello["routes"], [])  # nothing known of the route yet
+        finish(f.route, total=0.05)
+        self.assertEqual(f.messages.stats()["routes"], [{
+            "name": "backend", "requests_per_second": 0.1, "p95_ms": 48.75, "errors": 0,
+            "error_rate": 0, "in_flight": 0, "upstreams": [],
+        }])
         json.dumps(hello)  # JSON as it is
 
     def test_hello_history_is_300_seconds_oldest_first(self):
@@ -245,6 +254,163 @@ class LiveMessagesTests(SynchronousTestCase):
             "last_error": "the backend refused the connection",
             "last_error_at": START + 3,
         })
+
+
+def status(label, state="up", ejected_until=None, last_error=None, stage=None, space=None):
+    """One upstream's health, as LiveUpstream.status() tells it."""
+    return {"upstream": label, "state": state, "ejected_until": ejected_until,
+            "last_error": last_error, "stage": stage, "space": space, "in_flight": 0}
+
+
+class RoutesTests(SynchronousTestCase):
+    """
+    Every message's "routes": a row per route of the metrics, by name, with
+    its own rate, p95, errors and in-flight requests (not the gateway's),
+    and each upstream's health as its route tells it.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(START)
+        self.stats = GatewayStats(self.clock)
+        self.chat = self.stats.metrics.route("chat")
+        self.api = self.stats.metrics.route("api")
+        self.chat.upstream_status = lambda: [
+            status("user-chat-a.hf.space", stage="RUNNING", space="user/chat-a"),
+            status("user-chat-b.hf.space", "ejected", ejected_until=START + 25.0,
+                   last_error="answered 503"),
+        ]
+        self.api.upstream_status = lambda: [
+            status("user-api.hf.space", "down", last_error="stage SLEEPING", stage="SLEEPING",
+                   space="user/api"),
+        ]
+        self.messages = LiveMessages(self.stats, "user-space.hf.space", self.clock)
+        # chat: 100 fast requests this second, 10 of them errors, one still going.
+        for i in range(100):
+            self.chat.request_started()
+            self.chat.request_ended(b"GET", 503 if i % 10 == 0 else 200, 0.05, 0.01, 0, 0,
+                                    path=b"/chat/x", upstream="user-chat-b.hf.space"
+                                    if i % 10 == 0 else "user-chat-a.hf.space")
+        self.chat.request_started()
+        # api: 20 requests, latencies uniform over (0, 1] s, none failed.
+        for seconds in uniform(20):
+            finish(self.api, total=seconds, path=b"/api/v1")
+        self.clock.advance(0.5)
+
+    def rows(self, message):
+        return {row["name"]: row for row in message["routes"]}
+
+    def test_a_row_per_route_by_name(self):
+        for message in (self.messages.hello(), self.messages.stats()):
+            self.assertEqual([row["name"] for row in message["routes"]], ["api", "chat"])
+            for row in message["routes"]:
+                self.assertEqual(set(row), ROUTE_KEYS)
+                for upstream in row["upstreams"]:
+                    self.assertEqual(set(upstream), UPSTREAM_KEYS)
+            json.dumps(message)
+
+    def test_each_route_its_own_figures(self):
+        message = self.messages.stats()
+        chat, api = self.rows(message)["chat"], self.rows(message)["api"]
+        # The headline rate (RATE_SECONDS) and error rate (last minute), per route.
+        self.assertEqual(chat["requests_per_second"], 10.0)  # 100 over 10 s
+        self.assertEqual(api["requests_per_second"], 2.0)
+        self.assertEqual((chat["errors"], chat["error_rate"]), (10, 0.1))
+        self.assertEqual((api["errors"], api["error_rate"]), (0, 0.0))
+        self.assertEqual((chat["in_flight"], api["in_flight"]), (1, 0))
+        self.assertAlmostEqual(chat["p95_ms"], 48.75)  # all in the (25 ms, 50 ms] bucket
+        self.assertAlmostEqual(api["p95_ms"], 950.0, places=2)
+        # The headline is still every route's added up.
+        self.assertEqual(message["requests_per_second"], 12.0)
+        self.assertEqual((message["requests"], message["errors"], message["in_flight"]),
+                         (120, 10, 1))
+
+    def test_upstreams_health(self):
+        rows = self.rows(self.messages.hello())
+        self.assertEqual(rows["chat"]["upstreams"], [
+            {"label": "user-chat-a.hf.space", "state": "up", "ejected_until": None,
+             "last_error": None, "stage": "RUNNING"},
+            {"label": "user-chat-b.hf.space", "state": "ejected", "ejected_until": START + 25.0,
+             "last_error": "answered 503", "stage": None},
+        ])
+        self.assertEqual(rows["api"]["upstreams"], [
+            {"label": "user-api.hf.space", "state": "down", "ejected_until": None,
+             "last_error": "stage SLEEPING", "stage": "SLEEPING"},
+        ])
+
+    def test_metrics_with_nothing_in_them_are_no_route(self):
+        """The environment's route's metrics, made on first use in a gateway
+        whose routes are all the config file's, have no row; a route with an
+        upstream, or a request, has one."""
+        self.stats.route  # GatewayStats makes "backend" when asked for it
+        names = lambda: [r["name"] for r in self.messages.stats()["routes"]]  # noqa: E731
+        self.assertEqual(names(), ["api", "chat"])
+        self.stats.metrics.route("idle").upstream_status = lambda: [status("idle.hf.space")]
+        self.assertEqual(names(), ["api", "chat", "idle"])
+        self.stats.request_started()
+        self.assertEqual(names(), ["api", "backend", "chat", "idle"])
+
+    def test_an_upstream_counted_but_not_known(self):
+        """An upstream the metrics counted that no route tells the health of
+        (a route gone by a reload): its state is not known."""
+        self.api.upstream_status = None
+        self.api.request_started()
+        self.api.request_ended(b"GET", 200, 0.01, 0.01, 0, 0, upstream="old.hf.space")
+        self.assertEqual(self.rows(self.messages.stats())["api"]["upstreams"], [
+            {"label": "old.hf.space", "state": None, "ejected_until": None, "last_error": None,
+             "stage": None},
+        ])
+
+    def test_rates_forget_old_seconds_per_route(self):
+        self.clock.advance(30)
+        finish(self.api, path=b"/api/v1")
+        rows = self.rows(self.messages.stats())
+        self.assertEqual(rows["chat"]["requests_per_second"], 0)
+        self.assertEqual(rows["api"]["requests_per_second"], 0.1)
+        self.clock.advance(61)
+        rows = self.rows(self.messages.stats())
+        self.assertEqual(rows["chat"]["error_rate"], 0)
+        self.assertIsNone(rows["chat"]["p95_ms"])
+        self.assertEqual(rows["chat"]["errors"], 10)  # totals never forget
+
+    def test_the_figures_once_per_message(self):
+        calls = []
+        figures = self.stats.figures
+        self.stats.figures = lambda now=None: calls.append(now) or figures(now)
+        self.messages.hello()
+        self.assertEqual(calls, [START + 0.5])
+        self.messages.stats()
+        self.assertEqual(calls, [START + 0.5] * 2)
+
+    def test_every_viewer_sees_the_routes_never_a_path(self):
+        message = self.messages.next_stats()
+        for show_paths in (False, True):
+            self.assertEqual(for_viewer(message, show_paths)["routes"], message["routes"])
+        hidden = json.dumps(for_viewer(message, False))
+        self.assertNotIn("/chat/x", hidden)
+        self.assertNotIn("/api/v1", hidden)
+
+    def test_the_other_workers_counted_in(self):
+        """With several workers each route's row is the whole gateway's, and
+        the worse view of an upstream shows."""
+        other = RouteMetrics("chat", self.clock)
+        other.upstream_status = lambda: [
+            status("user-chat-a.hf.space", "down", last_error="connection refused"),
+        ]
+        for _ in range(50):
+            finish(other, status=502, path=b"/chat/y")
+        self.stats.peers = PeerFigures()
+        self.stats.peers.update({"others": {"time": self.clock.seconds(),
+                                            "routes": {"chat": other.snapshot()}},
+                                 "started": START, "workers": 2})
+        chat = self.rows(self.messages.stats())["chat"]
+        self.assertEqual(chat["requests_per_second"], 15.0)
+        self.assertEqual(chat["errors"], 60)
+        self.assertEqual(chat["error_rate"], 0.4)
+        self.assertEqual([(u["label"], u["state"], u["last_error"]) for u in chat["upstreams"]], [
+            ("user-chat-a.hf.space", "down", "connection refused"),
+            ("user-chat-b.hf.space", "ejected", "answered 503"),
+        ])
 
 
 class FakeTransport:

@@ -27,7 +27,7 @@ LIVE = "/_gateway/live"
 MESSAGE_KEYS = {
     "type", "time", "status", "version", "backend", "uptime_seconds", "requests_per_second",
     "latency_ms", "error_rate", "requests", "errors", "in_flight", "open_websockets",
-    "open_streams", "bytes_in", "bytes_out", "recent", "backend_status",
+    "open_streams", "bytes_in", "bytes_out", "recent", "backend_status", "routes",
 }
 
 

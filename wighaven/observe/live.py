@@ -52,7 +52,7 @@ from twisted.web.websocket import WebSocketResource
 from zope.interface import implementer
 
 from .. import __version__
-from .metrics import Histogram
+from .metrics import Histogram, merge_route_figures
 
 __all__ = ["LiveFeed", "LiveMessages", "for_viewer"]
 
@@ -84,6 +84,57 @@ def _ms(histogram, q):
     return None if value is None else round(value * 1000.0, 3)
 
 
+def _rate(history) -> float:
+    """Requests per second over the newest RATE_SECONDS of C{history}."""
+    span = min(RATE_SECONDS, len(history)) or 1
+    return round(sum(entry["requests"] for entry in history[-span:]) / span, 3)
+
+
+def _error_rate(minute) -> float:
+    return round(minute["errors"] / minute["requests"], 5) if minute["requests"] else 0.0
+
+
+def _upstream(label, upstream) -> dict:
+    return {"label": label, "state": upstream.get("state"),
+            "ejected_until": upstream.get("ejected_until"),
+            "last_error": upstream.get("last_error"), "stage": upstream.get("stage")}
+
+
+def _unused(route) -> bool:
+    """
+    A route's metrics with nothing in them: no upstream known, nothing ever
+    counted (e.g. the environment's, made on first use by
+    L{GatewayStats.route} in a gateway whose routes are all the file's).
+    """
+    return (not route.get("upstreams") and not route["in_flight"]
+            and not any(n for classes in route["requests"].values() for n in classes.values()))
+
+
+def _routes(routes) -> list:
+    """
+    Each route's row of the dashboard, by name: its rate (RATE_SECONDS),
+    p95 and error rate (last minute), totals, and its upstreams' health.
+    Metrics with nothing in them (L{_unused}) are no route of the table.
+    """
+    out = []
+    for name in sorted(routes):
+        route = routes[name]
+        if _unused(route):
+            continue
+        minute = route["last_minute"]
+        out.append({
+            "name": name,
+            "requests_per_second": _rate(route["history"]),
+            "p95_ms": _ms(Histogram.from_dict(minute["latency"]), 0.95),
+            "errors": route["errors"],
+            "error_rate": _error_rate(minute),
+            "in_flight": route["in_flight"],
+            "upstreams": [_upstream(label, upstream)
+                          for label, upstream in route.get("upstreams", {}).items()],
+        })
+    return out
+
+
 def for_viewer(message: dict, show_paths: bool) -> dict:
     """
     C{message} (from L{LiveMessages}) as one viewer may see it: its newest
@@ -106,8 +157,15 @@ class LiveMessages:
     minute, null when no request), error_rate (last minute, 0..1),
     requests and errors (totals), in_flight, open_websockets, open_streams,
     bytes_in, bytes_out, recent [{time, method, route, status, ms}, plus
-    path for a viewer who may see paths] and backend_status {reachable,
-    last_error, last_error_at}. "hello" adds history [{t, requests,
+    path for a viewer who may see paths], backend_status {reachable,
+    last_error, last_error_at} and routes: one entry per route of the
+    metrics (but those with no upstream known and nothing counted), by
+    name, [{name, requests_per_second (last 10 s), p95_ms
+    (last minute, null when no request), errors (total), error_rate (last
+    minute), in_flight, upstreams [{label (host[:port]), state ("up",
+    "ejected", "down", or null when not known), ejected_until (epoch
+    seconds while ejected, else null), last_error, stage (the Space's,
+    when the Hub is asked)}]}]. "hello" adds history [{t, requests,
     errors}] (300 s, oldest first); "stats" adds point (the newest complete
     second, same shape).
 
@@ -120,7 +178,7 @@ class LiveMessages:
     each shown once too.
     """
 
-    def __init__(self, route, stats, backend_host: str, clock):
+    def __init__(self, stats, backend_host: str, clock):
         self._stats = stats
         self._backend_host = backend_host
         self._clock = clock
@@ -129,12 +187,18 @@ class LiveMessages:
         # before the feed existed).
         self._sent = {None: stats.metrics.recent_total}
 
-    def _common(self, kind, now, route):
-        history = route["history"]
+    def _figures(self, now):
+        """
+        Every route's figures (one L{GatewayStats.figures} call) and all of
+        them added up (the headline's, as L{GatewayStats.route_figures}).
+        """
+        routes = self._stats.figures(now)["routes"]
+        return routes, merge_route_figures(routes.values(), self._clock, now)
+
+    def _common(self, kind, now, route, routes):
         minute = route["last_minute"]
         latency = Histogram.from_dict(minute["latency"])
         backend = route["backend"]
-        span = min(RATE_SECONDS, len(history)) or 1
         return {
             "type": kind,
             "time": now,
@@ -142,13 +206,10 @@ class LiveMessages:
             "version": __version__,
             "backend": self._backend_host,
             "uptime_seconds": round(now - self._stats.gateway_started, 3),
-            "requests_per_second": round(
-                sum(entry["requests"] for entry in history[-span:]) / span, 3
-            ),
+            "requests_per_second": _rate(route["history"]),
             "latency_ms": {"p50": _ms(latency, 0.5), "p95": _ms(latency, 0.95),
                            "p99": _ms(latency, 0.99)},
-            "error_rate": round(minute["errors"] / minute["requests"], 5)
-            if minute["requests"] else 0.0,
+            "error_rate": _error_rate(minute),
             "requests": sum(n for classes in route["requests"].values() for n in classes.values()),
             "errors": route["errors"],
             "in_flight": route["in_flight"],
@@ -161,6 +222,7 @@ class LiveMessages:
                 "last_error": backend.get("last_error"),
                 "last_error_at": backend.get("last_error_at"),
             },
+            "routes": _routes(routes),
         }
 
     def _is_sent(self, entry) -> bool:
@@ -181,8 +243,8 @@ class LiveMessages:
             "stats" will carry them: they count as sent now, and show here.
         """
         now = self._clock.seconds()
-        route = self._stats.route_figures(now)
-        message = self._common("hello", now, route)
+        routes, route = self._figures(now)
+        message = self._common("hello", now, route, routes)
         message["history"] = route["history"][-HISTORY_SECONDS:]
         if opening:
             self._mark_sent(route["recent"])
@@ -195,8 +257,8 @@ class LiveMessages:
         cuts it for each viewer. They count as sent from now on.
         """
         now = self._clock.seconds()
-        route = self._stats.route_figures(now)
-        message = self._common("stats", now, route)
+        routes, route = self._figures(now)
+        message = self._common("stats", now, route, routes)
         # The newest second every worker has reported: the other workers'
         # figures reach this one up to PEER_LAG seconds after a second ends.
         back = 2 + (PEER_LAG if self._stats.peers is not None else 0)

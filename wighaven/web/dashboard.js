@@ -210,6 +210,150 @@
     if (recent.length > MAX_RECENT) recent.length = MAX_RECENT;
   }
 
+  // Routes: a row per route, each upstream's health; the twin of
+  // _route_rows() in wighaven/web/dashboard.py. Rows and upstreams are
+  // updated in place, so a title being read stays put.
+  var routeRows = document.getElementById("route-rows"), routeEls = new Map();
+  function ejectedNote(until, now) {
+    until = number(until); now = number(now);
+    var left = until === null || now === null ? null : until - now;
+    return left === null || left <= 0 ? "back any moment" : "back in " + uptime(Math.ceil(left));
+  }
+  function upCount(ups) {
+    if (!ups.length) return ["", "r-sub"];
+    var up = ups.filter(function (u) { return u.state === "up"; }).length;
+    return [up + " of " + ups.length + " up",
+            up === ups.length ? "r-sub" : up ? "r-sub warn" : "r-sub bad"];
+  }
+  function rateClass(ratio, base) { return ratio ? base + (ratio >= 0.05 ? " bad" : " warn") : base; }
+  function sameChildren(parent, list) {
+    var kids = parent.children;
+    if (kids.length !== list.length) return false;
+    for (var i = 0; i < list.length; i++) if (kids[i] !== list[i]) return false;
+    return true;
+  }
+  function numCell(tr, label) {
+    var td = document.createElement("td");
+    td.className = "r-num";
+    td.setAttribute("data-label", label);
+    tr.appendChild(td);
+    return td;
+  }
+  function makeRoute(name) {
+    var tr = document.createElement("tr"), th = document.createElement("th");
+    tr.setAttribute("data-route", name);
+    th.scope = "row";
+    th.className = "r-name";
+    var el = { tr: tr, name: span("route-name", name), count: span("r-sub", ""), ups: new Map(),
+               list: null, none: null };
+    th.appendChild(el.name); th.appendChild(el.count); tr.appendChild(th);
+    el.rps = numCell(tr, "Req/s");
+    el.p95 = numCell(tr, "p95");
+    var errors = numCell(tr, "Errors");
+    el.rate = span("num", ""); el.total = span("r-sub", "");
+    errors.appendChild(el.rate); errors.appendChild(el.total);
+    el.inFlight = numCell(tr, "In flight");
+    el.upsCell = document.createElement("td");
+    el.upsCell.className = "r-ups";
+    tr.appendChild(el.upsCell);
+    return el;
+  }
+  function fillUpstream(item, u, now) {
+    var state = u.state === "up" || u.state === "ejected" || u.state === "down" ? u.state : "unknown";
+    var stage = str(u.stage), error = str(u.last_error), label = str(u.label);
+    var note = state !== "up" && error && error !== "stage " + stage ? error : "";
+    var sig = [state, label, stage, note].join("\n");
+    if (item.sig !== sig) {
+      item.sig = sig;
+      var name = document.createElement("code");
+      name.className = "ups-label";
+      name.textContent = label;
+      var body = span("ups-body", "");
+      body.appendChild(name);
+      if (stage) {
+        var tag = span("ups-stage", stage);
+        tag.insertBefore(span("sr-only", "Space stage "), tag.firstChild);
+        body.appendChild(tag);
+      }
+      item.when = null;
+      if (state === "ejected") {
+        item.when = document.createElement("time");
+        item.when.className = "ups-when";
+        body.appendChild(item.when);
+      }
+      if (note) body.appendChild(span("ups-note", note));
+      item.li.replaceChildren(span("ups-st s-" + state, state), body);
+    }
+    if (item.when) {
+      text(item.when, ejectedNote(u.ejected_until, now));
+      var at = iso(u.ejected_until);
+      if (item.when.getAttribute("datetime") !== at) item.when.setAttribute("datetime", at);
+    }
+    if (error) {
+      if (item.li.title !== "Last error: " + error) item.li.title = "Last error: " + error;
+    } else if (item.li.hasAttribute("title")) {
+      item.li.removeAttribute("title");
+    }
+  }
+  function paintUpstreams(el, ups, now) {
+    if (!ups.length) {
+      el.ups = new Map();
+      if (!el.none) el.none = span("r-none", "no upstreams");
+      if (!sameChildren(el.upsCell, [el.none])) el.upsCell.replaceChildren(el.none);
+      return;
+    }
+    if (!el.list) { el.list = document.createElement("ul"); el.list.className = "ups"; }
+    var seen = new Map(), items = [];
+    ups.forEach(function (u) {
+      var label = str(u.label), item = seen.has(label) ? null : el.ups.get(label);
+      if (!item) {
+        item = { li: document.createElement("li"), sig: null, when: null };
+        item.li.className = "ups-item";
+      }
+      if (!seen.has(label)) seen.set(label, item);
+      fillUpstream(item, u, now);
+      items.push(item.li);
+    });
+    el.ups = seen;
+    if (!sameChildren(el.list, items)) el.list.replaceChildren.apply(el.list, items);
+    if (!sameChildren(el.upsCell, [el.list])) el.upsCell.replaceChildren(el.list);
+  }
+  function fillRoute(el, r, now) {
+    var ups = Array.isArray(r.upstreams) ?
+      r.upstreams.filter(function (u) { return u !== null && typeof u === "object"; }) : [];
+    var upc = upCount(ups);
+    text(el.count, upc[0]);
+    if (el.count.className !== upc[1]) el.count.className = upc[1];
+    text(el.rps, rate(r.requests_per_second));
+    var p = ms(r.p95_ms);
+    text(el.p95, p[1] ? p[0] + " " + p[1] : p[0]);
+    var er = number(r.error_rate), pc = percent(er), c = rateClass(er, "num");
+    text(el.rate, pc[0] + pc[1]);
+    if (el.rate.className !== c) el.rate.className = c;
+    text(el.total, count(r.errors) + " total");
+    text(el.inFlight, count(r.in_flight));
+    paintUpstreams(el, ups, now);
+  }
+  function paintRoutes(list, now) {
+    var seen = new Map(), rowsNow = [];
+    (Array.isArray(list) ? list : []).forEach(function (r) {
+      if (!r || typeof r !== "object") return;
+      var name = str(r.name), el = seen.has(name) ? null : routeEls.get(name);
+      if (!el) el = makeRoute(name);
+      if (!seen.has(name)) seen.set(name, el);
+      fillRoute(el, r, now);
+      rowsNow.push(el.tr);
+    });
+    routeEls = seen;
+    if (!rowsNow.length) {
+      var tr = document.createElement("tr"), td = document.createElement("td");
+      td.colSpan = 6; td.className = "empty"; td.textContent = "No routes yet.";
+      tr.appendChild(td); rowsNow = [tr];
+      if (routeRows.children.length === 1 && routeRows.textContent === "No routes yet.") return;
+    }
+    if (!sameChildren(routeRows, rowsNow)) routeRows.replaceChildren.apply(routeRows, rowsNow);
+  }
+
   // Connection state, status and the spoken summary.
   var status = body.getAttribute("data-status") || "ok", conn = "connecting", last = null;
   var summaryEl = document.getElementById("summary"), spokenKey = null, spokenAt = 0;
@@ -279,6 +423,7 @@
     } else {
       box.hidden = true;
     }
+    paintRoutes(m.routes, m.time);
     last = m;
   }
 

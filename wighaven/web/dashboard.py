@@ -11,6 +11,11 @@ cannot show it. Every value is HTML-escaped here; the page's script only
 ever sets C{textContent} and SVG path data, never markup, because paths
 in the recent-requests list are chosen by whoever sends a request.
 
+The routes table has a row per route of the live message (its rate,
+p95, errors and in-flight requests, and each upstream's health: a pill
+saying up, ejected or down, with when an ejected one is back, relative to
+the message's time, and its last error); on a phone each row is a block.
+
 The recent-requests list shows each request's path only to a viewer who
 may see paths (C{show_paths}; a path can carry another visitor's OAuth
 code or Gradio C{file=} path); otherwise its route, and no path at all,
@@ -350,6 +355,95 @@ def _recent_rows(recent, show_paths: bool) -> str:
     return "".join(out)
 
 
+_STATES = ("up", "ejected", "down")
+
+
+def _ejected_note(until, now) -> str:
+    """How long an ejected upstream stays out: back in 8s, back in 2m 5s."""
+    left = None if _number(until) is None or _number(now) is None else until - now
+    if left is None or left <= 0:
+        return "back any moment"
+    return "back in " + format_uptime(math.ceil(left))
+
+
+def _upstream_item(u: Mapping[str, Any], now) -> str:
+    """
+    One upstream of a route: a pill saying its state (its colour says it
+    too), its host, the Space's stage, when an ejected one is back, and
+    why it is not up (the last error is its title as well).
+    """
+    state = u.get("state") if u.get("state") in _STATES else "unknown"
+    stage = _text(u.get("stage"))
+    error = _text(u.get("last_error"))
+    title = ' title="Last error: %s"' % escape(error) if error else ""
+    parts = ['<li class="ups-item"%s><span class="ups-st s-%s">%s</span><span class="ups-body">'
+             '<code class="ups-label">%s</code>' % (title, state, state, escape(_text(u.get("label"))))]
+    if stage:
+        parts.append('<span class="ups-stage"><span class="sr-only">Space stage </span>%s</span>'
+                     % escape(stage))
+    if state == "ejected":
+        parts.append('<time class="ups-when" datetime="%s">%s</time>'
+                     % (_iso(u.get("ejected_until")), escape(_ejected_note(u.get("ejected_until"), now))))
+    if state != "up" and error and error != "stage " + stage:
+        parts.append('<span class="ups-note">%s</span>' % escape(error))
+    parts.append("</span></li>")
+    return "".join(parts)
+
+
+def _up_count(upstreams) -> Tuple[str, str]:
+    """(1 of 2 up, its class: warn when some are not up, bad when none is)."""
+    if not upstreams:
+        return ("", "r-sub")
+    up = sum(1 for u in upstreams if u.get("state") == "up")
+    cls = "r-sub" if up == len(upstreams) else "r-sub warn" if up else "r-sub bad"
+    return ("%d of %d up" % (up, len(upstreams)), cls)
+
+
+def _rate_class(ratio, base: str) -> str:
+    """The class of an error rate: warn above 0, bad from 5%."""
+    if not ratio:
+        return base
+    return base + (" bad" if ratio >= 0.05 else " warn")
+
+
+def _route_rows(routes, now) -> str:
+    """The routes table's rows (the script's twin: paintRoutes)."""
+    if routes is None:
+        return '<tr><td colspan="6" class="empty">Routes appear here with the live figures.</td></tr>'
+    entries = [r for r in routes if isinstance(r, Mapping)] if isinstance(routes, (list, tuple)) else []
+    if not entries:
+        return '<tr><td colspan="6" class="empty">No routes yet.</td></tr>'
+    out = []
+    for r in entries:
+        upstreams = r.get("upstreams")
+        upstreams = [u for u in upstreams if isinstance(u, Mapping)] \
+            if isinstance(upstreams, (list, tuple)) else []
+        p95 = format_ms(r.get("p95_ms"))
+        rate = format_percent(r.get("error_rate"))
+        items = "".join(_upstream_item(u, now) for u in upstreams)
+        up_count, up_class = _up_count(upstreams)
+        out.append(
+            '<tr data-route="%s"><th scope="row" class="r-name"><span class="route-name">%s</span>'
+            '<span class="%s">%s</span></th>'
+            '<td class="r-num" data-label="Req/s">%s</td>'
+            '<td class="r-num" data-label="p95">%s</td>'
+            '<td class="r-num" data-label="Errors"><span class="%s">%s</span>'
+            '<span class="r-sub">%s total</span></td>'
+            '<td class="r-num" data-label="In flight">%s</td>'
+            '<td class="r-ups">%s</td></tr>'
+            % (escape(_text(r.get("name"))), escape(_text(r.get("name"))),
+               up_class, escape(up_count),
+               escape(format_rate(r.get("requests_per_second"))),
+               escape(p95[0] + (" " + p95[1] if p95[1] else "")),
+               _rate_class(_number(r.get("error_rate")), "num"), escape(rate[0] + rate[1]),
+               escape(format_count(r.get("errors"))),
+               escape(format_count(r.get("in_flight"))),
+               '<ul class="ups">%s</ul>' % items if items
+               else '<span class="r-none">no upstreams</span>')
+        )
+    return "".join(out)
+
+
 def _reach_words(reachable) -> str:
     return {True: "reachable", False: "unreachable"}.get(reachable, "not checked yet")
 
@@ -453,6 +547,10 @@ def render_dashboard(
         recent_rows=_recent_rows(
             (pick("recent") if isinstance(pick("recent"), (list, tuple)) else []) if live else None,
             show_paths,
+        ),
+        route_rows=_route_rows(
+            (pick("routes") if isinstance(pick("routes"), (list, tuple)) else []) if live else None,
+            pick("time"),
         ),
         recent_hint="newest first, the last 20" if show_paths
         else "newest first, the last 20; paths are not shown",

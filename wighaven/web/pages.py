@@ -61,7 +61,7 @@ class GatewayPages:
         if config.metrics:
             self._collector = GatewayCollector(stats.figures)
             self.live = LiveFeed(
-                LiveMessages(stats.route, stats, self._backend_host, clock), clock,
+                LiveMessages(stats, self._backend_host, clock), clock,
                 max_watchers=config.live_max_watchers,
             )
             app.route(METRICS_PATH, methods=["GET", "HEAD"])(self.metrics)
