@@ -13,6 +13,7 @@ from prometheus_client.registry import REGISTRY
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from wighaven.observe.stats import GatewayStats
 from wighaven.observe.metrics import (
     LATENCY_BUCKETS,
     GatewayCollector,
@@ -24,6 +25,8 @@ from wighaven.observe.metrics import (
     merge_snapshots,
     normalise_method,
     status_class,
+    _merge_route,
+    merge_route_figures,
 )
 
 
@@ -919,3 +922,42 @@ class ExpositionTests(SynchronousTestCase):
 
     def test_bad_source(self):
         self.assertRaises(TypeError, GatewayCollector, object())
+
+
+class ManyRoutesTests(SynchronousTestCase):
+    """The whole gateway's figures from many routes: right, and cheap."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(10_000)
+
+    def test_adding_up_in_one_pass_is_folding_the_merge(self):
+        routes = [RouteMetrics("r%d" % i, self.clock) for i in range(4)]
+        for i, route in enumerate(routes):
+            for n in range(i + 1):
+                finish(route, "GET" if n % 2 else "POST", 200 if n else 503, total=0.01 * (n + 1),
+                       bytes_in=n, bytes_out=10 * n, path="/%d/%d" % (i, n))
+                self.clock.advance(0.7)
+            route.backend_ok()
+        snaps = [route.snapshot() for route in routes]
+        folded = copy.deepcopy(snaps[0])
+        for snap in snaps[1:]:
+            folded = _merge_route(folded, snap)
+        merged = merge_route_figures(snaps, self.clock, self.clock.seconds())
+        for key in ("requests", "errors", "bytes_in", "bytes_out", "headers_latency",
+                    "total_latency", "last_minute", "history", "recent", "backend"):
+            self.assertEqual(merged[key], folded[key], key)
+        self.assertEqual(merged["name"], "all")
+
+    def test_a_big_idle_table_is_not_snapshot_every_time(self):
+        stats = GatewayStats(self.clock)
+        for i in range(1000):
+            stats.metrics.route("r%d" % i)
+        finish(stats.metrics.route("r7"), path="/x")
+        troubled = stats.metrics.route("r9")
+        troubled.upstream_status = lambda: [{"upstream": "a", "state": "ejected"}]
+        self.assertEqual(set(stats.figures()["routes"]), {"r7", "r9"})
+        small = GatewayStats(self.clock)
+        for i in range(3):
+            small.metrics.route("s%d" % i)
+        self.assertEqual(set(small.figures()["routes"]), {"s0", "s1", "s2"})

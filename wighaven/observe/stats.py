@@ -93,10 +93,21 @@ class GatewayStats:
         """
         if now is None:
             now = self._clock.seconds()
-        own = {"time": now, "reloads": dict(self.reloads), "routes": {
-            name: route.snapshot(now) for name, route in self.metrics.routes.items()}}
+        own = {"time": now, "reloads": dict(self.reloads), "routes": self.own_routes(now)}
         others = self.peers.snapshot() if self.peers is not None else None
         return merge_snapshots([own, others]) if others else own
+
+    # Up to this many routes, every one is in the figures; above it, only
+    # those with something to show (L{RouteMetrics.in_use}): a table of
+    # 1,000 mostly idle routes is not snapshot whole every second.
+    EVERY_ROUTE_UP_TO = 64
+
+    def own_routes(self, now) -> dict:
+        """This process's route snapshots, by metrics name (see EVERY_ROUTE_UP_TO)."""
+        routes = self.metrics.routes
+        every = len(routes) <= self.EVERY_ROUTE_UP_TO
+        return {name: route.snapshot(now) for name, route in routes.items()
+                if every or route.in_use()}
 
     def route_figures(self, now=None) -> dict:
         """Every route's figures added up (a route snapshot's shape)."""

@@ -80,8 +80,8 @@ class ForwardResource(Resource):
     def __init__(self, agent, config, reactor, route=None, tunnels=None, router=None):
         super().__init__()
         self.tunnels = tunnels if tunnels is not None else TunnelLimits.for_config(config)
-        self.route = route if route is not None else RouteMetrics("backend", reactor)
         if router is None:  # the environment's one backend, over C{agent}
+            self.route = route if route is not None else RouteMetrics("backend", reactor)
             router = single_router(config, agent, reactor, self.route)
         self.router = router
         self._reactor = reactor

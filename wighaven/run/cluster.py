@@ -509,7 +509,7 @@ class WorkerLink(protocol.Protocol):
 
     def report(self):
         now = self._clock.seconds()
-        routes = {name: route.snapshot(now) for name, route in self._stats.metrics.routes.items()}
+        routes = self._stats.own_routes(now)
         for snapshot in routes.values():
             for entry in snapshot["recent"]:
                 entry["src"] = self._source

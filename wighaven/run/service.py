@@ -100,7 +100,7 @@ def build_site(config, agent, reactor, stats=None, router=None) -> GatewaySite:
     if router is None:
         forward = ForwardResource(agent, config, reactor, stats.route)
     else:
-        forward = ForwardResource(None, config, reactor, stats.route, router=router)
+        forward = ForwardResource(None, config, reactor, router=router)
     return GatewaySite(pages, forward, config, stats, reactor)
 
 
