@@ -165,3 +165,30 @@ class PrivateSpace:
     def stop(self):
         for process in reversed(self._processes):
             process.stop()
+
+
+class PrivateGradioReplica(PrivateSpace):
+    """
+    A Gradio app (C{script} in tests/apps) behind its own token-checking
+    front, with its own GRADIO_TEMP_DIR (what one replica keeps, another
+    does not have) and extra environment C{env} (REPLICA_NAME,
+    GRADIO_ROOT_PATH...).
+    """
+
+    def __init__(self, token, script="gradio_replica_app.py", env=None):
+        self._script = script
+        self._extra_env = dict(env or {})
+        super().__init__("gradio", token)
+
+    def _start_app(self, kind):
+        self.temp_dir = os.path.join(self.dir, "gradio-tmp")
+        os.makedirs(self.temp_dir)
+        env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1",
+                   HF_HUB_DISABLE_TELEMETRY="1", GRADIO_TEMP_DIR=self.temp_dir)
+        env.pop("GRADIO_ROOT_PATH", None)
+        env.update(self._extra_env)
+        log = os.path.join(self.dir, "gradio.log")
+        argv = [sys.executable, os.path.join(APPS, self._script), str(self.app_port)]
+        app = Process(argv, log, env=env, cwd=self.dir)
+        self._processes.append(app)
+        _wait_http("http://127.0.0.1:%d/" % self.app_port, 90, app.proc, log)
