@@ -8,6 +8,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from wighaven.config.routes import Upstream
 from wighaven.routing.affinity import (
+    file_keys_from_join,
+    uploaded_files_from_answer,
     MAX_JOIN_BODY, AffinityCookie, Sessions, event_id_from_answer, gradio_keys,
     session_hash_from_join,
 )
@@ -102,3 +104,26 @@ class SessionsTests(SynchronousTestCase):
         self.assertIsNone(sessions.lookup(b"s:2"))
         self.assertEqual([sessions.lookup(k) for k in (b"s:1", b"s:3", b"s:4")],
                          [b"s:1", b"s:3", b"s:4"])
+
+
+class UploadedFileTests(SynchronousTestCase):
+    def test_upload_answer_paths(self):
+        answer = json.dumps(["/tmp/gradio/a/x.txt", "/tmp/gradio/b/y.png"]).encode()
+        self.assertEqual(uploaded_files_from_answer(answer),
+                         [b"f:/tmp/gradio/a/x.txt", b"f:/tmp/gradio/b/y.png"])
+        for other in (b"", b"{}", b"not json", json.dumps([1, None, ""]).encode(),
+                      b"[" + b"[" * 5000 + b"]" * 5000 + b"]"):
+            self.assertEqual(uploaded_files_from_answer(other), [], other[:20])
+
+    def test_join_names_its_files_anywhere_in_data(self):
+        body = json.dumps({"data": ["text", {"path": "/tmp/gradio/a/x.txt"},
+                                    [{"nested": {"path": "/tmp/gradio/b/y.png"}}]],
+                           "session_hash": "s"}).encode()
+        self.assertEqual(sorted(file_keys_from_join(body)),
+                         [b"f:/tmp/gradio/a/x.txt", b"f:/tmp/gradio/b/y.png"])
+        self.assertEqual(file_keys_from_join(json.dumps({"data": "x"}).encode()), [])
+        self.assertEqual(file_keys_from_join(b"x" * 70000), [])
+
+    def test_bounded(self):
+        many = json.dumps({"data": [{"path": "/f%d" % i} for i in range(500)]}).encode()
+        self.assertEqual(len(file_keys_from_join(many)), 32)

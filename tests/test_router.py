@@ -2,6 +2,8 @@
 upstream, affinity that follows health, targets under a prefix, and
 reloads that keep what is unchanged and cut only what was removed."""
 
+import json
+
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http_headers import Headers
@@ -9,6 +11,7 @@ from twisted.web.http_headers import Headers
 from wighaven.config.routes import Route, Upstream
 from wighaven.observe.metrics import Metrics
 from wighaven.config.trust import NO_PROXY
+from wighaven.routing.affinity import uploaded_files_from_answer
 from wighaven.routing.router import Router, upstream_labels
 
 
@@ -227,3 +230,27 @@ class ProbeReloadTests(SynchronousTestCase):
         self.assertEqual(list(router.routes[0].upstreams), first)  # passive health kept
         self.assertEqual([c.running for c in made], [False, False, True, True])
         self.assertEqual([u.active.route.health_path for u in first], ["/b", "/b"])
+
+
+class GradioUploadTests(SynchronousTestCase):
+    """A cookie-less upload carries no session: the join follows the file it names."""
+
+    def test_join_goes_where_its_file_was_uploaded(self):
+        clock = Clock()
+        metrics = Metrics(clock)
+        router = Router([route(affinity="gradio")], clock=clock, make_agent=lambda m: None,
+                        metrics_for=lambda r: metrics.route(r.name), affinity_secret=b"s" * 32,
+                        trust_proxy=NO_PROXY)
+        live = router.routes[0]
+        for i in range(6):
+            upload = FakeRequest(b"/gradio_api/upload", b"POST")
+            replica = live.choose(upload)
+            path = "/tmp/gradio/%d/up.txt" % i
+            for key in uploaded_files_from_answer(json.dumps([path]).encode()):
+                live.learn(key, replica)
+            join = json.dumps({"data": [{"path": path, "meta": {"_type": "gradio.FileData"}}],
+                               "session_hash": "sess%d" % i}).encode()
+            self.assertIs(live.choose(FakeRequest(b"/gradio_api/queue/join", b"POST"), join),
+                          replica)
+            data = FakeRequest(b"/gradio_api/queue/data", query=b"session_hash=sess%d" % i)
+            self.assertIs(live.choose(data), replica)

@@ -349,6 +349,30 @@ class GradioReplicasTests(SynchronousTestCase):
             served[replica] += 1
         self.assertEqual(set(served), {"replica-a", "replica-b"}, served)
 
+    def test_cookieless_upload_then_call_reach_the_files_replica(self):
+        """
+        An API client that keeps no cookie uploads (the upload carries no
+        session: it is balanced on its own), then joins naming the file: the
+        join goes to the replica the file is on, 10 times over both replicas.
+        """
+        import httpx
+
+        served = collections.Counter()
+        for i in range(10):
+            content = "cookie-less %d" % i
+            answer = httpx.post(self.url + "/gradio_api/upload",
+                                files={"files": ("x%d.txt" % i, content.encode())},
+                                timeout=TIMEOUT)
+            self.assertEqual(answer.status_code, 200, answer.text)
+            uploaded = [{"path": answer.json()[0], "meta": {"_type": "gradio.FileData"}}]
+            done = queue_call(self.url, "read_file", uploaded)
+            self.assertTrue(done["success"], done)
+            said = done["output"]["data"][0]
+            replica = said.split(" read: ", 1)[0]
+            self.assertEqual(said, "%s read: %s" % (replica, content))
+            served[replica] += 1
+        self.assertEqual(set(served), {"replica-a", "replica-b"}, served)
+
     def test_gradio_client_sessions_stay_on_one_replica(self):
         """
         20 fresh gradio_client sessions through the gateway: each one's calls

@@ -51,7 +51,7 @@ from .headers import (
     upstream_headers, upstream_target,
 )
 from ..observe.metrics import RouteMetrics
-from ..routing.affinity import MAX_JOIN_BODY, event_id_from_answer
+from ..routing.affinity import MAX_JOIN_BODY, event_id_from_answer, uploaded_files_from_answer
 from ..routing.retry import may_retry
 from .slow_clients import PacedProducer, SlowClients
 from .tunnels import STREAM, WEBSOCKET, TunnelLimits
@@ -474,7 +474,7 @@ class _Relay:
         cookie = getattr(request, "affinity_cookie", None)
         if cookie is not None:
             kept.append((b"Set-Cookie", [cookie]))
-        if live.sessions is not None and _answers_with_event_id(request):
+        if live.sessions is not None and _answer_names_keys(request):
             self._answer = []
         _send_head(request, status, phrase, kept)
         if self._record is not None:
@@ -505,9 +505,12 @@ class _Relay:
         if self._later(self.response_done):
             return
         if self._answer is not None:
-            key = event_id_from_answer(b"".join(self._answer))
-            if key is not None and self.upstream is not None:
-                self._live.learn(key, self.upstream)
+            answer = b"".join(self._answer)
+            key = event_id_from_answer(answer)
+            keys = [key] if key is not None else uploaded_files_from_answer(answer)
+            if self.upstream is not None:
+                for key in keys:
+                    self._live.learn(key, self.upstream)
             self._answer = None
         self._body_ended(broken=self.stream_cut)
 
@@ -654,12 +657,15 @@ def _send_head(request, status, phrase, headers):
         out.setRawHeaders(b"X-Request-ID", [request_id])
 
 
-def _answers_with_event_id(request) -> bool:
-    """Is C{request} a Gradio call whose answer names an event_id (call/<api>, queue/join)?"""
+def _answer_names_keys(request) -> bool:
+    """
+    Is C{request} a Gradio call whose answer names an event_id (call/<api>,
+    queue/join) or uploaded files' paths (upload)?
+    """
     if request.method != b"POST":
         return False
     path = request.path
-    return path.endswith(b"/queue/join") or b"/call/" in path
+    return path.endswith((b"/queue/join", b"/upload")) or b"/call/" in path
 
 
 def _redirect_to_slash(request, prefix: bytes) -> bytes:

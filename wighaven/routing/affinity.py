@@ -11,7 +11,10 @@
   C{heartbeat/<session_hash>}) and a call by the C{event_id} its answer
   returns (C{call/<api>} answers C{{"event_id": ...}}, then
   C{call/<api>/<event_id>} streams the result). The gateway learns which
-  upstream served each and sends the rest of the session there.
+  upstream served each and sends the rest of the session there. An upload
+  (C{upload}) carries neither: its answer lists the paths the files got on
+  that replica, and a later join that names one of them (in its C{data})
+  goes where the file is.
 
 Memory is bounded: L{Sessions} is an LRU of at most C{max_entries} keys,
 each forgotten C{ttl} seconds after its last use. A join body is looked at
@@ -31,8 +34,8 @@ from typing import Iterable, Optional
 from urllib.parse import parse_qs
 
 __all__ = [
-    "AffinityCookie", "MAX_JOIN_BODY", "Sessions", "event_id_from_answer", "gradio_keys",
-    "session_hash_from_join",
+    "AffinityCookie", "MAX_JOIN_BODY", "Sessions", "event_id_from_answer", "file_keys_from_join",
+    "gradio_keys", "session_hash_from_join", "uploaded_files_from_answer",
 ]
 
 MAX_JOIN_BODY = 64 * 1024
@@ -94,13 +97,58 @@ def event_id_from_answer(body: bytes) -> Optional[bytes]:
     return _key_in_json(body, "event_id", b"e:")
 
 
-def _key_in_json(body: bytes, field: str, prefix: bytes) -> Optional[bytes]:
+MAX_FILES = 32  # file paths learnt from one answer, or looked for in one join
+_MAX_PATH = 1024
+
+
+def uploaded_files_from_answer(body: bytes) -> list:
+    """The file keys of an C{upload} answer: a JSON list of the paths the files got."""
+    document = _json(body)
+    if not isinstance(document, list):
+        return []
+    return [_file_key(path) for path in document[:MAX_FILES] if _is_path(path)]
+
+
+def file_keys_from_join(body: bytes) -> list:
+    """The file keys a C{queue/join} body's C{data} names (C{{"path": ...}} objects)."""
+    document = _json(body)
+    if not isinstance(document, dict):
+        return []
+    keys = []
+    stack = [document.get("data")]
+    seen = 0
+    while stack and len(keys) < MAX_FILES and seen < 10_000:
+        item = stack.pop()
+        seen += 1
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            path = item.get("path")
+            if _is_path(path):
+                keys.append(_file_key(path))
+            stack.extend(v for v in item.values() if isinstance(v, (list, dict)))
+    return keys
+
+
+def _is_path(value) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= _MAX_PATH
+
+
+def _file_key(path: str) -> bytes:
+    return b"f:" + path.encode("utf-8", "replace")
+
+
+def _json(body: bytes):
     if not body or len(body) > MAX_JOIN_BODY:
         return None
     try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
+
+
+def _key_in_json(body: bytes, field: str, prefix: bytes) -> Optional[bytes]:
+    document = _json(body)
     value = document.get(field) if isinstance(document, dict) else None
     if isinstance(value, str) and _KEY.match(value):
         return prefix + value.encode()

@@ -33,7 +33,10 @@ from typing import Callable, Dict, Iterable, Optional, Sequence
 
 from twisted.logger import Logger
 
-from .affinity import AffinityCookie, MAX_JOIN_BODY, Sessions, gradio_keys, session_hash_from_join
+from .affinity import (
+    AffinityCookie, MAX_JOIN_BODY, Sessions, file_keys_from_join, gradio_keys,
+    session_hash_from_join,
+)
 from .balance import balancer_for
 from .health import PassiveHealth
 from .retry import RetryBudget
@@ -206,6 +209,9 @@ class LiveRoute:
         if self.sessions is not None:
             keys = gradio_keys(request.path, request.uri.partition(b"?")[2])
             if body is not None:
+                # The files a join names are on the replica they were uploaded to:
+                # without them the call cannot run, so they come before its session.
+                keys = file_keys_from_join(body) + keys
                 key = session_hash_from_join(body)
                 if key is not None:
                     keys.append(key)
@@ -235,7 +241,7 @@ class LiveRoute:
         return upstream
 
     def learn(self, key: bytes, upstream: LiveUpstream) -> None:
-        """A Gradio key (an event_id an answer gave) belongs to C{upstream}."""
+        """A Gradio key (an event_id or a file path an answer gave) belongs to C{upstream}."""
         if self.sessions is not None:
             self.sessions.learn(key, upstream.model)
 
