@@ -56,6 +56,7 @@ class RouterTests(SynchronousTestCase):
         self.clock = Clock()
         self.metrics = Metrics(self.clock)
         self.agents = []
+        self.open = []  # the requests under way, as the site would list them
 
     def router(self, routes):
         def make_agent(model):
@@ -64,7 +65,8 @@ class RouterTests(SynchronousTestCase):
 
         return Router(routes, clock=self.clock, make_agent=make_agent,
                       metrics_for=lambda r: self.metrics.route(r.name),
-                      affinity_secret=b"s" * 32, trust_proxy=NO_PROXY, drain_timeout=5)
+                      affinity_secret=b"s" * 32, trust_proxy=NO_PROXY, drain_timeout=5,
+                      open_requests=lambda: self.open)
 
     def test_one_catch_all_route_needs_no_lookup(self):
         router = self.router([route(names=("a",))])
@@ -164,11 +166,11 @@ class RouterTests(SynchronousTestCase):
 
     def test_a_removed_route_cuts_what_it_has_open_after_drain_timeout(self):
         router = self.router([route("stay"), route("go", path="/go")])
-        go = router.table.by_name["go"]
         request = FakeRequest(b"/go/stream")
-        go.open.add(request)
+        request.live_route = router.table.by_name["go"]
         stay_request = FakeRequest()
-        router.table.by_name["stay"].open.add(stay_request)
+        stay_request.live_route = router.table.by_name["stay"]
+        self.open = [request, stay_request]
         router.replace([route("stay")])
         self.clock.advance(4.9)
         self.assertFalse(request.channel.aborted)
@@ -179,7 +181,8 @@ class RouterTests(SynchronousTestCase):
     def test_a_changed_route_lets_its_streams_run(self):
         router = self.router([route("r", path="/r")])
         request = FakeRequest(b"/r/stream")
-        router.routes[0].open.add(request)
+        request.live_route = router.routes[0]
+        self.open = [request]
         router.replace([route("r", path="/r", retries=1)])
         self.clock.advance(60)
         self.assertFalse(request.channel.aborted)

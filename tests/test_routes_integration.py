@@ -354,6 +354,31 @@ class ReloadTests(unittest.TestCase):
         self.assertIn(b'wighaven_config_reloads_total{result="error"} 1.0', metrics.body)
 
     @defer.inlineCallbacks
+    def test_a_removed_route_closes_its_websockets_after_drain_timeout(self):
+        opened = []
+
+        def talk():
+            with connect("ws://127.0.0.1:%d/ws/echo" % self.gw.port, open_timeout=10) as ws:
+                ws.send("before")
+                answers = [ws.recv(timeout=5)]
+                opened.append(time.monotonic())
+                try:
+                    ws.recv(timeout=10)
+                except Exception as e:  # closed by the gateway
+                    return answers, type(e).__name__, time.monotonic()
+                return answers, None, time.monotonic()
+
+        talking = deferToThread(talk)
+        yield wait_until(lambda: opened)
+        removed_at = time.monotonic()
+        self.gw.reload(route_toml("live", [(self.url, "TOKEN_A")], path="/live"))
+        answers, closed, at = yield talking
+        self.assertEqual(answers, ["before"])
+        self.assertIsNotNone(closed)
+        self.assertGreaterEqual(at - removed_at, 0.9)  # DRAIN_TIMEOUT is 1 s
+        self.assertLess(at - removed_at, 5)
+
+    @defer.inlineCallbacks
     def test_a_removed_route_cuts_its_streams_after_drain_timeout(self):
         stream = deferToThread(_sse_lines, self.gw.port, "/live/sse?n=100&every=0.2", 100)
         yield wait_until(lambda: self.backend.requests)

@@ -52,6 +52,7 @@ from .headers import (
 )
 from ..observe.metrics import RouteMetrics
 from ..routing.affinity import MAX_JOIN_BODY, event_id_from_answer, uploaded_files_from_answer
+from ..routing.health import FAILING_STATUSES
 from ..routing.retry import may_retry
 from .slow_clients import PacedProducer, SlowClients
 from .tunnels import STREAM, WEBSOCKET, TunnelLimits
@@ -129,8 +130,12 @@ class ForwardResource(Resource):
         """
         if request.method.upper() in _REFUSED_METHODS or self._is_preflight(request):
             return None
-        live = self.route_for(request)
-        if live is None or live.wants_slash(request) or live.needs_body(request):
+        live = request.live_route = self.router.route_for(request)
+        if live is None:
+            return None
+        if live.plain:  # no prefix, no body to read first: the usual case, at no cost
+            return upstream_target(request.uri)
+        if live.wants_slash(request) or live.needs_body(request):
             return None
         target = upstream_target(request.uri)
         return None if target is None else live.upstream_target(target)
@@ -218,7 +223,8 @@ class ForwardResource(Resource):
         )
 
     def _forward(self, request, live, target, body, in_head=False, whole=None):
-        upstream = live.choose(request, whole, secure=self._came_secure(request, live))
+        upstream = live.only or live.choose(
+            request, whole, secure=self._came_secure(request, live))
         relay = _Relay(self, request, _origin_of(request), in_head, live, target)
         _when_client_gone(request, relay.client_gone)
         if isinstance(body, StreamingBody):
@@ -364,8 +370,10 @@ class _Relay:
         live = self._live
         if live.retries and not self._tried:
             live.budget.request()
-        exchange = self._resource.send(request, live, upstream, self._target, body, self)
-        self._record = getattr(request, "exchange", None)
+        resource = self._resource
+        exchange = resource.send(request, live, upstream, self._target, body, self)
+        if resource._exchange_log is not None:
+            self._record = request.exchange
         self.start(exchange)
 
     def _upstream_done(self):
@@ -452,7 +460,9 @@ class _Relay:
         live = self._live
         route = live.metrics
         route.backend_ok()
-        self.upstream.health.answered(status)
+        health = self.upstream.health
+        if status in FAILING_STATUSES or not health.clean:
+            health.answered(status)
         kept, content_type, location = resource.shapes.end_to_end(headers)
         if content_type is not None and _is_event_stream(content_type):
             # A live stream may last hours: it must not hold a slot others wait for,

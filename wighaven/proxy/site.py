@@ -114,11 +114,10 @@ class GatewaySite(Site):
         )
 
     def _count(self, request, live):
-        """A request of route C{live} (a LiveRoute) starts: counted, and open until logged."""
+        """A request of route C{live} (a LiveRoute) starts: counted until logged."""
         if not getattr(request, "forwarded", False):
             request.forwarded = True
             live.metrics.request_started()
-            live.open.add(request)
 
     def log(self, request, aborted=False):
         if not request.mark_logged():
@@ -133,7 +132,6 @@ class GatewaySite(Site):
         to_headers = None if request.headers_at is None else request.headers_at - request.started
         if request.forwarded:
             live = request.live_route
-            live.open.discard(request)
             if self._count_metrics:
                 live.metrics.request_ended(
                     request.method, status, duration, to_headers, request.body_received,

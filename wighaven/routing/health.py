@@ -37,6 +37,9 @@ class PassiveHealth:
         self._ejections = 0  # consecutive ejections, for the backoff
         self.ejected_until: Optional[float] = None
         self.last_error: Optional[str] = None
+        # No failure counted, not ejected: a success changes nothing (the
+        # forwarding path skips the call then).
+        self.clean = True
 
     def available(self) -> bool:
         """May the upstream take a request now?"""
@@ -48,10 +51,12 @@ class PassiveHealth:
         self._failures = 0
         self._ejections = 0
         self.ejected_until = None
+        self.clean = True
 
     def failed(self, detail: str) -> None:
         """A connect error, reset, TLS failure or 502/503/504; C{detail} for the dashboard."""
         self.last_error = detail
+        self.clean = False
         if not self.available():
             return  # tried in panic while ejected: the ejection stands as it is
         self._failures += 1

@@ -150,7 +150,8 @@ class LiveRoute:
         )
         self._by_model = {id(u.model): u for u in self.upstreams}
         self.sessions = Sessions(clock) if route.affinity == "gradio" and self.only is None else None
-        self.open = set()  # the requests under way: cut after DRAIN_TIMEOUT once retired
+        # Nothing to strip and no body to read first: the target goes up as it came.
+        self.plain = not self.prefix and self.sessions is None
         metrics.upstream_status = self.upstream_status
 
     def upstream_status(self) -> list:
@@ -273,17 +274,22 @@ class Router:
     @param metrics_for: C{metrics_for(route)} -> its RouteMetrics.
     @param make_check: C{make_check(route, upstream)} -> an ActiveHealth
         (not started) or None.
+    @param open_requests: C{open_requests()} -> the requests under way (each
+        with its C{live_route}): asked only when a route is removed, so
+        that nothing is tracked per request.
     """
 
     _log = Logger()
 
     def __init__(self, routes: Iterable, *, clock, make_agent: Callable, metrics_for: Callable,
                  affinity_secret: bytes, trust_proxy, drain_timeout: float = 0.0,
-                 make_check: Callable = lambda route, upstream: None):
+                 make_check: Callable = lambda route, upstream: None,
+                 open_requests: Callable = lambda: ()):
         self._clock = clock
         self._make_agent = make_agent
         self._metrics_for = metrics_for
         self._make_check = make_check
+        self._open_requests = open_requests
         self._secret = affinity_secret
         self._trust_proxy = trust_proxy
         self._drain_timeout = drain_timeout
@@ -358,7 +364,7 @@ class Router:
             for upstream in live.upstreams:
                 if id(upstream) not in kept_upstreams and upstream.active is not None:
                     upstream.active.stop()
-            if name not in new_names or live.open:
+            if name not in new_names:
                 self._retire(live)
         return changes
 
@@ -369,28 +375,28 @@ class Router:
 
     def _retire(self, live: LiveRoute) -> None:
         """
-        A route left the table (or changed): what it still has open may
-        finish within DRAIN_TIMEOUT, then is cut. A changed route's
-        requests are cut only when the route is gone: a change keeps it.
+        A route left the table: what it still has open (event streams,
+        WebSockets, uploads, downloads) may finish within DRAIN_TIMEOUT,
+        then is cut. (A changed route's exchanges run to their end.)
         """
-        if not live.open:
-            return
-        if live.name in self.table.by_name:
-            return  # changed, not removed: its streams run to their end
-        timer = self._clock.callLater(self._drain_timeout, self._cut, live)
-        self._retired.append((live, timer))
+        if any(True for _ in self._requests_of(live)):
+            timer = self._clock.callLater(self._drain_timeout, self._cut, live)
+            self._retired.append((live, timer))
+
+    def _requests_of(self, live: LiveRoute):
+        return (r for r in self._open_requests() if getattr(r, "live_route", None) is live)
 
     def _cut(self, live: LiveRoute) -> None:
         self._retired = [(r, t) for r, t in self._retired if r is not live]
-        if live.open:
+        left = list(self._requests_of(live))
+        if left:
             self._log.info(
                 "route {route} was removed: {count} exchanges still open after DRAIN_TIMEOUT "
-                "are cut", route=live.name, count=len(live.open))
-        for request in list(live.open):
+                "are cut", route=live.name, count=len(left))
+        for request in left:
             transport = getattr(request.channel, "transport", None)
             if transport is not None:
                 transport.abortConnection()
-        live.open.clear()
 
     def stop(self) -> None:
         """The gateway stops: no probe or cut timer outlives it."""

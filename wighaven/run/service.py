@@ -168,13 +168,18 @@ class GatewayService(service.Service):
             config.routes, clock=reactor, make_agent=self.agents,
             metrics_for=self._metrics_for, affinity_secret=config.affinity_secret,
             trust_proxy=config.trust_proxy, drain_timeout=config.drain_timeout,
-            make_check=self._check_for,
+            make_check=self._check_for, open_requests=self._open_requests,
         )
         self.site = build_site(config, None, reactor, self.stats, self.router)
         self.reloader = Reloader(config, self.router, self.site._forward, self.stats, env)
         self.listening = defer.Deferred()
         self._port = None
         self.drain = Drain(self.site, self.stats, reactor, config.drain_timeout)
+
+    def _open_requests(self):
+        """Every request under way on the site's open connections."""
+        for channel in list(self.site.channels):
+            yield from list(channel.requests)
 
     def _metrics_for(self, route):
         """A route's metrics: PRIVATE_BACKEND_URL's keeps its name of old, C{backend}."""
