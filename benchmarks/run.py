@@ -282,7 +282,8 @@ def main():
         routes_bench.compare(
             bench, routes=n, base_tree=args.base_tree, rounds=args.rounds,
             duration=args.duration, connections=args.connections, via=args.via,
-            json_path=os.path.join(args.results, "%s-routes-%d-compare.json" % (stamp, n)))
+            json_path=os.path.join(args.results, "%s-routes-%d-compare%s.json" % (
+                stamp, n, "" if args.via == "default" else "-via-" + args.via)))
         return
     if args.base_tree or args.via != "default":
         ap.error("--base-tree and --via go with --compare")

@@ -961,3 +961,21 @@ class ManyRoutesTests(SynchronousTestCase):
         for i in range(3):
             small.metrics.route("s%d" % i)
         self.assertEqual(set(small.figures()["routes"]), {"s0", "s1", "s2"})
+
+
+class LoneUpstreamTests(SynchronousTestCase):
+    """A route's only upstream is counted by the route itself, and handed over on change."""
+
+    def test_counts_follow_the_lone_upstream(self):
+        route = RouteMetrics("r", Clock())
+        route.lone_upstream_is("a.example")
+        finish(route)
+        finish(route, status=502)
+        route.lone_upstream_is(None)  # two upstreams now: counted apiece
+        finish(route, upstream="b.example")
+        finish(route, upstream="c.example", status=503)
+        route.lone_upstream_is("c.example")
+        finish(route)
+        counts = {label: (u["requests"], u["errors"])
+                  for label, u in route.snapshot()["upstreams"].items()}
+        self.assertEqual(counts, {"a.example": (2, 1), "b.example": (1, 0), "c.example": (2, 1)})

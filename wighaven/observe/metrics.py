@@ -342,6 +342,10 @@ class RouteMetrics:
         # upstream label -> [requests, errors]; and who tells each upstream's health.
         self.upstreams = {}
         self.upstream_status = None  # a callable -> [LiveUpstream.status() dicts]
+        # The label of a route's only upstream: its counts are the route's
+        # since it became the only one (_lone_since), not counted twice.
+        self.lone_upstream = None
+        self._lone_since = (0, 0)
 
     # Gauges.
 
@@ -493,6 +497,23 @@ class RouteMetrics:
             "upstreams": self._upstreams_snapshot(),
         }
 
+    def lone_upstream_is(self, label) -> None:
+        """From now on C{label} (or None) is the route's only upstream."""
+        if label == self.lone_upstream:
+            return
+        for old, (requests, errors) in self._lone_counts().items():
+            counts = self.upstreams.setdefault(old, [0, 0])
+            counts[0] += requests
+            counts[1] += errors
+        self.lone_upstream = label
+        self._lone_since = (sum(self.requests.values()), self.errors)
+
+    def _lone_counts(self) -> dict:
+        if self.lone_upstream is None:
+            return {}
+        requests, errors = self._lone_since
+        return {self.lone_upstream: (sum(self.requests.values()) - requests, self.errors - errors)}
+
     def in_use(self) -> bool:
         """Has it anything to show: a request ever, one under way, an upstream not up?"""
         if self.requests or self.in_flight or self.open_websockets or self.open_streams:
@@ -506,7 +527,12 @@ class RouteMetrics:
         for status in (self.upstream_status() if self.upstream_status is not None else ()):
             entry = dict(status)
             out[entry.pop("upstream")] = entry
-        for label, (requests, errors) in self.upstreams.items():
+        counts = {label: list(c) for label, c in self.upstreams.items()}
+        for label, (requests, errors) in self._lone_counts().items():
+            counts.setdefault(label, [0, 0])
+            counts[label][0] += requests
+            counts[label][1] += errors
+        for label, (requests, errors) in counts.items():
             entry = out.setdefault(label, {"state": None})
             entry["requests"] = requests
             entry["errors"] = errors

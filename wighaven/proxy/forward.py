@@ -231,14 +231,6 @@ class ForwardResource(Resource):
             body.listener = relay
         relay.send_to(upstream, body)
 
-    def send(self, request, live, upstream, target, body, relay):
-        """One try of C{request} on C{upstream}: its agent, its Host, its token."""
-        sent = self._upstream_headers(request, live, upstream)
-        if self._exchange_log is not None:
-            request.exchange = self._exchange_log.record()
-            request.exchange.request_headers = self._exchange_log.headers(sent)
-        return upstream.agent.send(request.method, target, sent, body, relay)
-
     def _answer_preflight(self, request, origin):
         request.setResponseCode(204)
         if self._cors.allows(origin):
@@ -370,11 +362,14 @@ class _Relay:
         live = self._live
         if live.retries and not self._tried:
             live.budget.request()
+        # That upstream's agent, Host and token, and nobody else's.
         resource = self._resource
-        exchange = resource.send(request, live, upstream, self._target, body, self)
-        if resource._exchange_log is not None:
-            self._record = request.exchange
-        self.start(exchange)
+        sent = resource._upstream_headers(request, live, upstream)
+        exchange_log = resource._exchange_log
+        if exchange_log is not None:
+            self._record = request.exchange = exchange_log.record()
+            self._record.request_headers = exchange_log.headers(sent)
+        self.start(upstream.agent.send(request.method, self._target, sent, body, self))
 
     def _upstream_done(self):
         """The current try is over: the upstream has one request fewer in flight."""
@@ -481,11 +476,12 @@ class _Relay:
                 request, _grouped(headers), self._origin, self.upstream, live.prefix)
         elif resource._cors is not None:
             kept = resource._cors.response_headers(kept, self._origin)
-        cookie = getattr(request, "affinity_cookie", None)
-        if cookie is not None:
-            kept.append((b"Set-Cookie", [cookie]))
-        if live.sessions is not None and _answer_names_keys(request):
-            self._answer = []
+        if live.affinity:
+            cookie = getattr(request, "affinity_cookie", None)
+            if cookie is not None:
+                kept.append((b"Set-Cookie", [cookie]))
+            if live.sessions is not None and _answer_names_keys(request):
+                self._answer = []
         _send_head(request, status, phrase, kept)
         if self._record is not None:
             self._record.response_headers = resource._exchange_log.headers(_grouped(headers))

@@ -135,7 +135,8 @@ class GatewaySite(Site):
             if self._count_metrics:
                 live.metrics.request_ended(
                     request.method, status, duration, to_headers, request.body_received,
-                    request.sentLength, failed, path=path, upstream=request.upstream_label,
+                    request.sentLength, failed, path=path,
+                    upstream=None if live.only is not None else request.upstream_label,
                 )
             else:
                 live.metrics.in_flight -= 1  # the drain still needs it

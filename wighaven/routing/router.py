@@ -150,9 +150,12 @@ class LiveRoute:
         )
         self._by_model = {id(u.model): u for u in self.upstreams}
         self.sessions = Sessions(clock) if route.affinity == "gradio" and self.only is None else None
+        self.affinity = self.cookie is not None or self.sessions is not None
         # Nothing to strip and no body to read first: the target goes up as it came.
         self.plain = not self.prefix and self.sessions is None
         metrics.upstream_status = self.upstream_status
+        # A lone upstream's request counts are the route's: not counted twice.
+        metrics.lone_upstream_is(self.only.label if self.only is not None else None)
 
     def upstream_status(self) -> list:
         return [u.status() for u in self.upstreams]
