@@ -4,13 +4,14 @@ reloads that keep what is unchanged and cut only what was removed."""
 
 import json
 
+from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http_headers import Headers
 
 from wighaven.config.routes import Route, Upstream
+from wighaven.config.trust import NO_PROXY, ONE_HOP
 from wighaven.observe.metrics import Metrics
-from wighaven.config.trust import NO_PROXY
 from wighaven.routing.affinity import uploaded_files_from_answer
 from wighaven.routing.router import Router, upstream_labels
 
@@ -257,3 +258,26 @@ class GradioUploadTests(SynchronousTestCase):
                           replica)
             data = FakeRequest(b"/gradio_api/queue/data", query=b"session_hash=sess%d" % i)
             self.assertIs(live.choose(data), replica)
+
+
+class ForwardedHostTests(SynchronousTestCase):
+    """Hosts match X-Forwarded-Host only when TRUST_PROXY trusts the peer."""
+
+    def router(self, trust):
+        metrics = Metrics(Clock())
+        return Router([route("any", names=("a",)), route("chat", hosts=("chat.example.org",))],
+                      clock=Clock(), make_agent=lambda m: None,
+                      metrics_for=lambda r: metrics.route(r.name), affinity_secret=b"s" * 32,
+                      trust_proxy=trust)
+
+    def request(self):
+        request = FakeRequest(host=b"internal:7860")
+        request.requestHeaders.setRawHeaders(b"x-forwarded-host", [b"Chat.Example.org"])
+        request.getClientAddress = lambda: IPv4Address("TCP", "10.0.0.5", 40000)
+        return request
+
+    def test_trusted_proxy(self):
+        self.assertEqual(self.router(ONE_HOP).route_for(self.request()).name, "chat")
+
+    def test_untrusted_client(self):
+        self.assertEqual(self.router(NO_PROXY).route_for(self.request()).name, "any")
