@@ -5,14 +5,14 @@ the token goes where it belongs and nowhere else."""
 
 import json
 
-from twisted.internet import defer, endpoints, reactor, ssl
+from twisted.internet import defer, reactor
 from twisted.internet.protocol import Factory
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web import resource, server
 
-from tests.support.backend import CountingSite, abort_open, start_backend
+from tests.support.backend import CountingSite, serve_locally, start_backend
 from tests.support.certs import pki
 from tests.support.waiting import wait_until
 from wighaven.config.routes import Route, Upstream
@@ -327,21 +327,8 @@ def start_hub(testcase, tls=True, identity="good"):
     """A FakeHub on 127.0.0.1 for the test's duration; fires with (hub, site, origin)."""
     hub = FakeHub()
     site = CountingSite(hub)
-    if tls:
-        with open(getattr(pki(), identity), "rb") as f:
-            cert = ssl.PrivateCertificate.loadPEM(f.read())
-        endpoint = endpoints.SSL4ServerEndpoint(reactor, 0, cert.options(), interface="127.0.0.1")
-    else:
-        endpoint = endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
-    port = yield endpoint.listen(site)
-
-    def stop():
-        abort_open(site.open)
-        return port.stopListening()
-
-    testcase.addCleanup(stop)
-    host = "localhost" if tls else "127.0.0.1"
-    return hub, site, "%s://%s:%d" % ("https" if tls else "http", host, port.getHost().port)
+    origin = yield serve_locally(testcase, site, tls, identity)
+    return hub, site, origin
 
 
 def trusted():

@@ -271,6 +271,19 @@ def start_backend(testcase, tls=True, identity="good"):
     """
     root = Backend()
     site = CountingSite(root)
+    root.origin = yield serve_locally(testcase, site, tls, identity)
+    return root, site, root.origin
+
+
+@defer.inlineCallbacks
+def serve_locally(testcase, site, tls=True, identity="good"):
+    """
+    Serve C{site} (a L{CountingSite}) on 127.0.0.1 for the duration of
+    C{testcase}, over TLS with the test PKI's C{identity} unless C{tls} is
+    false; its open connections are cut at the end.
+
+    @return: a Deferred firing with its origin, e.g. C{https://localhost:PORT}.
+    """
     if tls:
         with open(getattr(pki(), identity), "rb") as f:
             cert = ssl.PrivateCertificate.loadPEM(f.read())
@@ -280,8 +293,7 @@ def start_backend(testcase, tls=True, identity="good"):
     port = yield endpoint.listen(site)
     testcase.addCleanup(_stop, port, site)
     host = "localhost" if tls else "127.0.0.1"
-    root.origin = "%s://%s:%d" % ("https" if tls else "http", host, port.getHost().port)
-    return root, site, root.origin
+    return "%s://%s:%d" % ("https" if tls else "http", host, port.getHost().port)
 
 
 def _stop(port, site):
