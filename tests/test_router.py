@@ -281,3 +281,19 @@ class ForwardedHostTests(SynchronousTestCase):
 
     def test_untrusted_client(self):
         self.assertEqual(self.router(NO_PROXY).route_for(self.request()).name, "any")
+
+
+class SessionsAcrossReloadTests(SynchronousTestCase):
+    def test_a_changed_gradio_route_keeps_its_sessions(self):
+        clock = Clock()
+        metrics = Metrics(clock)
+        router = Router([route(affinity="gradio")], clock=clock, make_agent=lambda m: None,
+                        metrics_for=lambda r: metrics.route(r.name), affinity_secret=b"s" * 32,
+                        trust_proxy=NO_PROXY)
+        live = router.routes[0]
+        replica = live.choose(FakeRequest(b"/gradio_api/heartbeat/s1"))
+        router.replace([route(affinity="gradio", retries=2)])  # changed: a new LiveRoute
+        changed = router.routes[0]
+        self.assertIsNot(changed, live)
+        for _ in range(4):
+            self.assertIs(changed.choose(FakeRequest(b"/gradio_api/heartbeat/s1")), replica)

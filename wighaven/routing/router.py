@@ -353,9 +353,10 @@ class Router:
                     self._start_check(live, route)
                 kept_upstreams.add(id(live))
                 upstreams.append(live)
-            built.append(LiveRoute(
-                route, upstreams, self._metrics_for(route), self._clock, self._secret,
-            ))
+            live = LiveRoute(route, upstreams, self._metrics_for(route), self._clock, self._secret)
+            if previous is not None and previous.sessions is not None and live.sessions is not None:
+                live.sessions = previous.sessions  # Gradio sessions stay on their replicas
+            built.append(live)
         new_names = {live.name for live in built}
         changes["removed"] = sorted(name for name in old if name not in new_names)
         self.table = RouteTable(built)
