@@ -73,7 +73,9 @@ The subpackages, each with one job:
   routing/  which route and which upstream take a request: the live
             route table and its reload (router), matching (table),
             balancers, affinity, passive and active health, retries.
-Later parts get their own: auth/, admin/, store/, limits/, cache/, spaces/. The README's Layout lists
+  store/    users, API keys, sessions, audit events on SQLite (the
+            foundation of access control; not yet used by the gateway).
+Later parts get their own: auth/, admin/, limits/, cache/, spaces/. The README's Layout lists
 every module.
 """
 

@@ -1,0 +1,69 @@
+"""The store's schema, as numbered migrations (SQLite's C{user_version} holds
+the number applied).
+
+Rule: a migration is never edited once released; a change is a new number.
+Each runs in one transaction with the version bump, so a failed one leaves
+the database as it was. Secrets are never stored: passwords as Argon2
+hashes, API keys, session ids and refresh tokens as hashes of the values
+handed out.
+"""
+
+from __future__ import annotations
+
+__all__ = ["MIGRATIONS"]
+
+MIGRATIONS = (
+    (1, (
+        """CREATE TABLE users (
+            id INTEGER PRIMARY KEY,
+            username TEXT NOT NULL UNIQUE,
+            password_hash TEXT,
+            roles TEXT NOT NULL DEFAULT '[]',
+            disabled INTEGER NOT NULL DEFAULT 0,
+            totp_secret TEXT,
+            token_version INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )""",
+        """CREATE TABLE api_keys (
+            id TEXT PRIMARY KEY,
+            user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            secret_hash BLOB NOT NULL,
+            route TEXT,
+            expires_at REAL,
+            last_used_at REAL,
+            created_at REAL NOT NULL,
+            revoked_at REAL
+        )""",
+        """CREATE TABLE sessions (
+            id_hash BLOB PRIMARY KEY,
+            user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            csrf TEXT NOT NULL,
+            via TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            revoked_at REAL
+        )""",
+        """CREATE TABLE refresh_tokens (
+            token_hash BLOB PRIMARY KEY,
+            family TEXT NOT NULL,
+            user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            used_at REAL,
+            revoked_at REAL
+        )""",
+        "CREATE INDEX refresh_tokens_family ON refresh_tokens(family)",
+        """CREATE TABLE audit_events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at REAL NOT NULL,
+            actor TEXT,
+            kind TEXT NOT NULL,
+            source TEXT,
+            detail TEXT NOT NULL DEFAULT '{}'
+        )""",
+        "CREATE INDEX audit_events_at ON audit_events(at)",
+        "CREATE INDEX audit_events_actor ON audit_events(actor, id)",
+        "CREATE INDEX audit_events_kind ON audit_events(kind, id)",
+    )),
+)
