@@ -59,6 +59,8 @@ INSTALL_REQUIRES = [
     "wsproto>=1.2.0",
     # httptools (llhttp) parses backend responses: wighaven/proxy/upstream_protocol.py.
     "httptools>=0.6,<1",
+    # Passwords are Argon2id hashes: wighaven/auth/passwords.py.
+    "argon2-cffi>=23.1.0",
     # The config file is TOML: tomllib from Python 3.11 on, its backport before.
     "tomli>=2.0.1; python_version < '3.11'",
 ]

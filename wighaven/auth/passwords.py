@@ -1,0 +1,82 @@
+"""Passwords: Argon2id hashes (argon2-cffi), checked off the reactor thread.
+
+Rules:
+  - Parameters are OWASP's for Argon2id (19 MiB of memory, 2 passes, 1
+    lane): about 20-40 ms of one core per check, which is the point.
+  - Checks run on a pool of at most C{threads} threads (2) beside the
+    reactor, queued beyond that: a flood of logins waits its turn and can
+    never take the cores the forwarding needs, nor grow memory by 19 MiB a
+    request.
+  - An unknown user costs the same as a wrong password (a check against a
+    hash made at start), so timing does not tell which names exist.
+  - A hash made with other parameters still verifies, and
+    L{Verdict.rehash} carries a new one to store.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import attrs
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
+
+__all__ = ["Passwords", "Verdict"]
+
+# OWASP Password Storage Cheat Sheet, Argon2id: m=19 MiB, t=2, p=1.
+OWASP = dict(time_cost=2, memory_cost=19 * 1024, parallelism=1, hash_len=32, salt_len=16)
+
+
+@attrs.frozen
+class Verdict:
+    """A password check's outcome; C{rehash}: a new hash to store, when one is due."""
+
+    ok: bool
+    rehash: Optional[str] = attrs.field(default=None, repr=False)
+
+
+class Passwords:
+    """Hashes and checks passwords on a bounded pool of threads."""
+
+    def __init__(self, reactor=None, threads: int = 2, **parameters):
+        if reactor is None:
+            from twisted.internet import reactor
+        self._reactor = reactor
+        self._hasher = PasswordHasher(**dict(OWASP, **parameters))
+        self._pool = ThreadPool(minthreads=0, maxthreads=threads, name="wighaven-passwords")
+        self._pool.start()
+        # What an unknown user's password is checked against (see the module).
+        self._decoy = self._hasher.hash("no user has this password")
+
+    def close(self) -> None:
+        if self._pool.started:
+            self._pool.stop()
+
+    def hash(self, password: str):
+        """A Deferred firing with the Argon2id hash of C{password}."""
+        return deferToThreadPool(self._reactor, self._pool, self._hasher.hash, password)
+
+    def check(self, stored_hash: Optional[str], password: str):
+        """
+        A Deferred firing with a L{Verdict} for C{password} against
+        C{stored_hash} (None: no such user; it fails, in the same time).
+        """
+        return deferToThreadPool(self._reactor, self._pool, self._check, stored_hash, password)
+
+    def _check(self, stored_hash, password) -> Verdict:
+        if stored_hash is None:
+            self._verify(self._decoy, password)
+            return Verdict(False)
+        if not self._verify(stored_hash, password):
+            return Verdict(False)
+        if self._hasher.check_needs_rehash(stored_hash):
+            return Verdict(True, self._hasher.hash(password))
+        return Verdict(True)
+
+    def _verify(self, stored_hash, password) -> bool:
+        try:
+            return self._hasher.verify(stored_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
