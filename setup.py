@@ -61,6 +61,8 @@ INSTALL_REQUIRES = [
     "httptools>=0.6,<1",
     # Passwords are Argon2id hashes: wighaven/auth/passwords.py.
     "argon2-cffi>=23.1.0",
+    # Access tokens are JWTs: wighaven/auth/tokens.py.
+    "pyjwt>=2.8.0",
     # The config file is TOML: tomllib from Python 3.11 on, its backport before.
     "tomli>=2.0.1; python_version < '3.11'",
 ]

@@ -75,8 +75,8 @@ The subpackages, each with one job:
             balancers, affinity, passive and active health, retries.
   store/    users, API keys, sessions, audit events on SQLite (the
             foundation of access control; not yet used by the gateway).
-  auth/     access control: passwords (Argon2id) and API keys so far, not
-            yet used by the gateway.
+  auth/     access control: passwords (Argon2id), API keys and access
+            tokens (JWT) so far, not yet used by the gateway.
 Later parts get their own: admin/, limits/, cache/, spaces/. The README's Layout lists
 every module.
 """

@@ -1,2 +1,3 @@
 """Access control: who a request comes from and what it may reach (being
-built: passwords and API keys so far, not yet used by the gateway)."""
+built: passwords, API keys and access tokens so far, not yet used by the
+gateway)."""
