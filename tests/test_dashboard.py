@@ -38,6 +38,11 @@ from wighaven.observe.stats import GatewayStats, StatsSnapshot
 DASH = "\u2014"
 
 
+def ended(stats, status, seconds, failed=False, path=None):
+    """One request of the environment's route ended (as the site counts it)."""
+    stats.route.request_ended(b"GET", status, seconds, None, 0, 0, failed, path=path)
+
+
 def snapshot(**values):
     fields = dict(started=100.0, now=100.0, requests=0, errors=0, in_flight=0, mean_latency_ms=0.0)
     fields.update(values)
@@ -636,39 +641,39 @@ class GatewayStatsTests(SynchronousTestCase):
         self.assertEqual(snapshot(started=10.0, now=5.0).uptime_seconds, 0.0)
 
     def test_in_flight(self):
-        self.stats.request_started()
-        self.stats.request_started()
+        self.stats.route.request_started()
+        self.stats.route.request_started()
         self.assertEqual(self.stats.snapshot().in_flight, 2)
         self.assertEqual(self.stats.snapshot().requests, 0)
-        self.stats.request_ended(200, 0.1)
+        ended(self.stats, 200, 0.1)
         snap = self.stats.snapshot()
         self.assertEqual((snap.in_flight, snap.requests), (1, 1))
 
     def test_errors(self):
         for status, failed in [(200, False), (302, False), (404, False), (499, False),
                                (500, False), (502, False), (504, False), (200, True)]:
-            self.stats.request_started()
-            self.stats.request_ended(status, 0.0, failed=failed)
+            self.stats.route.request_started()
+            ended(self.stats, status, 0.0, failed=failed)
         snap = self.stats.snapshot()
         self.assertEqual((snap.requests, snap.errors, snap.in_flight), (8, 4, 0))
 
     def test_mean_latency(self):
         for duration in (0.010, 0.020, 0.060):
-            self.stats.request_started()
-            self.stats.request_ended(200, duration)
+            self.stats.route.request_started()
+            ended(self.stats, 200, duration)
         self.assertAlmostEqual(self.stats.snapshot().mean_latency_ms, 30.0)
 
     def test_snapshot_is_a_copy(self):
         before = self.stats.snapshot()
-        self.stats.request_started()
-        self.stats.request_ended(500, 1.0)
+        self.stats.route.request_started()
+        ended(self.stats, 500, 1.0)
         self.assertEqual(before.requests, 0)
         self.assertEqual(self.stats.snapshot().requests, 1)
 
     def test_dashboard_from_stats(self):
-        self.stats.request_started()
-        self.stats.request_ended(502, 0.25)
-        self.stats.request_started()
+        self.stats.route.request_started()
+        ended(self.stats, 502, 0.25)
+        self.stats.route.request_started()
         self.clock.advance(65)
         page = render_dashboard(
             self.stats.snapshot(), "b.example", "0", "/gateway-health"
@@ -702,8 +707,8 @@ class GatewayPagesTests(SynchronousTestCase):
 
     def finish(self, path=b"/predict", n=1):
         for _ in range(n):
-            self.stats.request_started()
-            self.stats.request_ended(200, 0.01, path=path)
+            self.stats.route.request_started()
+            ended(self.stats, 200, 0.01, path=path)
 
     def get(self, pages):
         request = DummyRequest([b""])

@@ -347,7 +347,7 @@ class RoutesTests(SynchronousTestCase):
         self.assertEqual(names(), ["api", "chat"])
         self.stats.metrics.route("idle").upstream_status = lambda: [status("idle.hf.space")]
         self.assertEqual(names(), ["api", "chat", "idle"])
-        self.stats.request_started()
+        self.stats.route.request_started()
         self.assertEqual(names(), ["api", "backend", "chat", "idle"])
 
     def test_an_upstream_counted_but_not_known(self):

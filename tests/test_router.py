@@ -25,6 +25,15 @@ def route(name="r", names=("a", "b"), **keys):
     return Route(name=name, upstreams=tuple(upstream(n) for n in names), **keys)
 
 
+def make_router(routes, trust_proxy=NO_PROXY, **options):
+    """A Router over C{routes} with no agents, its own clock and metrics."""
+    clock = options.pop("clock", None) or Clock()
+    metrics = Metrics(clock)
+    return Router(routes, clock=clock, make_agent=lambda model: None,
+                  metrics_for=lambda r: metrics.route(r.name), affinity_secret=b"s" * 32,
+                  trust_proxy=trust_proxy, **options)
+
+
 class FakeRequest:
     def __init__(self, path=b"/", method=b"GET", host=b"gw.example", cookie=None, query=b""):
         self.path = path
@@ -222,10 +231,7 @@ class ProbeReloadTests(SynchronousTestCase):
             made.append(check)
             return check if route.health_path else None
 
-        metrics = Metrics(Clock())
-        router = Router([route("r", health_path="/a")], clock=Clock(),
-                        make_agent=lambda m: None, metrics_for=lambda r: metrics.route(r.name),
-                        affinity_secret=b"s" * 32, trust_proxy=NO_PROXY, make_check=make_check)
+        router = make_router([route("r", health_path="/a")], make_check=make_check)
         first = list(router.routes[0].upstreams)
         self.assertEqual([c.running for c in made], [True, True])
         router.replace([route("r", health_path="/a", retries=1)])  # probe unchanged
@@ -240,12 +246,7 @@ class GradioUploadTests(SynchronousTestCase):
     """A cookie-less upload carries no session: the join follows the file it names."""
 
     def test_join_goes_where_its_file_was_uploaded(self):
-        clock = Clock()
-        metrics = Metrics(clock)
-        router = Router([route(affinity="gradio")], clock=clock, make_agent=lambda m: None,
-                        metrics_for=lambda r: metrics.route(r.name), affinity_secret=b"s" * 32,
-                        trust_proxy=NO_PROXY)
-        live = router.routes[0]
+        live = make_router([route(affinity="gradio")]).routes[0]
         for i in range(6):
             upload = FakeRequest(b"/gradio_api/upload", b"POST")
             replica = live.choose(upload)
@@ -264,11 +265,8 @@ class ForwardedHostTests(SynchronousTestCase):
     """Hosts match X-Forwarded-Host only when TRUST_PROXY trusts the peer."""
 
     def router(self, trust):
-        metrics = Metrics(Clock())
-        return Router([route("any", names=("a",)), route("chat", hosts=("chat.example.org",))],
-                      clock=Clock(), make_agent=lambda m: None,
-                      metrics_for=lambda r: metrics.route(r.name), affinity_secret=b"s" * 32,
-                      trust_proxy=trust)
+        return make_router(
+            [route("any", names=("a",)), route("chat", hosts=("chat.example.org",))], trust)
 
     def request(self):
         request = FakeRequest(host=b"internal:7860")
@@ -285,11 +283,7 @@ class ForwardedHostTests(SynchronousTestCase):
 
 class SessionsAcrossReloadTests(SynchronousTestCase):
     def test_a_changed_gradio_route_keeps_its_sessions(self):
-        clock = Clock()
-        metrics = Metrics(clock)
-        router = Router([route(affinity="gradio")], clock=clock, make_agent=lambda m: None,
-                        metrics_for=lambda r: metrics.route(r.name), affinity_secret=b"s" * 32,
-                        trust_proxy=NO_PROXY)
+        router = make_router([route(affinity="gradio")])
         live = router.routes[0]
         replica = live.choose(FakeRequest(b"/gradio_api/heartbeat/s1"))
         router.replace([route(affinity="gradio", retries=2)])  # changed: a new LiveRoute

@@ -69,16 +69,6 @@ class GatewayStats:
     def in_flight(self) -> int:
         return sum(route.in_flight for route in self.metrics.routes.values())
 
-    def request_started(self) -> None:
-        self.route.request_started()
-
-    def request_ended(self, status, duration: float, failed: bool = False, *, method=b"GET",
-                      to_headers=None, bytes_in=0, bytes_out=0, path=None) -> None:
-        """Count one forwarded request; 5xx answers and broken streams are errors."""
-        self.route.request_ended(
-            method, status, duration, to_headers, bytes_in, bytes_out, failed, path=path
-        )
-
     @property
     def gateway_started(self) -> float:
         """When the gateway started: the parent's start when there are workers."""
