@@ -63,6 +63,11 @@ INSTALL_REQUIRES = [
     "argon2-cffi>=23.1.0",
     # Access tokens are JWTs: wighaven/auth/tokens.py.
     "pyjwt>=2.8.0",
+    # Sign in with Hugging Face: the ID token checked against the provider's
+    # JWKS (wighaven/auth/oidc.py).
+    "joserfc>=1.0.0",
+    # TOTP second factors: wighaven/auth/second_factor.py.
+    "pyotp>=2.9.0",
     # The config file is TOML: tomllib from Python 3.11 on, its backport before.
     "tomli>=2.0.1; python_version < '3.11'",
 ]
@@ -80,6 +85,8 @@ setup(
     # The dashboard's HTML template, style sheet and script.
     package_data={"wighaven.web": ["*.html", "*.css", "*.js"]},
     install_requires=INSTALL_REQUIRES,
+    # The console command: users and API keys against DATABASE_URL (wighaven/cli.py).
+    entry_points={"console_scripts": ["wighaven = wighaven.cli:main"]},
     zip_safe=False,
     classifiers=[
         "Framework :: Twisted",
