@@ -5,7 +5,8 @@ Rule: a migration is never edited once released; a change is a new number.
 Each runs in one transaction with the version bump, so a failed one leaves
 the database as it was. Secrets are never stored: passwords as Argon2
 hashes, API keys, session ids and refresh tokens as hashes of the values
-handed out.
+handed out. Every user_id column is indexed: removing a user cascades to
+its keys, sessions and refresh tokens.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ MIGRATIONS = (
             disabled INTEGER NOT NULL DEFAULT 0,
             totp_secret TEXT,
             token_version INTEGER NOT NULL DEFAULT 0,
+            email TEXT,
             created_at REAL NOT NULL,
             updated_at REAL NOT NULL
         )""",
@@ -29,31 +31,37 @@ MIGRATIONS = (
             id TEXT PRIMARY KEY,
             user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
             secret_hash BLOB NOT NULL,
+            name TEXT,
             route TEXT,
             expires_at REAL,
             last_used_at REAL,
             created_at REAL NOT NULL,
             revoked_at REAL
         )""",
+        "CREATE INDEX api_keys_user ON api_keys(user_id)",
         """CREATE TABLE sessions (
             id_hash BLOB PRIMARY KEY,
             user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-            csrf TEXT NOT NULL,
             via TEXT NOT NULL,
             created_at REAL NOT NULL,
             expires_at REAL NOT NULL,
-            revoked_at REAL
+            revoked_at REAL,
+            address TEXT,
+            user_agent TEXT
         )""",
+        "CREATE INDEX sessions_user ON sessions(user_id)",
         """CREATE TABLE refresh_tokens (
             token_hash BLOB PRIMARY KEY,
             family TEXT NOT NULL,
             user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            token_version INTEGER NOT NULL,
             created_at REAL NOT NULL,
             expires_at REAL NOT NULL,
             used_at REAL,
             revoked_at REAL
         )""",
         "CREATE INDEX refresh_tokens_family ON refresh_tokens(family)",
+        "CREATE INDEX refresh_tokens_user ON refresh_tokens(user_id)",
         """CREATE TABLE audit_events (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             at REAL NOT NULL,

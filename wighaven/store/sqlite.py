@@ -11,31 +11,53 @@ Rules:
   - Migrations (L{wighaven.store.schema}) run at open, before the gateway
     listens, each in a BEGIN IMMEDIATE transaction that checks the version
     again inside it: two workers opening one file apply each step once.
-  - After open, every call runs on the store's one thread (a Twisted
-    ThreadPool of one): callers get Deferreds, the reactor never waits for
-    the disk, and the connection is only ever used by one thread at a time.
-    Each call is one transaction: all of it, or none.
+  - Every call goes through L{SqliteStore.run}, one BEGIN IMMEDIATE
+    transaction each: all of it, or none, and writers of all processes take
+    their turns (a refresh token is rotated once, however many workers see
+    it at once).
+  - The gateway's store (the default) runs every call on the store's one
+    thread (a Twisted ThreadPool of one): callers get Deferreds, the reactor
+    never waits for the disk, and the connection is only ever used by one
+    thread at a time. A synchronous store (C{sync=True}: the console
+    command, start-up) runs them in the caller's thread and returns their
+    results: there is no reactor to protect.
+  - A change of who may do what (users, their token versions, API keys,
+    revoked sessions) bumps the revision file (L{wighaven.store.revision})
+    after its commit, so that every process reloads its in-memory view;
+    the ordinary traffic (audit events, keys' last use, new sessions,
+    refresh rotation) does not.
+  - That view is read by L{SqliteStore.read_identities}, synchronously on a
+    second connection of its own (query only), in one read transaction: a
+    consistent snapshot, read by the reactor right after a revision change
+    (WAL: it never waits for the writer), never queued behind the store's
+    thread.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
 import time
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Mapping, Optional
 
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
+from .revision import RevisionFile
 from .schema import MIGRATIONS
 
 __all__ = ["SqliteStore", "StoreError"]
 
 BUSY_TIMEOUT = 5.0  # seconds a write waits for another process's lock
-_USER_FIELDS = ("password_hash", "roles", "disabled", "totp_secret")
+PURGE_AFTER = 86400.0  # seconds expired sessions and refresh tokens are kept (for the audit)
+_USER_FIELDS = ("password_hash", "roles", "disabled", "totp_secret", "email")
 # A change of these ends the user's sessions and tokens (its token version moves).
 _REVOKING = frozenset(["password_hash", "disabled"])
+# What lists of keys show: never the secret's hash.
+_KEY_COLUMNS = ("k.id, u.username, k.user_id, k.name, k.route, k.expires_at, k.last_used_at, "
+                "k.created_at, k.revoked_at")
 
 
 class StoreError(Exception):
@@ -51,6 +73,40 @@ def _create_private_file(path: str) -> None:
     except OSError as e:
         raise StoreError("the database %s cannot be created: %s" % (path, e.strerror))
     os.close(fd)
+
+
+def _connect(path: str, query_only: bool = False):
+    """A connection to C{path} with the store's pragmas (see the module)."""
+    try:
+        connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None,
+                                     check_same_thread=False)
+        connection.row_factory = sqlite3.Row
+        connection.execute("PRAGMA foreign_keys = ON")
+        connection.execute("PRAGMA synchronous = FULL")
+        connection.execute("PRAGMA busy_timeout = %d" % int(BUSY_TIMEOUT * 1000))
+        if query_only:
+            connection.execute("PRAGMA query_only = ON")
+    except sqlite3.Error as e:
+        raise StoreError("the database %s cannot be opened: %s" % (path, e))
+    return connection
+
+
+def _use_wal(connection, path: str) -> None:
+    """Switch C{connection}'s database to the WAL journal (it stays so), or L{StoreError}."""
+    try:
+        mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    except sqlite3.Error as e:
+        raise StoreError("the database %s cannot be opened: %s" % (path, e))
+    if mode.lower() != "wal":
+        raise StoreError("the database %s cannot use a WAL journal (is its folder on a "
+                         "network file system?)" % (path,))
+
+
+def _open_revision(path: str) -> RevisionFile:
+    try:
+        return RevisionFile(path)
+    except OSError as e:
+        raise StoreError("the revision file %s cannot be opened: %s" % (path, e.strerror))
 
 
 def migrate(connection, path: str, migrations=MIGRATIONS) -> int:
@@ -93,64 +149,110 @@ def _user(row) -> Optional[dict]:
     return user
 
 
+def _insert(connection, table: str, **values) -> int:
+    """Insert one row (column=value) into C{table}; its rowid."""
+    columns = sorted(values)
+    marks = ", ".join("?" * len(columns))
+    return connection.execute(
+        "INSERT INTO %s (%s) VALUES (%s)" % (table, ", ".join(columns), marks),
+        [values[column] for column in columns]).lastrowid
+
+
+def _user_where(connection, column: str, value) -> Optional[dict]:
+    """The user whose C{column} is C{value} (a dict), or None."""
+    return _user(connection.execute(
+        "SELECT * FROM users WHERE %s = ?" % column, (value,)).fetchone())
+
+
+def _of_user(username: Optional[str]):
+    """The SQL condition (on the users table as C{u}) and values for "of C{username}, if given"."""
+    return ("u.username = ?", [username]) if username is not None else ("1", [])
+
+
+def _session(row) -> dict:
+    session = dict(row)
+    session["id"] = bytes(session.pop("id_hash")).hex()
+    return session
+
+
 class SqliteStore:
     """
     The store in one SQLite file. Make it with L{open}; L{close} it when
-    the gateway stops.
+    the gateway stops (or the command ends).
+
+    @ivar revision: the L{RevisionFile} beside the database, bumped after
+        every change of identities.
     """
 
-    def __init__(self, path: str, connection, reactor, clock: Callable[[], float] = time.time):
+    def __init__(self, path: str, connection, reader, revision: RevisionFile, reactor=None,
+                 clock: Callable[[], float] = time.time, sync: bool = False):
         self.path = path
+        self.revision = revision
         self._connection = connection
+        self._reader = reader
         self._reactor = reactor
         self._now = clock
-        self._pool = ThreadPool(minthreads=1, maxthreads=1, name="wighaven-store")
-        self._pool.start()
+        self._closed = False
+        self._pool = None
+        if not sync:
+            self._pool = ThreadPool(minthreads=1, maxthreads=1, name="wighaven-store")
+            self._pool.start()
 
     @classmethod
     def open(cls, path: str, reactor=None, migrations=MIGRATIONS,
-             clock: Callable[[], float] = time.time) -> "SqliteStore":
-        """The store at C{path}, created and migrated as needed."""
-        if reactor is None:
+             clock: Callable[[], float] = time.time, sync: bool = False) -> "SqliteStore":
+        """
+        The store at C{path}, created and migrated as needed.
+
+        @param sync: run calls in the caller's thread and return their results
+            (the console command, start-up), not Deferreds from the store's thread.
+        """
+        if reactor is None and not sync:
             from twisted.internet import reactor
         _create_private_file(path)
-        try:
-            connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None,
-                                         check_same_thread=False)
-            connection.row_factory = sqlite3.Row
-            mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            connection.execute("PRAGMA foreign_keys = ON")
-            connection.execute("PRAGMA synchronous = FULL")
-            connection.execute("PRAGMA busy_timeout = %d" % int(BUSY_TIMEOUT * 1000))
-        except sqlite3.Error as e:
-            raise StoreError("the database %s cannot be opened: %s" % (path, e))
-        if mode.lower() != "wal":
-            connection.close()
-            raise StoreError("the database %s cannot use a WAL journal (is its folder on a "
-                             "network file system?)" % (path,))
-        try:
+        with contextlib.ExitStack() as opened:
+            connection = _connect(path)
+            opened.callback(connection.close)
+            _use_wal(connection, path)
             migrate(connection, path, migrations)
-        except StoreError:
-            connection.close()
-            raise
-        return cls(path, connection, reactor, clock)
+            reader = _connect(path, query_only=True)
+            opened.callback(reader.close)
+            revision = _open_revision(path + ".revision")
+            opened.callback(revision.close)
+            store = cls(path, connection, reader, revision, reactor, clock, sync)
+            opened.pop_all()
+        return store
 
     def close(self) -> None:
-        """Stop the store's thread (after what it is doing) and close the file."""
-        if self._pool.started:
+        """Stop the store's thread (after what it is doing) and close the files."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._pool is not None:
             self._pool.stop()
-            self._connection.close()
+        self._connection.close()
+        self._reader.close()
+        self.revision.close()
 
-    def run(self, work: Callable, *args):
+    def run(self, work: Callable, *args, changes_identities: bool = False):
         """
-        C{work(connection, *args)} on the store's thread, in one
-        transaction (committed when it returns, rolled back when it raises).
+        C{work(connection, *args)} in one transaction (committed when it
+        returns, rolled back when it raises); with C{changes_identities}, the
+        revision is bumped after the commit.
 
-        @return: a Deferred firing with what C{work} returned.
+        @return: what C{work} returned, in a Deferred firing on the reactor's
+            thread (run on the store's thread), or as is for a synchronous store.
         """
-        return deferToThreadPool(self._reactor, self._pool, self._transaction, work, args)
+        if self._pool is None:
+            return self._transaction(work, args, changes_identities)
+        return deferToThreadPool(self._reactor, self._pool, self._transaction, work, args,
+                                 changes_identities)
 
-    def _transaction(self, work, args):
+    def _change(self, work: Callable, *args):
+        """L{run} for a change of who may do what: every process reloads its identities."""
+        return self.run(work, *args, changes_identities=True)
+
+    def _transaction(self, work, args, changes_identities):
         connection = self._connection
         connection.execute("BEGIN IMMEDIATE")
         try:
@@ -159,30 +261,64 @@ class SqliteStore:
             connection.execute("ROLLBACK")
             raise
         connection.execute("COMMIT")
+        if changes_identities:
+            self.revision.bump()  # after the commit: see wighaven.store.revision
         return result
+
+    # The in-memory view.
+
+    def read_identities(self) -> dict:
+        """
+        What each gateway process holds in memory, as one consistent
+        snapshot, synchronously (on the reactor's thread; read
+        L{revision} BEFORE calling it):
+
+          - C{users}: dicts of id, username, roles (a list), disabled (a
+            bool), token_version, email;
+          - C{keys}: the API keys not revoked, dicts of id, user_id,
+            secret_hash (bytes), route, expires_at, revoked_at;
+          - C{revoked_sessions}: the id hashes (bytes) of the sessions
+            revoked and not yet expired.
+        """
+        reader = self._reader
+        reader.execute("BEGIN")
+        try:
+            users = [_user(row) for row in reader.execute(
+                "SELECT id, username, roles, disabled, token_version, email FROM users "
+                "ORDER BY id")]
+            keys = [dict(row, secret_hash=bytes(row["secret_hash"])) for row in reader.execute(
+                "SELECT id, user_id, secret_hash, route, expires_at, revoked_at FROM api_keys "
+                "WHERE revoked_at IS NULL ORDER BY id")]
+            revoked = {bytes(row[0]) for row in reader.execute(
+                "SELECT id_hash FROM sessions WHERE revoked_at IS NOT NULL AND expires_at > ?",
+                (self._now(),))}
+        finally:
+            reader.execute("COMMIT")
+        return {"users": users, "keys": keys, "revoked_sessions": revoked}
 
     # Users.
 
     def add_user(self, username: str, password_hash: Optional[str] = None,
-                 roles: Iterable[str] = ()):
+                 roles: Iterable[str] = (), email: Optional[str] = None):
         """A new user; its id. L{StoreError} when the name is taken."""
         def add(connection):
             now = self._now()
             try:
-                cursor = connection.execute(
-                    "INSERT INTO users (username, password_hash, roles, created_at, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (username, password_hash, json.dumps(sorted(set(roles))), now, now))
+                return _insert(connection, "users", username=username, password_hash=password_hash,
+                               roles=json.dumps(sorted(set(roles))), email=email, created_at=now,
+                               updated_at=now)
             except sqlite3.IntegrityError:
                 raise StoreError("a user named %r exists already" % (username,))
-            return cursor.lastrowid
 
-        return self.run(add)
+        return self._change(add)
 
     def user(self, username: str):
         """The user named C{username} (a dict), or None."""
-        return self.run(lambda c: _user(c.execute(
-            "SELECT * FROM users WHERE username = ?", (username,)).fetchone()))
+        return self.run(_user_where, "username", username)
+
+    def user_by_id(self, user_id: int):
+        """The user whose id is C{user_id} (a dict), or None."""
+        return self.run(_user_where, "id", user_id)
 
     def users(self):
         """Every user, by name."""
@@ -191,9 +327,10 @@ class SqliteStore:
 
     def update_user(self, username: str, **fields):
         """
-        Change C{fields} (password_hash, roles, disabled, totp_secret) of a
-        user; a new password or disabling moves its token version, which
-        ends its sessions and tokens. Returns the user, or None when unknown.
+        Change C{fields} (password_hash, roles, disabled, totp_secret, email)
+        of a user; a new password or disabling moves its token version,
+        which ends its sessions and tokens. Returns the user, or None when
+        unknown.
         """
         unknown = set(fields) - set(_USER_FIELDS)
         if unknown:
@@ -210,15 +347,186 @@ class SqliteStore:
             connection.execute(
                 "UPDATE users SET %supdated_at = ?%s WHERE username = ?" % (assignments, bump),
                 [fields[name] for name in names] + [self._now(), username])
-            return _user(connection.execute(
-                "SELECT * FROM users WHERE username = ?", (username,)).fetchone())
+            return _user_where(connection, "username", username)
 
-        return self.run(update)
+        return self._change(update)
+
+    def bump_token_version(self, username: str):
+        """
+        Move the user's token version (logout everywhere: every session and
+        token issued before ends); the new version, or None when unknown.
+        """
+        def bump(connection):
+            connection.execute(
+                "UPDATE users SET token_version = token_version + 1, updated_at = ? "
+                "WHERE username = ?", (self._now(), username))
+            user = _user_where(connection, "username", username)
+            return user["token_version"] if user else None
+
+        return self._change(bump)
 
     def remove_user(self, username: str):
         """Remove a user (its keys, sessions and tokens go with it); False when unknown."""
-        return self.run(lambda c: c.execute(
+        return self._change(lambda c: c.execute(
             "DELETE FROM users WHERE username = ?", (username,)).rowcount == 1)
+
+    # API keys.
+
+    def add_key(self, key_id: str, user_id: int, secret_hash: bytes, route: Optional[str] = None,
+                expires_at: Optional[float] = None, name: Optional[str] = None):
+        """
+        A new API key of user C{user_id} (only the hash of its secret);
+        C{key_id}. L{StoreError} when the id is taken or the user unknown.
+        """
+        def add(connection):
+            try:
+                _insert(connection, "api_keys", id=key_id, user_id=user_id,
+                        secret_hash=secret_hash, name=name, route=route, expires_at=expires_at,
+                        created_at=self._now())
+            except sqlite3.IntegrityError as e:
+                if "FOREIGN KEY" in str(e):
+                    raise StoreError("no user has the id %r" % (user_id,))
+                raise StoreError("an API key with the id %r exists already" % (key_id,))
+            return key_id
+
+        return self._change(add)
+
+    def keys(self, username: Optional[str] = None):
+        """
+        The API keys (of C{username} only, when given), oldest first, with
+        their owner's username; never the secret's hash.
+        """
+        where, values = _of_user(username)
+        return self.run(lambda c: [dict(row) for row in c.execute(
+            "SELECT %s FROM api_keys k JOIN users u ON u.id = k.user_id WHERE %s "
+            "ORDER BY k.created_at, k.id" % (_KEY_COLUMNS, where), values)])
+
+    def revoke_key(self, key_id: str):
+        """Revoke an API key; False when unknown or revoked already."""
+        return self._change(lambda c: c.execute(
+            "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+            (self._now(), key_id)).rowcount == 1)
+
+    def touch_keys(self, last_used: Mapping[str, float]):
+        """
+        Record when keys were last used (C{{key_id: epoch seconds}}), all in
+        one transaction: the gateway's periodic flush. A time never moves
+        back (another worker may have flushed a later one); how many keys
+        were known.
+        """
+        def touch(connection):
+            return sum(connection.execute(
+                "UPDATE api_keys SET last_used_at = MAX(COALESCE(last_used_at, 0), ?) "
+                "WHERE id = ?", (at, key_id)).rowcount for key_id, at in last_used.items())
+
+        return self.run(touch)
+
+    # Sessions.
+
+    def add_session(self, id_hash: bytes, user_id: int, via: str, expires_at: float,
+                    address: Optional[str] = None, user_agent: Optional[str] = None):
+        """A new session of user C{user_id}, by the hash of its id; C{via}: how it signed in."""
+        def add(connection):
+            _insert(connection, "sessions", id_hash=id_hash, user_id=user_id, via=via,
+                    created_at=self._now(), expires_at=expires_at, address=address,
+                    user_agent=user_agent)
+
+        return self.run(add)
+
+    def revoke_session(self, id_hash: bytes):
+        """End a session (sign-out); False when unknown or revoked already."""
+        return self._change(lambda c: c.execute(
+            "UPDATE sessions SET revoked_at = ? WHERE id_hash = ? AND revoked_at IS NULL",
+            (self._now(), id_hash)).rowcount == 1)
+
+    def sessions(self, username: Optional[str] = None):
+        """
+        The active sessions (not revoked, not expired; of C{username} only,
+        when given), newest first, their id hash as hex under C{id}.
+        """
+        where, values = _of_user(username)
+
+        def active(connection):
+            rows = connection.execute(
+                "SELECT s.id_hash, u.username, s.via, s.created_at, s.expires_at, s.address, "
+                "s.user_agent FROM sessions s JOIN users u ON u.id = s.user_id "
+                "WHERE s.revoked_at IS NULL AND s.expires_at > ? AND %s "
+                "ORDER BY s.created_at DESC, s.id_hash" % (where,), [self._now()] + values)
+            return [_session(row) for row in rows]
+
+        return self.run(active)
+
+    def revoke_user_sessions(self, username: str):
+        """End every active session of a user; how many."""
+        def revoke(connection):
+            now = self._now()
+            return connection.execute(
+                "UPDATE sessions SET revoked_at = ? WHERE revoked_at IS NULL AND expires_at > ? "
+                "AND user_id = (SELECT id FROM users WHERE username = ?)",
+                (now, now, username)).rowcount
+
+        return self._change(revoke)
+
+    # Refresh tokens.
+
+    def add_refresh(self, token_hash: bytes, family: str, user_id: int, token_version: int,
+                    expires_at: float):
+        """A new refresh token (its hash), first of C{family} or not, at C{token_version}."""
+        return self.run(self._add_refresh, token_hash, family, user_id, token_version,
+                        expires_at)
+
+    def _add_refresh(self, connection, token_hash, family, user_id, token_version, expires_at):
+        _insert(connection, "refresh_tokens", token_hash=token_hash, family=family,
+                user_id=user_id, token_version=token_version, created_at=self._now(),
+                expires_at=expires_at)
+
+    def rotate_refresh(self, old_hash: bytes, new_hash: bytes, expires_at: float):
+        """
+        Trade the refresh token C{old_hash} for C{new_hash} (same family),
+        atomically; returns (status, user or None):
+
+          - C{("unknown", None)}: no such token;
+          - C{("invalid", None)}: revoked, expired, its user disabled or at
+            another token version;
+          - C{("reused", user)}: used already, so a copy of it is in other
+            hands: the whole family is revoked (committed: the refusal is
+            the point), the thief's tokens and the owner's alike;
+          - C{("ok", user)}: the old one is used, the new one stored at the
+            user's token version.
+        """
+        return self.run(self._rotate, old_hash, new_hash, expires_at)
+
+    def _rotate(self, connection, old_hash, new_hash, expires_at):
+        now = self._now()
+        token = connection.execute(
+            "SELECT * FROM refresh_tokens WHERE token_hash = ?", (old_hash,)).fetchone()
+        if token is None:
+            return "unknown", None
+        if token["revoked_at"] is not None or token["expires_at"] <= now:
+            return "invalid", None
+        user = _user_where(connection, "id", token["user_id"])
+        if token["used_at"] is not None:
+            connection.execute(
+                "UPDATE refresh_tokens SET revoked_at = ? WHERE family = ? AND revoked_at IS NULL",
+                (now, token["family"]))
+            return "reused", user
+        if user["disabled"] or user["token_version"] != token["token_version"]:
+            return "invalid", None
+        connection.execute(
+            "UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ?", (now, old_hash))
+        self._add_refresh(connection, new_hash, token["family"], user["id"],
+                          user["token_version"], expires_at)
+        return "ok", user
+
+    def purge_expired(self, now: Optional[float] = None):
+        """Forget the sessions and refresh tokens expired for more than a day; how many went."""
+        def purge(connection):
+            before = (self._now() if now is None else now) - PURGE_AFTER
+            return sum(connection.execute(
+                "DELETE FROM %s WHERE expires_at < ?" % table, (before,)).rowcount
+                for table in ("sessions", "refresh_tokens"))
+
+        return self.run(purge)
 
     # Audit.
 
