@@ -11,6 +11,8 @@ Rules:
     hash made at start), so timing does not tell which names exist.
   - A hash made with other parameters still verifies, and
     L{Verdict.rehash} carries a new one to store.
+  - L{hash_password} hashes in the caller's thread, for the console command
+    and the start-up bootstrap only (no reactor to keep free there).
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ from __future__ import annotations
 from typing import Optional
 
 import attrs
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, extract_parameters
 from argon2.exceptions import InvalidHashError, VerificationError
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
-__all__ = ["Passwords", "Verdict"]
+__all__ = ["Passwords", "Verdict", "hash_password", "is_argon2_hash"]
 
 # OWASP Password Storage Cheat Sheet, Argon2id: m=19 MiB, t=2, p=1.
 OWASP = dict(time_cost=2, memory_cost=19 * 1024, parallelism=1, hash_len=32, salt_len=16)
@@ -80,3 +82,19 @@ class Passwords:
             return self._hasher.verify(stored_hash, password)
         except (VerificationError, InvalidHashError):
             return False
+
+
+def hash_password(password: str) -> str:
+    """The Argon2id hash (OWASP's parameters) of C{password}, made in this thread."""
+    return PasswordHasher(**OWASP).hash(password)
+
+
+def is_argon2_hash(value: str) -> bool:
+    """Is C{value} an Argon2id hash argon2-cffi can read (not a password given by mistake)?"""
+    if not isinstance(value, str) or not value.startswith("$argon2id$"):
+        return False
+    try:
+        extract_parameters(value)
+    except (InvalidHashError, ValueError):
+        return False
+    return True

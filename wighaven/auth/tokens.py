@@ -81,6 +81,10 @@ class TokenKeys:
         self._cache = collections.OrderedDict()  # token -> claims, until exp
         self._cache_size = cache_size
 
+    def knows_kid(self, kid) -> bool:
+        """Is C{kid} one of this keeper's keys (a token of the gateway's, valid or not)?"""
+        return kid in self._keys
+
     def issue(self, subject: str, ttl: float, **claims) -> str:
         """A token for C{subject}, valid for C{ttl} seconds; C{claims} added (roles, ver...)."""
         now = int(self._now())
