@@ -13,6 +13,14 @@ from wighaven.config.settings import SETTINGS, Config, ConfigError, load_config,
 from .support.certs import pki
 
 BACKEND = "https://user-space.hf.space"
+# The rows that become fields of Config.auth (wighaven.config.auth_settings).
+AUTH_ROWS = (
+    "AUTH", "ACCESS", "DATABASE_URL", "SECRET_KEY", "SECRET_KEY_PREVIOUS", "JWT_TTL",
+    "REFRESH_TTL", "SESSION_TTL", "METRICS_TOKEN", "ADMIN_USERNAME", "ADMIN_PASSWORD",
+    "ADMIN_PASSWORD_HASH", "HF_OAUTH_CLIENT_ID", "HF_OAUTH_CLIENT_SECRET",
+    "HF_OAUTH_PROVIDER_URL", "HF_OAUTH_SCOPES", "HF_OAUTH_ALLOWED_USERS",
+    "HF_OAUTH_ALLOWED_ORGS", "HF_OAUTH_ADMIN_USERS", "PUBLIC_URL",
+)
 
 
 def env(**settings):
@@ -40,8 +48,18 @@ class SettingsTableTests(SynchronousTestCase):
         self.assertEqual(len(names), len(set(names)))
         # Every setting is a field of Config, except the backend URL, which
         # becomes three (scheme, host, port); TRUST_PROXY adds why it is on,
-        # WIGHAVEN_CONFIG the routes it gives and where the rest goes.
-        self.assertEqual(len(attrs.fields(Config)), len(names) + 5)
+        # WIGHAVEN_CONFIG the routes it gives and where the rest goes. The
+        # settings of access control are the fields of one AuthSettings
+        # (Config.auth).
+        from wighaven.config.auth_settings import AuthSettings
+
+        auth_rows = [s.env for s in SETTINGS if s.env in AUTH_ROWS]
+        self.assertEqual(len(attrs.fields(Config)), len(names) - len(auth_rows) + 5 + 1)
+        # Of the AuthSettings fields, hf stands for the seven HF_OAUTH_* rows.
+        self.assertEqual(len(attrs.fields(AuthSettings)), len(auth_rows) - 7 + 1)
+
+    def test_auth_rows_are_all_known(self):
+        self.assertEqual(set(AUTH_ROWS) - {s.env for s in SETTINGS}, set())
 
     def test_option_name(self):
         options = {s.env: s.option for s in SETTINGS}

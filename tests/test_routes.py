@@ -135,7 +135,7 @@ class ParseTests(SynchronousTestCase):
         self.assertEqual(str(caught.exception),
                          "config file: unknown key 'route' (known: routes)")
         self.assertRefused([route(hostz=["a.example"])],
-                           "route 'x': hostz: unknown key (known: affinity, balance, health_interval,"
+                           "route 'x': hostz: unknown key (known: access, affinity, balance, health_interval,"
                            " health_path, hosts, name, path, retries, strip_path, upstreams)")
         self.assertRefused([route(upstream={"wieght": 2})],
                            "route 'x': upstreams[0].wieght: unknown key (known: ca_bundle, space,"

@@ -24,6 +24,8 @@ The schema (keys are a public interface; README "The config file"):
     retries = 1                      # extra upstreams tried, idempotent requests only
     health_path = "/healthz"         # optional active probe path
     health_interval = 10             # seconds between active probes (or Hub questions)
+    access = "signed_in"             # with AUTH=on: "public" | "signed_in" |
+                                     # ["role:team", "user:alice", "hf_org:acme"]
 
     [[routes.upstreams]]
     url = "https://user-chat-a.hf.space"
@@ -41,6 +43,7 @@ from typing import Mapping, Optional, Sequence, Tuple
 
 import attrs
 
+from ..auth.policy import SIGNED_IN, Access, parse_access
 from .settings import ConfigError, ascii_host, check_ca_bundle, parse_origin
 
 if sys.version_info >= (3, 11):
@@ -62,7 +65,7 @@ MAX_WEIGHT = 1000
 
 _ROUTE_KEYS = frozenset([
     "name", "hosts", "path", "strip_path", "balance", "affinity", "retries", "health_path",
-    "health_interval", "upstreams",
+    "health_interval", "upstreams", "access",
 ])
 _UPSTREAM_KEYS = frozenset(["url", "token", "weight", "space", "ca_bundle"])
 _NAME_RE = re.compile(r"^[a-z0-9-]{1,63}$")
@@ -112,6 +115,7 @@ class Route:
     retries: int = 0
     health_path: Optional[str] = None
     health_interval: float = 10.0
+    access: Access = SIGNED_IN  # who may use it, with AUTH=on (wighaven.auth.policy)
     source: str = "file"  # "file" or "env"
 
 
@@ -189,6 +193,7 @@ def _route(index: int, table: Mapping, env: Mapping[str, str]) -> Route:
         retries=_int(where, "retries", table.get("retries", 0), 0, MAX_RETRIES),
         health_path=_health_path(where, table.get("health_path")),
         health_interval=_seconds(where, "health_interval", table.get("health_interval", 10)),
+        access=_access(where, table.get("access", "signed_in")),
         upstreams=tuple(_upstream(where, i, u, env) for i, u in enumerate(upstream_tables)),
     )
 
@@ -309,6 +314,13 @@ def _int(where: _Where, key: str, value, low: int, high: int) -> int:
     return value
 
 
+def _access(where: _Where, value) -> Access:
+    try:
+        return parse_access(value)
+    except ValueError as e:
+        raise where.error("access", str(e))
+
+
 def _one_of(where: _Where, key: str, value, choices) -> str:
     if value not in choices:
         raise where.error(key, "must be one of %s" % ", ".join('"%s"' % c for c in choices))
@@ -323,7 +335,8 @@ def env_route(config) -> Route:
         token_ref="env:HF_TOKEN" if config.hf_token else None,
         ca_bundle=config.backend_ca_bundle,
     )
-    return Route(name=DEFAULT_ROUTE, upstreams=(upstream,), source="env")
+    access = config.auth.access if config.auth is not None else SIGNED_IN
+    return Route(name=DEFAULT_ROUTE, upstreams=(upstream,), access=access, source="env")
 
 
 def route_table(env_default: Optional[Route], file_routes: Sequence[Route]):

@@ -238,6 +238,115 @@ SETTINGS = (
         "workers), so browsers are rebalanced after a restart; set it to keep them.",
     ),
     Setting(
+        "AUTH",
+        "off",
+        "off (anyone who reaches the gateway uses its Spaces) or on: each route's `access` "
+        "decides, and the dashboard, live feed and metrics need the admin role. README "
+        "'Access control'.",
+    ),
+    Setting(
+        "ACCESS",
+        "signed_in",
+        "With AUTH=on, who may use PRIVATE_BACKEND_URL's route: public, signed_in, or "
+        "requirements such as role:team,user:alice,hf_org:acme (any one suffices). The "
+        "config file's routes have their own `access` key.",
+    ),
+    Setting(
+        "DATABASE_URL",
+        "sqlite:///data/wighaven.sqlite3",
+        "Where users, API keys, sessions and the audit trail are kept: sqlite:///relative/path "
+        "(to the working directory) or sqlite:////absolute/path. Opened only with AUTH=on.",
+    ),
+    Setting(
+        "SECRET_KEY",
+        None,
+        "Signs sessions and access tokens; at least 32 characters, required with AUTH=on. "
+        "Changing it signs everyone out (see SECRET_KEY_PREVIOUS).",
+    ),
+    Setting(
+        "SECRET_KEY_PREVIOUS",
+        None,
+        "The SECRET_KEY before a rotation (comma-separated for several): its tokens and "
+        "sessions stay valid until they expire, but nothing new is signed with it.",
+    ),
+    Setting("JWT_TTL", "900", "Seconds an access token from /_gateway/auth/token is valid."),
+    Setting(
+        "REFRESH_TTL",
+        "2592000",
+        "Seconds a refresh token is valid (30 days); each use gives a new one.",
+    ),
+    Setting(
+        "SESSION_TTL",
+        "604800",
+        "Seconds a browser stays signed in (7 days), unless it signs out first.",
+    ),
+    Setting(
+        "METRICS_TOKEN",
+        None,
+        "With AUTH=on, a Bearer token that may read /_gateway/metrics without an admin "
+        "account (for Prometheus); at least 16 characters.",
+    ),
+    Setting(
+        "ADMIN_USERNAME",
+        None,
+        "An administrator created (or updated) at every start, for a Docker Space without a "
+        "shell: with ADMIN_PASSWORD or ADMIN_PASSWORD_HASH.",
+    ),
+    Setting(
+        "ADMIN_PASSWORD",
+        None,
+        "ADMIN_USERNAME's password (at least 8 characters); set it as a Space secret.",
+    ),
+    Setting(
+        "ADMIN_PASSWORD_HASH",
+        None,
+        "ADMIN_USERNAME's password as an Argon2id hash ($argon2id$...), instead of "
+        "ADMIN_PASSWORD.",
+    ),
+    Setting(
+        "HF_OAUTH_CLIENT_ID",
+        None,
+        "Sign in with Hugging Face: the OAuth app's client id (a Space with hf_oauth: true "
+        "sets OAUTH_CLIENT_ID, which is used when this is unset).",
+    ),
+    Setting(
+        "HF_OAUTH_CLIENT_SECRET",
+        None,
+        "The OAuth app's client secret (or the Space's OAUTH_CLIENT_SECRET).",
+    ),
+    Setting(
+        "HF_OAUTH_PROVIDER_URL",
+        "https://huggingface.co",
+        "The OpenID provider (or the Space's OPENID_PROVIDER_URL); its discovery document is "
+        "at /.well-known/openid-configuration.",
+    ),
+    Setting(
+        "HF_OAUTH_SCOPES",
+        "openid profile",
+        "Scopes asked for at sign-in (or the Space's OAUTH_SCOPES).",
+    ),
+    Setting(
+        "HF_OAUTH_ALLOWED_USERS",
+        None,
+        "Comma-separated Hugging Face usernames who may sign in (* for every account).",
+    ),
+    Setting(
+        "HF_OAUTH_ALLOWED_ORGS",
+        None,
+        "Comma-separated Hugging Face organizations whose members may sign in.",
+    ),
+    Setting(
+        "HF_OAUTH_ADMIN_USERS",
+        None,
+        "Comma-separated Hugging Face usernames who sign in with the admin role.",
+    ),
+    Setting(
+        "PUBLIC_URL",
+        None,
+        "The gateway's public origin, e.g. https://gw.example.org: where Hugging Face sends "
+        "people back after signing in. Unset: the request's own (on a Space, SPACE_HOST's).",
+    ),
+    Setting(
         "TRUST_PROXY",
         "false",
         "true when exactly one trusted proxy stands in front (a Hugging Face Docker Space), or "
@@ -298,6 +407,7 @@ class Config:
     routes_note: str = ""  # where requests no route matches go, for the start-up line
     hf_endpoint: str = "https://huggingface.co"
     affinity_secret: bytes = attrs.field(default=b"", repr=False, eq=False)
+    auth: Optional[object] = None  # AUTH and its settings: wighaven.config.auth_settings.AuthSettings
 
     @property
     def backend_netloc(self) -> str:
@@ -590,8 +700,10 @@ def load_config(env: Mapping[str, str], overrides: Mapping[str, Optional[str]] =
         hf_endpoint=_hub_endpoint(raw["HF_ENDPOINT"]),
         affinity_secret=secret.encode("utf-8") if secret else os.urandom(32),
     )
-    from .routes import load_routes  # routes builds on this module's checks
+    from .auth_settings import load_auth_settings  # both build on this module's checks
+    from .routes import load_routes
 
+    config = attrs.evolve(config, auth=load_auth_settings(raw, env))
     routes, note = load_routes(config, env)
     return attrs.evolve(config, routes=routes, routes_note=note)
 

@@ -63,6 +63,8 @@ _REASONS = {
     400: b"Bad Request",
     408: b"Request Timeout",
     413: b"Content Too Large",
+    401: b"Unauthorized",
+    403: b"Forbidden",
     429: b"Too Many Requests",
     414: b"URI Too Long",
     431: b"Request Header Fields Too Large",
@@ -74,6 +76,8 @@ _DETAILS = {
     "own_413": "request body larger than %d bytes, the most the gateway's own paths take"
     % OWN_BODY_LIMIT,
     429: "too many connections from this address",
+    "gate_401": "sign in first, or send an access token or API key",
+    "gate_403": "your account may not use this route",
     414: "request line longer than %d bytes" % MAX_REQUEST_LINE,
     431: "request headers too large (%d bytes per line, %d in all, %d lines at most)"
     % (MAX_HEADER_LINE, MAX_HEADER_BLOCK, MAX_HEADERS),
@@ -87,9 +91,10 @@ def refusal(status: int, detail_key=None) -> bytes:
     """
     body = json.dumps({"error": _REASONS[status].decode().lower().replace(" ", "_"),
                        "detail": _DETAILS[detail_key or status]}).encode()
+    challenge = b'WWW-Authenticate: Bearer realm="wighaven"\r\n' if status == 401 else b""
     return (
         b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-        b"Connection: close\r\n\r\n%s" % (status, _REASONS[status], len(body), body)
+        b"%sConnection: close\r\n\r\n%s" % (status, _REASONS[status], len(body), challenge, body)
     )
 
 
@@ -127,6 +132,11 @@ class GatewayRequest(server.Request):
     _cleanup_when_body_done = False
     body_complete = False  # has the whole request (head and body) been read?
     _on_client_gone = None
+    # Access control (AUTH on): what the gate made of the request's credentials,
+    # its refusal if any, and the changes its headers get on the way up.
+    gate_seen = None
+    gate_refusal = None
+    upstream_auth = None
 
     def __init__(self, channel, *args, **kwargs):
         super().__init__(channel, *args, **kwargs)
@@ -232,7 +242,11 @@ class GatewayRequest(server.Request):
 
     def _own_body(self, length):
         """A request the gateway answers itself: a small body, in memory, or 413."""
-        if length is not None and length > OWN_BODY_LIMIT:
+        refusal = self.gate_refusal
+        if refusal is not None and length != 0:
+            # Refused by access control: its body is not read at all.
+            self.refuse(refusal.status, "gate_%d" % refusal.status)
+        elif length is not None and length > OWN_BODY_LIMIT:
             self.refuse(413, "own_413")
         else:
             self.content = io.BytesIO()

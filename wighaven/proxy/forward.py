@@ -42,6 +42,7 @@ from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
 from . import errors
+from ..auth.gate import answer_refusal
 from .body import StreamingBody
 from .cors import CorsPolicy
 from .deadlines import Deadlines
@@ -85,6 +86,8 @@ class ForwardResource(Resource):
             self.route = route if route is not None else RouteMetrics("backend", reactor)
             router = single_router(config, agent, reactor, self.route)
         self.router = router
+        self.gate = None  # with AUTH on, the wighaven.auth.gate.Gate every request passes
+        self.render_forbidden = None  # a browser's 403 page, from the gateway's pages
         self._reactor = reactor
         self._timeout = config.upstream_timeout
         self._token_header = config.token_header.encode("ascii")
@@ -133,6 +136,8 @@ class ForwardResource(Resource):
         live = request.live_route = self.router.route_for(request)
         if live is None:
             return None
+        if self.gate is not None and self._refusal(request, live) is not None:
+            return None  # answered by render(), or at once when a body follows
         if live.plain:  # no prefix, no body to read first: the usual case, at no cost
             return upstream_target(request.uri)
         if live.wants_slash(request) or live.needs_body(request):
@@ -174,6 +179,9 @@ class ForwardResource(Resource):
         live = self.route_for(request)
         if live is None:
             return errors.respond_with_error(request, errors.NO_ROUTE)
+        refusal = self._refusal(request, live) if self.gate is not None else None
+        if refusal is not None:
+            return answer_refusal(request, refusal, self.render_forbidden)
         if live.wants_slash(request):
             return _redirect_to_slash(request, live.prefix)
         body = _body_of(request)
@@ -183,6 +191,13 @@ class ForwardResource(Resource):
             request.content.seek(0)
         self._forward(request, live, live.upstream_target(target), body, whole=whole)
         return NOT_DONE_YET
+
+    def _refusal(self, request, live):
+        """The gate's refusal of C{request} on C{live} (kept on the request), or None."""
+        refusal = request.gate_refusal = self.gate.refusal(request, live.access, live.name)
+        if refusal is None:
+            request.upstream_auth = self.gate.seen(request).upstream
+        return refusal
 
     def take_tunnel(self, request, kind):
         """
@@ -220,6 +235,7 @@ class ForwardResource(Resource):
             trust_proxy=self._trust_proxy,
             request_id=getattr(request, "request_id", None),
             prefix=live.prefix or None,
+            auth=getattr(request, "upstream_auth", None),
         )
 
     def _forward(self, request, live, target, body, in_head=False, whole=None):

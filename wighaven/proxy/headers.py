@@ -53,10 +53,12 @@ HOP_BY_HOP = frozenset(
 # by the HTTP client from the body it sends, and Expect was answered already.
 # Forwarded, X-Real-IP, X-Forwarded-Port and -Prefix are claims the gateway
 # does not make: a client could forge them, so they are dropped.
+# X-Forwarded-User, -Email and -Groups name the signed-in identity
+# (wighaven.auth.gate); only the gateway sets them, AUTH on or off.
 _REBUILT_UPSTREAM = frozenset(
     [b"host", b"content-length", b"expect", b"x-forwarded-for", b"x-forwarded-host",
      b"x-forwarded-proto", b"forwarded", b"x-real-ip", b"x-forwarded-port",
-     b"x-forwarded-prefix"]
+     b"x-forwarded-prefix", b"x-forwarded-user", b"x-forwarded-email", b"x-forwarded-groups"]
 )
 
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
@@ -184,6 +186,7 @@ def upstream_headers(
     trust_proxy: TrustedProxies = NO_PROXY,
     request_id: Optional[bytes] = None,
     prefix: Optional[bytes] = None,
+    auth=None,
 ) -> HeaderList:
     """
     The headers of the upstream request, from the client's C{raw_headers}.
@@ -199,6 +202,8 @@ def upstream_headers(
     @param prefix: the path prefix the gateway took off (a route's
         strip_path), sent as X-Forwarded-Prefix; behind a trusted proxy,
         after the prefix that proxy took off itself.
+    @param auth: with AUTH on, the request's L{wighaven.auth.gate.UpstreamAuth}:
+        the gateway's credentials taken out, the identity's headers added.
     """
     out = [(b"Host", [backend_host])]
     by_name = {}  # the rebuilt headers the client sent, by lower-cased name
@@ -235,6 +240,8 @@ def upstream_headers(
         out.append((b"X-Forwarded-Prefix", [prefix]))
     if request_id is not None:
         out.append((b"X-Request-ID", [request_id]))
+    if auth is not None:
+        out = auth.apply(out)
     if token is not None:
         out.append((token_header, [b"Bearer " + token]))
     return out

@@ -130,6 +130,7 @@ class LiveRoute:
                  affinity_secret: bytes, rng: Optional[random.Random] = None):
         self.route = route
         self.name = route.name
+        self.access = route.access  # who may use it, with AUTH on
         self.hosts = route.hosts
         self.path = route.path
         self.metrics = metrics

@@ -19,6 +19,7 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
 from .. import __version__
+from ..config.settings import ConfigError
 from .dispatch import lean_poll
 from .drain import Drain, drain_on_sigterm
 from ..proxy.forward import ForwardResource
@@ -90,18 +91,33 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def build_site(config, agent, reactor, stats=None, router=None) -> GatewaySite:
+def build_site(config, agent, reactor, stats=None, router=None, control=None) -> GatewaySite:
     """
     The gateway's site over C{router} (a L{Router}), or, without one, over
-    C{agent} (a L{BackendAgent}) to the environment's one backend.
+    C{agent} (a L{BackendAgent}) to the environment's one backend; with
+    C{control} (AUTH on, a L{wighaven.auth.control.AccessControl}) every
+    request passes its gate.
     """
     stats = stats or GatewayStats(reactor)
-    pages = GatewayPages(config, stats, reactor, router).resource()
     if router is None:
         forward = ForwardResource(agent, config, reactor, stats.route)
     else:
         forward = ForwardResource(None, config, reactor, router=router)
+    pages = GatewayPages(config, stats, reactor, router, control, forward).resource()
     return GatewaySite(pages, forward, config, stats, reactor)
+
+
+def open_access_control(config, reactor):
+    """The L{AccessControl} of AUTH=on; a store that can't be had stops start-up with one line."""
+    from ..auth.control import AccessControl
+    from ..store import StoreError
+
+    try:
+        return AccessControl.open(config.auth, reactor)
+    except (StoreError, ConfigError) as e:
+        sys.stderr.write("wighaven: %s\n" % (e,))
+        sys.stderr.flush()
+        raise SystemExit(1)
 
 
 class UpstreamAgents:
@@ -170,7 +186,10 @@ class GatewayService(service.Service):
             trust_proxy=config.trust_proxy, drain_timeout=config.drain_timeout,
             make_check=self._check_for, open_requests=self._open_requests,
         )
-        self.site = build_site(config, None, reactor, self.stats, self.router)
+        # AUTH on: the store is opened (and migrated, and ADMIN_USERNAME made) now,
+        # before anything listens; a store that can't be had stops start-up.
+        self.control = open_access_control(config, reactor) if config.auth.enabled else None
+        self.site = build_site(config, None, reactor, self.stats, self.router, self.control)
         self.reloader = Reloader(config, self.router, self.site._forward, self.stats, env)
         self.listening = defer.Deferred()
         self._port = None
@@ -278,6 +297,8 @@ class GatewayService(service.Service):
                     "" if len(r.upstreams) == 1 else "s") for r in config.routes),
             note=config.routes_note,
         )
+        if self.control is not None:
+            self._log.info("access control: AUTH on; {summary}", summary=self.control.describe())
         self.listening.callback(self._port)
         if self._handle_signals:  # the process is the gateway's own (twistd, a worker)
             lean_poll(self._reactor)  # its event loop without a logging context per event
@@ -306,4 +327,6 @@ class GatewayService(service.Service):
         yield self.drain.run(self._stop_listening)
         self.site.stop_timers()
         self.router.stop()
+        if self.control is not None:
+            yield self.control.close()
         yield self.pool.closeCachedConnections()

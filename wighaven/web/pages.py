@@ -15,7 +15,9 @@ from klein import Klein
 from .. import __version__
 from ..observe.live import LiveFeed, LiveMessages
 from ..observe.metrics import GatewayCollector, exposition
+from ..auth.gate import answer_refusal
 from ..proxy import errors
+from .auth_pages import AuthPages
 from .dashboard import render_dashboard
 
 __all__ = ["GatewayPages", "HEALTH_PATH", "GATEWAY_PREFIX", "METRICS_PATH", "LIVE_PATH"]
@@ -33,6 +35,17 @@ LIVE_FULL = errors.GatewayError(
 
 
 
+def _client_address(trust_proxy):
+    """C{address(request)}: the visitor's address (behind a trusted proxy, its client's)."""
+    def address(request) -> str:
+        peer = getattr(request.getClientAddress(), "host", None) or "unknown"
+        if not trust_proxy:
+            return peer
+        chain = request.requestHeaders.getRawHeaders(b"x-forwarded-for", ())
+        return trust_proxy.client_address(peer.encode("latin-1"), chain).decode("latin-1")
+    return address
+
+
 class GatewayPages:
     """
     The Klein app of the gateway's own pages: dashboard, health, and under
@@ -47,7 +60,9 @@ class GatewayPages:
     over must not cost more than one render a second.
     """
 
-    def __init__(self, config, stats, clock, router=None):
+    def __init__(self, config, stats, clock, router=None, control=None, forward=None):
+        """C{control}: the L{wighaven.auth.control.AccessControl} when AUTH is on
+        (C{forward}, the forwarding resource, then tells the gateway's origin)."""
         self._stats = stats
         self._router = router
         self._clock = clock
@@ -66,23 +81,47 @@ class GatewayPages:
             )
             app.route(METRICS_PATH, methods=["GET", "HEAD"])(self.metrics)
             app.route(LIVE_PATH, methods=["GET"])(self.live_feed)
+        self._gate = None
+        self._forbidden_page = None
+        if control is not None:
+            self._gate = control.gate
+            auth = AuthPages(app, control, config.auth, forward.gateway_origin,
+                             _client_address(config.trust_proxy), control.hf_sign_in)
+            self._forbidden_page = forward.render_forbidden = auth.forbidden_page
+            forward.gate = control.gate
         app.route(GATEWAY_PREFIX, branch=True)(self.not_found)
 
     def may_see_paths(self, request) -> bool:
         """
         May whoever sent C{request} see the paths of other visitors'
-        requests? Everyone or no one, by DASHBOARD_SHOW_PATHS, until
-        there are administrators to tell apart.
+        requests? With AUTH on only administrators see the dashboard, and
+        they do; with AUTH off everyone or no one, by DASHBOARD_SHOW_PATHS.
         """
-        return self._show_paths
+        return self._show_paths or self._gate is not None
+
+    def _admin_refusal(self, request):
+        """With AUTH on, the answer for anyone but an administrator (None: go on)."""
+        if self._gate is None:
+            return None
+        refusal = self._gate.admin_refusal(request)
+        if refusal is None:
+            return None
+        return answer_refusal(request, refusal, self._forbidden_page)
 
     def live_feed(self, request):
+        refused = self._admin_refusal(request)
+        if refused is not None:
+            return refused
         if self.live.full:
             # Refused before the handshake: the page backs off and retries.
             return errors.respond_with_error(request, LIVE_FULL)
         return self.live.resource(self.may_see_paths(request))
 
     def metrics(self, request):
+        if self._gate is None or not self._gate.metrics_token_ok(request):
+            refused = self._admin_refusal(request)
+            if refused is not None:
+                return refused
         body, content_type = exposition(self._collector)
         request.setHeader(b"Content-Type", content_type.encode("ascii"))
         request.setHeader(b"Cache-Control", b"no-store")
@@ -98,6 +137,9 @@ class GatewayPages:
         if snap.draining:
             # A load balancer must stop sending here.
             request.setResponseCode(503)
+        status = "draining" if snap.draining else "ok"
+        if self._gate is not None:  # AUTH on: the figures are for administrators
+            return json.dumps({"status": status}).encode("utf-8")
         return json.dumps(
             {
                 "status": "draining" if snap.draining else "ok",
@@ -137,6 +179,9 @@ class GatewayPages:
         return out
 
     def dashboard(self, request):
+        refused = self._admin_refusal(request)
+        if refused is not None:
+            return refused
         request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
         request.setHeader(b"Cache-Control", b"no-store")
         request.setHeader(
