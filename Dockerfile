@@ -14,8 +14,11 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 
-# Hugging Face Spaces run the container as uid 1000.
-RUN useradd --create-home --uid 1000 --shell /usr/sbin/nologin user
+# Hugging Face Spaces run the container as uid 1000. /data holds the store
+# (AUTH=on): a Space's persistent storage is mounted there; without it, the
+# folder lives as long as the container.
+RUN useradd --create-home --uid 1000 --shell /usr/sbin/nologin user \
+    && mkdir -p /data && chown 1000:1000 /data && chmod 700 /data
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -39,7 +42,8 @@ RUN pip install --no-cache-dir --no-deps . \
 # PORT is read by the gateway itself. No proxy is trusted by the image: on a
 # Space, set TRUST_PROXY=true (the gateway also turns it on when it finds
 # SPACE_ID, and says so); elsewhere, name your own proxies' CIDRs.
-ENV PORT=7860
+ENV PORT=7860 \
+    DATABASE_URL=sqlite:////data/wighaven.sqlite3
 
 EXPOSE 7860
 
