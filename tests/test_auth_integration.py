@@ -6,9 +6,11 @@ is (and is not) told."""
 
 import json
 import os
+import re
 from urllib.parse import quote
 
 from twisted.internet import defer, reactor
+from twisted.internet.threads import deferToThread
 from twisted.trial import unittest
 
 from wighaven.auth import keys
@@ -295,6 +297,27 @@ class SessionTests(AuthTestCase):
         self.assertIsNone(session_cookie(reply))
 
     @defer.inlineCallbacks
+    def test_a_second_factor_is_asked_for_and_each_code_is_good_once(self):
+        import pyotp
+
+        secret = pyotp.random_base32()
+        self.gateway.store().update_user("alice", totp_secret=secret)
+        reply = yield self.gateway.sign_in("alice", ALICE_PASSWORD)
+        self.assertEqual(reply.status, 401)
+        self.assertIn(b"Enter the 6-digit code", reply.body)
+        self.assertRegex(reply.body.decode(), r'<input[^>]*id="otp"[^>]*required')
+        reply = yield self.gateway.sign_in("alice", ALICE_PASSWORD, otp="000000")
+        self.assertEqual(reply.status, 401)
+        code = pyotp.TOTP(secret).now()
+        reply = yield self.gateway.sign_in("alice", ALICE_PASSWORD, otp=code)
+        self.assertEqual(reply.status, 303)
+        self.assertIsNotNone(session_cookie(reply))
+        reply = yield self.gateway.sign_in("alice", ALICE_PASSWORD, otp=code)
+        self.assertEqual(reply.status, 401)  # seen over a shoulder: no use
+        reply = yield self.gateway.token("alice", ALICE_PASSWORD)
+        self.assertEqual((reply.status, reply.json()["error"]), (401, "otp_required"))
+
+    @defer.inlineCallbacks
     def test_logout_needs_the_csrf_token_then_ends_every_session_and_token(self):
         reply = yield self.gateway.sign_in("alice", ALICE_PASSWORD)
         cookie = session_cookie(reply)
@@ -328,9 +351,21 @@ class SessionTests(AuthTestCase):
         self.assertEqual(reply.status, 403)
         self.assertIn(b"You don&#x27;t have access", reply.body)
         reply = yield self.gateway.sign_in("admin", ADMIN_PASSWORD)
+        admin = session_cookie(reply)
         reply = yield self.gateway.fetch(target="/_gateway/dashboard", headers={
-            "Cookie": session_cookie(reply), "Accept": "text/html"})
+            "Cookie": admin, "Accept": "text/html"})
         self.assertEqual(reply.status, 200)
+        self.assertIn(b"Signed in as <b>admin</b>", reply.body)
+        # Its sign-out button posts the session's CSRF token, which signs out.
+        csrf = re.search(rb'name="csrf" value="([^"]+)"', reply.body).group(1).decode()
+        reply = yield self.gateway.fetch("POST", "/_gateway/logout", {
+            "Cookie": admin, "Origin": self.gateway.origin,
+            "Content-Type": "application/x-www-form-urlencoded"}, ("csrf=" + csrf).encode())
+        self.assertEqual(reply.status, 303)
+        self.assertEqual(reply.get("Location"), "/_gateway/login?signed_out=1")
+        reply = yield self.gateway.fetch(target="/_gateway/dashboard", headers={
+            "Cookie": admin, "Accept": "text/html"})
+        self.assertEqual(reply.status, 303)
 
 
 class ApiKeyTests(AuthTestCase):
@@ -492,3 +527,51 @@ class StartUpTests(unittest.TestCase):
         ensure_admin(store, config.auth)
         again = store.user("root")
         self.assertEqual((again["disabled"], again["roles"]), (False, ["admin"]))
+
+
+class WorkersTests(unittest.TestCase):
+    """With WORKERS=2, both workers share the store: a change made by another
+    process (the console command) holds in each at its next request."""
+
+    timeout = 90
+
+    @defer.inlineCallbacks
+    def test_a_disabled_user_is_out_in_every_worker_at_once(self):
+        from tests.support.gateway import GatewayProcess
+        from tests.support.waiting import wait_until
+
+        _, _, origin = yield start_backend(self)
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        database_url = "sqlite:///" + os.path.join(folder, "wighaven.sqlite3")
+        gateway = GatewayProcess(
+            origin, os.path.join(folder, "gateway.log"), args=["--workers", "2"], AUTH="on",
+            SECRET_KEY=SECRET_KEY, DATABASE_URL=database_url, ADMIN_USERNAME="admin",
+            ADMIN_PASSWORD=ADMIN_PASSWORD)
+        self.addCleanup(gateway.stop)
+        yield deferToThread(gateway.wait_ready)
+        # Each worker made sure of the admin at its start; one of them made it.
+        yield wait_until(lambda: gateway.output().count("access control: AUTH on") == 2,
+                         timeout=20)
+        store = SqliteStore.open(sqlite_path(database_url), sync=True)
+        self.addCleanup(store.close)
+        self.assertEqual([u["username"] for u in store.users()], ["admin"])
+        reply = yield fetch(gateway.port, "POST", "/_gateway/auth/token", {
+            "Content-Type": "application/json"},
+            json.dumps({"username": "admin", "password": ADMIN_PASSWORD}).encode())
+        self.assertEqual(reply.status, 200, reply.body)
+        bearer = {"Authorization": "Bearer " + reply.json()["access_token"]}
+        # Every request on a new connection: both workers answer some of them.
+        for _ in range(20):
+            reply = yield fetch(gateway.port, "GET", "/landed", bearer)
+            self.assertEqual(reply.status, 200)
+        store.update_user("admin", disabled=True)
+        statuses = []
+        for _ in range(20):
+            reply = yield fetch(gateway.port, "GET", "/landed", bearer)
+            statuses.append(reply.status)
+        self.assertEqual(set(statuses), {401})
+        # A request id starts with its process's own random prefix (12 hex digits).
+        served_by = set(re.findall(r"GET /landed 200 .* ([0-9a-f]{12})[0-9a-f]{12}$",
+                                   gateway.output(), re.M))
+        self.assertEqual(len(served_by), 2, gateway.output()[-3000:])

@@ -266,6 +266,17 @@ class ChartTests(SynchronousTestCase):
 
 
 class RenderDashboardTests(SynchronousTestCase):
+    def test_account_shows_who_and_a_sign_out_form(self):
+        self.assertNotIn("Signed in as", render())
+        page = render(account=('<b>"x"', 'tok"en'))
+        self.assertIn("Signed in as <b>&lt;b&gt;&quot;x&quot;</b>", page)
+        self.assertIn('<input type="hidden" name="csrf" value="tok&quot;en">', page)
+        self.assertIn('action="/_gateway/logout"', page)
+        # A Bearer credential has no session to end: who, without a button.
+        page = render(account=("alice", None))
+        self.assertIn("Signed in as <b>alice</b>", page)
+        self.assertNotIn('id="sign-out"', page)
+
     def test_html_document(self):
         page = render()
         self.assertTrue(page.startswith("<!doctype html>"))

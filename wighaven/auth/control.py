@@ -42,6 +42,7 @@ from .usernames import HF_PREFIX
 __all__ = ["AccessControl", "SignIn"]
 
 KEY_USES_FLUSH = 60.0  # seconds between writes of API keys' last-used times
+PURGE_EVERY = 3600.0  # seconds between sweeps of expired sessions and refresh tokens
 _REFRESH_PREFIX = "rt_"
 
 
@@ -82,6 +83,8 @@ class AccessControl:
         self.second_factor = SecondFactor(reactor)
         self._flusher = task.LoopingCall(self.flush_key_uses)
         self._flusher.clock = reactor
+        self._purger = task.LoopingCall(self.purge_expired)
+        self._purger.clock = reactor
         self.hf_sign_in = hf_sign_in(settings.hf, reactor)  # (OpenIDClient, rules) or None
 
     @classmethod
@@ -95,6 +98,7 @@ class AccessControl:
             bootstrap.close()
         control = cls(settings, SqliteStore.open(path, reactor), reactor)
         control._flusher.start(KEY_USES_FLUSH, now=False)
+        control._purger.start(PURGE_EVERY, now=False)
         return control
 
     def describe(self) -> str:
@@ -113,8 +117,9 @@ class AccessControl:
 
     @defer.inlineCallbacks
     def close(self):
-        if self._flusher.running:
-            self._flusher.stop()
+        for loop in (self._flusher, self._purger):
+            if loop.running:
+                loop.stop()
         yield self.flush_key_uses()
         self.passwords.close()
         self.store.close()
@@ -128,6 +133,11 @@ class AccessControl:
             return defer.succeed(None)
         return self.store.touch_keys(uses).addErrback(
             lambda f: self._log.warn("API keys' last-used times not saved: {e}", e=f.value))
+
+    def purge_expired(self):
+        """Forget sessions and refresh tokens long expired (the table would only grow)."""
+        return self.store.purge_expired(self._reactor.seconds()).addErrback(
+            lambda f: self._log.warn("expired sessions not purged: {e}", e=f.value))
 
     def audit(self, kind: str, actor: Optional[str], address: Optional[str], **detail):
         """Record an audit event; a failure to do so is logged, never raised to a client."""

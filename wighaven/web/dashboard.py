@@ -448,6 +448,20 @@ def _reach_words(reachable) -> str:
     return {True: "reachable", False: "unreachable"}.get(reachable, "not checked yet")
 
 
+def _account(account) -> str:
+    """Who is signed in, and a sign-out form (POST with the CSRF token) for a session."""
+    if not account:
+        return ""
+    user, csrf = account
+    out = '<span class="who">Signed in as <b>%s</b></span>' % escape(user)
+    if csrf:
+        out = ('<form class="account" method="post" action="/_gateway/logout">%s'
+               '<input type="hidden" name="csrf" value="%s">'
+               '<button type="submit" id="sign-out">Sign out</button></form>'
+               % (out, escape(csrf)))
+    return out
+
+
 def render_dashboard(
     snapshot: StatsSnapshot,
     backend_host: str,
@@ -458,6 +472,7 @@ def render_dashboard(
     live: Optional[Mapping[str, Any]] = None,
     live_path: Optional[str] = LIVE_PATH,
     show_paths: bool = False,
+    account: Optional[tuple] = None,
 ) -> bytes:
     """
     The dashboard HTML for C{snapshot}.
@@ -470,6 +485,9 @@ def render_dashboard(
         when there is no feed (the page then stays as first painted).
     @param show_paths: may this viewer see the paths of recent requests?
         Without, the list shows their routes instead.
+    @param account: with AUTH on, (the viewer's name, its session's CSRF
+        token or None): the header says who is signed in, with a sign-out
+        button for a browser session.
     """
     live = live if isinstance(live, Mapping) else None
     src = live or {}
@@ -517,6 +535,7 @@ def render_dashboard(
         script=_SCRIPT,
         config=_json_for_script(config),
         logo=_LOGO,
+        account=_account(account),
         body_status="draining" if draining else "ok",
         status=_stat("status", status),
         connection=_stat("connection", "figures as of page load" if live_path else "live updates off"),

@@ -83,6 +83,7 @@ class GatewayPages:
             app.route(LIVE_PATH, methods=["GET"])(self.live_feed)
         self._gate = None
         self._forbidden_page = None
+        self._control = control
         if control is not None:
             self._gate = control.gate
             auth = AuthPages(app, control, config.auth, forward.gateway_origin,
@@ -190,15 +191,27 @@ class GatewayPages:
             b"connect-src 'self'",
         )
         show_paths = self.may_see_paths(request)
-        key = (show_paths, self._stats.draining)
+        account = self._account(request)
+        key = (show_paths, self._stats.draining, account)
         now = self._clock.seconds()
         when, page = self._rendered.get(key, (None, None))
         if when is None or not 0 <= now - when < PAGE_TTL:
-            page = self._render(show_paths)
+            if len(self._rendered) > 64:  # one page per signed-in session at most, for a second
+                self._rendered.clear()
+            page = self._render(show_paths, account)
             self._rendered[key] = (now, page)
         return page
 
-    def _render(self, show_paths: bool) -> bytes:
+    def _account(self, request):
+        """With AUTH on, (who is signed in, its session's CSRF token or None)."""
+        if self._gate is None:
+            return None
+        identity = self._gate.identify(request)
+        csrf = (self._control.sessions.csrf_token(identity.session_id)
+                if identity.session_id else None)
+        return identity.user, csrf
+
+    def _render(self, show_paths: bool, account=None) -> bytes:
         snap = self._stats.snapshot()
         live = self.live
         return render_dashboard(
@@ -207,7 +220,7 @@ class GatewayPages:
             # The first paint has every figure, even without JavaScript.
             live=live.hello(show_paths) if live is not None else None,
             live_path=LIVE_PATH if live is not None else None,
-            show_paths=show_paths,
+            show_paths=show_paths, account=account,
         )
 
     def not_found(self, request):
