@@ -107,23 +107,24 @@ def set_cookie(name: bytes, value: bytes, max_age: int) -> bytes:
     return b"%s=%s; Path=/; Max-Age=%d; HttpOnly; SameSite=Lax%s" % (name, value, max_age, secure)
 
 
-def _pairs(cookie_headers: Iterable[bytes]):
-    for header in cookie_headers:
-        for pair in header.split(b";"):
-            name, sep, value = pair.strip().partition(b"=")
-            if sep:
-                yield name, value
-
-
 def cookie_value(cookie_headers: Optional[Iterable[bytes]], name: bytes) -> Optional[bytes]:
-    """The first value of cookie C{name} in the Cookie headers, or None."""
+    """
+    The first value of cookie C{name} in the Cookie headers, or None. A
+    search for C{name=} at a pair's start, not a parse of every pair: a
+    browser sends its cookies with every request, a Gradio page's assets
+    included.
+    """
     if not cookie_headers:
         return None
+    needle = name + b"="
     for header in cookie_headers:
-        if name in header:
-            for pair_name, value in _pairs([header]):
-                if pair_name == name:
-                    return value
+        start = header.find(needle)
+        while start != -1:
+            if start == 0 or header[start - 1:start] in (b" ", b";", b"\t"):
+                begin = start + len(needle)
+                end = header.find(b";", begin)
+                return header[begin:].strip() if end == -1 else header[begin:end].strip()
+            start = header.find(needle, start + 1)
     return None
 
 
