@@ -111,7 +111,7 @@ def parse_access(value) -> Access:
     requirements = []
     for item in value:
         kind, _, name = item.partition(":") if isinstance(item, str) else ("", "", "")
-        if kind not in _KINDS or not _VALUE_RE.match(name):
+        if kind not in _KINDS or not _VALUE_RE.fullmatch(name):
             raise ValueError("%r is not a requirement: role:NAME, user:NAME or hf_org:NAME"
                              % (item,))
         requirements.append((kind, name))

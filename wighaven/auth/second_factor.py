@@ -29,7 +29,7 @@ class SecondFactor:
     def accept(self, user_id, secret: str, code: str) -> bool:
         """Is C{code} a fresh, good code of C{secret}? (It is used up when it is.)"""
         code = (code or "").strip().replace(" ", "")
-        if not code.isdigit() or len(code) != 6:
+        if not (code.isascii() and code.isdigit()) or len(code) != 6:
             return False
         totp = pyotp.TOTP(secret)
         now = int(self._clock.seconds())

@@ -120,7 +120,8 @@ def cookie_value(cookie_headers: Optional[Iterable[bytes]], name: bytes) -> Opti
     for header in cookie_headers:
         start = header.find(needle)
         while start != -1:
-            if start == 0 or header[start - 1:start] in (b" ", b";", b"\t"):
+            before = header[:start].rstrip(b" \t")
+            if not before or before.endswith(b";"):  # a pair's start, not inside a value
                 begin = start + len(needle)
                 end = header.find(b";", begin)
                 return header[begin:].strip() if end == -1 else header[begin:end].strip()
@@ -155,7 +156,7 @@ def _origin_of_url(url: bytes) -> Optional[bytes]:
 def same_origin(headers, origins: Iterable[Optional[bytes]]) -> bool:
     """
     Does the request come from one of C{origins} (the gateway's own)? Its
-    Origin says, else its Referer; with neither it does not (a browser
+    Origin says, else Sec-Fetch-Site, else its Referer; with none it does not (a browser
     sends Origin with every cross-site POST, so only a non-browser lacks
     both, and such a client has no business with cookie-authenticated
     endpoints).
@@ -164,5 +165,11 @@ def same_origin(headers, origins: Iterable[Optional[bytes]]) -> bool:
     origin = headers.getRawHeaders(b"origin", [None])[0]
     if origin is not None and origin != b"null":
         return origin.lower() in wanted
+    # A page under Referrer-Policy no-referrer (the dashboard) posts with
+    # Origin: null and no Referer; the browser's own Sec-Fetch-Site, which
+    # no page can set, still says where the request comes from.
+    fetch_site = headers.getRawHeaders(b"sec-fetch-site", [None])[0]
+    if fetch_site is not None:
+        return fetch_site == b"same-origin"
     referer = headers.getRawHeaders(b"referer", [None])[0]
     return referer is not None and _origin_of_url(referer) in wanted

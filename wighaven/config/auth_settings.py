@@ -19,7 +19,6 @@ Rules:
 from __future__ import annotations
 
 from typing import Mapping, Optional, Tuple
-from urllib.parse import urlsplit
 
 import attrs
 
@@ -38,7 +37,6 @@ _SPACE_NAMES = {
     "HF_OAUTH_SCOPES": "OAUTH_SCOPES",
 }
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
-_DEFAULTS = {"HF_OAUTH_PROVIDER_URL": "https://huggingface.co", "HF_OAUTH_SCOPES": "openid profile"}
 
 
 @attrs.frozen
@@ -81,10 +79,12 @@ def _names(value: Optional[str]) -> Tuple[str, ...]:
     return tuple(n.strip().lower() for n in (value or "").split(",") if n.strip())
 
 
-def _given(raw: Mapping[str, Optional[str]], env: Mapping[str, str], name: str) -> Optional[str]:
-    """A setting, else the name a Hugging Face OAuth Space is given for it."""
+def _given(raw: Mapping[str, Optional[str]], env: Mapping[str, str], name: str,
+           set_by_user: frozenset) -> Optional[str]:
+    """A setting when set, else the name a Hugging Face OAuth Space is given for it,
+    else the setting's default."""
     value = (raw.get(name) or "").strip()
-    if name in _SPACE_NAMES and (not value or value == _DEFAULTS.get(name)):
+    if name in _SPACE_NAMES and name not in set_by_user:
         value = (env.get(_SPACE_NAMES[name]) or "").strip() or value
     return value or None
 
@@ -97,17 +97,17 @@ def _provider_url(value: str) -> str:
     return value.strip().rstrip("/")
 
 
-def _hf_sign_in(raw, env) -> Optional[HfSignIn]:
-    client_id = _given(raw, env, "HF_OAUTH_CLIENT_ID")
+def _hf_sign_in(raw, env, set_by_user) -> Optional[HfSignIn]:
+    client_id = _given(raw, env, "HF_OAUTH_CLIENT_ID", set_by_user)
     if client_id is None:
         return None
-    secret = _given(raw, env, "HF_OAUTH_CLIENT_SECRET")
+    secret = _given(raw, env, "HF_OAUTH_CLIENT_SECRET", set_by_user)
     if secret is None:
         raise ConfigError("HF_OAUTH_CLIENT_ID is set but HF_OAUTH_CLIENT_SECRET is not")
     return HfSignIn(
         client_id=client_id, client_secret=secret,
-        provider_url=_provider_url(_given(raw, env, "HF_OAUTH_PROVIDER_URL")),
-        scopes=_given(raw, env, "HF_OAUTH_SCOPES"),
+        provider_url=_provider_url(_given(raw, env, "HF_OAUTH_PROVIDER_URL", set_by_user)),
+        scopes=_given(raw, env, "HF_OAUTH_SCOPES", set_by_user),
         allowed_users=_names(raw.get("HF_OAUTH_ALLOWED_USERS")),
         allowed_orgs=_names(raw.get("HF_OAUTH_ALLOWED_ORGS")),
         admin_users=_names(raw.get("HF_OAUTH_ADMIN_USERS")),
@@ -119,11 +119,14 @@ def _public_url(value: Optional[str], env: Mapping[str, str]) -> Optional[str]:
     if not value:
         space_host = (env.get("SPACE_HOST") or "").strip()
         return "https://" + space_host if space_host else None
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query:
-        raise ConfigError("PUBLIC_URL must be an origin such as https://gw.example.org, got %r"
-                          % (value,))
-    return value
+    if "@" in value:
+        raise ConfigError("PUBLIC_URL must be an origin such as https://gw.example.org, "
+                          "without user:password@")
+    scheme, host, port = parse_origin(value, "PUBLIC_URL", "")
+    if ":" in host:
+        host = "[%s]" % host
+    default = {"http": 80, "https": 443}[scheme]
+    return "%s://%s" % (scheme, host) if port == default else "%s://%s:%d" % (scheme, host, port)
 
 
 def _secret(name: str, value: Optional[str]) -> Optional[str]:
@@ -133,8 +136,14 @@ def _secret(name: str, value: Optional[str]) -> Optional[str]:
     return value
 
 
-def load_auth_settings(raw: Mapping[str, Optional[str]], env: Mapping[str, str]) -> AuthSettings:
-    """The L{AuthSettings} of the raw setting values (L{ConfigError} on a bad one)."""
+def load_auth_settings(raw: Mapping[str, Optional[str]], env: Mapping[str, str],
+                       given: Mapping[str, Optional[str]] = {}) -> AuthSettings:
+    """
+    The L{AuthSettings} of the raw setting values (defaults filled in;
+    C{given}: what the environment or command line set, None where unset).
+    L{ConfigError} on a bad one.
+    """
+    set_by_user = frozenset(name for name, value in given.items() if (value or "").strip())
     from ..auth.tokens import MIN_SECRET_LENGTH
 
     enabled = _boolean("AUTH", raw["AUTH"])
@@ -169,7 +178,7 @@ def load_auth_settings(raw: Mapping[str, Optional[str]], env: Mapping[str, str])
         refresh_ttl=int(_number("REFRESH_TTL", raw["REFRESH_TTL"], int, 60)),
         session_ttl=int(_number("SESSION_TTL", raw["SESSION_TTL"], int, 60)),
         metrics_token=metrics_token, admin_username=admin, admin_password=password,
-        admin_password_hash=password_hash, hf=_hf_sign_in(raw, env),
+        admin_password_hash=password_hash, hf=_hf_sign_in(raw, env, set_by_user),
         public_url=_public_url(raw["PUBLIC_URL"], env),
     )
 

@@ -703,7 +703,7 @@ def load_config(env: Mapping[str, str], overrides: Mapping[str, Optional[str]] =
     from .auth_settings import load_auth_settings  # both build on this module's checks
     from .routes import load_routes
 
-    config = attrs.evolve(config, auth=load_auth_settings(raw, env))
+    config = attrs.evolve(config, auth=load_auth_settings(raw, env, given))
     routes, note = load_routes(config, env)
     return attrs.evolve(config, routes=routes, routes_note=note)
 

@@ -157,12 +157,12 @@ class AuthPages:
             post_actions.append(("Sign out", LOGOUT_PATH,
                                  {"csrf": self._control.sessions.csrf_token(identity.session_id)}))
         who = (" You are signed in as %s." % identity.user) if identity is not None else ""
-        return render_message_page(
+        return self._page(request, refusal.status, render_message_page(
             title="You don't have access", message=refusal.detail.capitalize() + "." + who,
             status_label="403",
             actions=[("Sign in as someone else", LOGIN_PATH + "?next="
                       + quote(request.uri.decode("latin-1"), safe=""))],
-            post_actions=post_actions, version=__version__)
+            post_actions=post_actions, version=__version__))
 
     def login_page(self, request):
         notice = "You have signed out." if _arg(request, b"signed_out") else None
