@@ -229,6 +229,16 @@ class TokenTests(AuthTestCase):
         self.assertEqual(reply.json()["error"], "invalid_grant")
 
     @defer.inlineCallbacks
+    def test_too_many_waiting_checks_get_503_at_once(self):
+        self.gateway.service.control.passwords._max_waiting = 0  # as if 64 were waiting
+        reply = yield self.gateway.token("alice", ALICE_PASSWORD)
+        self.assertEqual((reply.status, reply.json()["error"]), (503, "busy"))
+        self.assertEqual(reply.get("Retry-After"), "1")
+        reply = yield self.gateway.sign_in("alice", ALICE_PASSWORD)
+        self.assertEqual(reply.status, 503)
+        self.assertIn(b"Try again in a moment", reply.body)
+
+    @defer.inlineCallbacks
     def test_disabling_a_user_elsewhere_ends_its_token_at_the_next_request(self):
         tokens = yield self.bearer()
         headers = {"Authorization": "Bearer " + tokens["access_token"]}

@@ -7,7 +7,7 @@ from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from wighaven.auth import keys
-from wighaven.auth.passwords import Passwords
+from wighaven.auth.passwords import NICENESS, Busy, Passwords, hash_password, is_argon2_hash
 
 
 class PasswordTests(TestCase):
@@ -15,6 +15,46 @@ class PasswordTests(TestCase):
         passwords = Passwords(**kwargs)
         self.addCleanup(passwords.close)
         return passwords
+
+    @defer.inlineCallbacks
+    def test_past_max_waiting_a_check_is_refused_at_once(self):
+        passwords = self.passwords(threads=1, max_waiting=3)
+        stored = hash_password("pw")
+        waiting = [passwords.check(stored, "pw") for _ in range(3)]
+        self.assertEqual(passwords.waiting, 3)
+        self.assertRaises(Busy, passwords.check, stored, "pw")
+        verdicts = yield defer.gatherResults(waiting)
+        self.assertEqual([v.ok for v in verdicts], [True] * 3)
+        self.assertEqual(passwords.waiting, 0)
+        again = yield passwords.check(stored, "pw")  # room again
+        self.assertTrue(again.ok)
+
+    @defer.inlineCallbacks
+    def test_checks_run_at_a_lower_cpu_priority(self):
+        import os
+
+        passwords = self.passwords(threads=1)
+        seen = []
+        original = passwords._verify
+
+        def verify(stored, password):
+            seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+            return original(stored, password)
+
+        passwords._verify = verify
+        yield passwords.check(hash_password("pw"), "pw")
+        mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        self.assertEqual(seen, [min(19, mine + NICENESS)])
+        # The reactor's own thread keeps its priority.
+        self.assertEqual(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), mine)
+
+    def test_sync_hash_for_the_console_and_start_up(self):
+        stored = hash_password("correct horse")
+        self.assertTrue(stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$"))
+        self.assertTrue(is_argon2_hash(stored))
+        for other in ("", "plain", "$argon2i$v=19$m=16,t=2,p=1$c2FsdHNhbHQ$aGFzaA",
+                      "$2b$12$abcdefghijklmnopqrstuv"):
+            self.assertFalse(is_argon2_hash(other), other)
 
     @defer.inlineCallbacks
     def test_owasp_argon2id_right_and_wrong(self):

@@ -31,7 +31,7 @@ from twisted.logger import Logger
 from ..store import SqliteStore, StoreError, sqlite_path
 from .gate import Gate
 from .identities import IdentityView
-from .passwords import Passwords, hash_password
+from .passwords import Busy, Passwords, hash_password
 from .policy import ADMIN_ROLE
 from .second_factor import SecondFactor
 from .sessions import SessionTokens, new_session_id, session_id_hash
@@ -51,7 +51,7 @@ class SignIn:
     """A sign-in's outcome: C{user} (a dict) when it succeeded, else why not."""
 
     user: Optional[dict] = None
-    failure: Optional[str] = None  # "wrong", "otp_needed", "throttled"
+    failure: Optional[str] = None  # "wrong", "otp_needed", "otp_wrong", "throttled", "busy"
     retry_after: int = 0
 
 
@@ -161,7 +161,11 @@ class AccessControl:
             return SignIn(failure="throttled", retry_after=wait)
         user = yield self.store.user(username) if username else None
         usable = user is not None and not user["disabled"] and user["password_hash"]
-        verdict = yield self.passwords.check(user["password_hash"] if usable else None, password)
+        try:
+            verdict = yield self.passwords.check(user["password_hash"] if usable else None,
+                                                 password)
+        except Busy:
+            return SignIn(failure="busy", retry_after=1)
         if not verdict.ok:
             self.throttle.failed(username, address)
             yield self.audit("login.failed", username, address, how=how, reason="password")

@@ -59,6 +59,7 @@ _MESSAGES = {
     "otp_wrong": "That authentication code is not right (or was used already).",
     "otp_needed": "Enter the 6-digit code from your authenticator app.",
     "missing": "Enter your username and password.",
+    "busy": "Many people are signing in right now. Try again in a moment.",
 }
 _COOKIE_SESSIONS = ("session", "huggingface")
 
@@ -192,6 +193,9 @@ class AuthPages:
             return self._login_form(
                 request, 429, next_path, "Too many failed attempts. Try again in %d seconds."
                 % outcome.retry_after, username)
+        if outcome.failure == "busy":
+            request.setHeader(b"Retry-After", b"1")
+            return self._login_form(request, 503, next_path, _MESSAGES["busy"], username)
         if outcome.failure is not None:
             wanted = outcome.failure in ("otp_needed", "otp_wrong")
             return self._login_form(request, 401, next_path, _MESSAGES[outcome.failure],
@@ -274,6 +278,9 @@ class AuthPages:
             return _json_error(request, 429, "too_many_attempts",
                                "too many failed sign-ins; wait before trying again",
                                retry_after=outcome.retry_after)
+        if outcome.failure == "busy":
+            return _json_error(request, 503, "busy", "too many sign-ins at once; try again",
+                               retry_after=1)
         if outcome.failure == "otp_needed":
             return _json_error(request, 401, "otp_required", 'this account needs "otp"')
         if outcome.failure is not None:
