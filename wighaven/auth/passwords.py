@@ -3,7 +3,8 @@
 Rules:
   - Parameters are OWASP's for Argon2id (19 MiB of memory, 2 passes, 1
     lane): about 20-40 ms of one core per check, which is the point.
-  - Checks run on a pool of at most C{threads} threads (2) beside the
+  - Checks run on a pool of at most C{threads} threads (2, but 1 on a
+    machine of 2 cores: one is always left to forwarding) beside the
     reactor, at a lower CPU priority (nice +10): when the machine is busy,
     forwarding goes first and sign-ins wait. At most C{max_waiting} (64)
     checks wait their turn; past that L{Busy} is raised at once (the caller
@@ -65,11 +66,14 @@ def _lower_priority() -> None:
 class Passwords:
     """Hashes and checks passwords on a bounded pool of threads."""
 
-    def __init__(self, reactor=None, threads: int = 2, max_waiting: int = 64, **parameters):
+    def __init__(self, reactor=None, threads: Optional[int] = None, max_waiting: int = 64,
+                 **parameters):
         if reactor is None:
             from twisted.internet import reactor
         self._reactor = reactor
         self._max_waiting = max_waiting
+        if threads is None:  # a core is always left to forwarding: 1 thread on 2 cores
+            threads = max(1, min(2, (os.cpu_count() or 2) - 1))
         self.waiting = 0  # checks queued or running
         self._hasher = PasswordHasher(**dict(OWASP, **parameters))
         self._pool = ThreadPool(minthreads=0, maxthreads=threads, name="wighaven-passwords")
