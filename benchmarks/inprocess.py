@@ -15,6 +15,8 @@ Usage, from the project root:
     python benchmarks/inprocess.py                  # the working tree
     python benchmarks/inprocess.py /tmp/base        # another tree
     python benchmarks/inprocess.py --profile 25     # and cProfile's top 25 (tottime)
+    python benchmarks/inprocess.py --auth jwt       # AUTH=on, a Bearer JWT on each request
+    python benchmarks/inprocess.py --auth key       # AUTH=on, an X-API-Key on each request
 
 Bounded: --requests requests (default 20,000) after 2,000 of warm-up.
 """
@@ -42,8 +44,24 @@ RESPONSE = (
 )
 
 
-def build(tree):
-    """(send one request, its check) over a site of the gateway in C{tree}."""
+def access_control(clock, folder, credential):
+    """(AUTH=on settings' AccessControl, the request header carrying C{credential})."""
+    from wighaven.auth import keys
+    from wighaven.auth.control import AccessControl
+    from wighaven.store import SqliteStore
+
+    path = os.path.join(folder, "bench.sqlite3")
+    setup = SqliteStore.open(path, sync=True)
+    user_id = setup.add_user("bench", roles=["team"])
+    key_id, key, digest = keys.new_key()
+    setup.add_key(key_id, user_id, digest)
+    setup.close()
+    return path, key
+
+
+def build(tree, auth=None):
+    """(send one request, its check) over a site of the gateway in C{tree};
+    C{auth}: None, or AUTH=on with a "jwt" or "key" on every request."""
     sys.path.insert(0, os.path.abspath(tree))
     from twisted.internet.address import IPv4Address
     from twisted.internet.defer import succeed
@@ -68,19 +86,38 @@ def build(tree):
             return succeed(connection)
 
     clock = MemoryReactorClock()
-    config = load_config({"PRIVATE_BACKEND_URL": "http://backend", "HF_TOKEN": "hf_x",
-                          "LOG_LEVEL": "warn"})
+    clock.advance(time.time())  # tokens carry real times
+    env = {"PRIVATE_BACKEND_URL": "http://backend", "HF_TOKEN": "hf_x", "LOG_LEVEL": "warn"}
+    control = None
+    request = REQUEST
+    if auth is not None:
+        import tempfile
+
+        from wighaven.auth.control import AccessControl
+        from wighaven.store import SqliteStore
+
+        path, key = access_control(clock, tempfile.mkdtemp(prefix="wighaven-bench-"), auth)
+        env.update(AUTH="on", SECRET_KEY="bench-secret-key-0123456789abcdefghij",
+                   DATABASE_URL="sqlite:///" + path)
+    config = load_config(env)
+    if auth is not None:
+        control = AccessControl(config.auth, SqliteStore.open(path, clock), clock)
+        user = control.view.users[1]
+        credential = (b"X-API-Key: " + key.encode() if auth == "key" else
+                      b"Authorization: Bearer " + control.access_tokens.issue(
+                          "bench", 3600, uid=user["id"], ver=user["token_version"]).encode())
+        request = REQUEST.replace(b"\r\n\r\n", b"\r\n" + credential + b"\r\n\r\n")
     pool = upstream_pool(clock)
     agent = BackendAgent(clock, b"http://backend", pool, BackendTLSPolicy())
     backend = agent.endpoint = Backend()
-    site = build_site(config, agent, clock)
+    site = build_site(config, agent, clock, control=control)
     address = IPv4Address("TCP", "127.0.0.1", 7860)
     channel = site.buildProtocol(address)
     client = StringTransport(hostAddress=address, peerAddress=IPv4Address("TCP", "127.0.0.1", 50000))
     channel.makeConnection(client)
 
     def one():
-        channel.dataReceived(REQUEST)
+        channel.dataReceived(request)
         upstream = backend.connections[-1]
         upstream.transport.clear()
         upstream.dataReceived(RESPONSE)
@@ -89,6 +126,9 @@ def build(tree):
         client.clear()
         return answer
 
+    # The threads' pools stopped (no reactor here to take their answers).
+    one.close = ((lambda: (control.passwords.close(), control.store.close()))
+                 if control is not None else (lambda: None))
     return one, backend
 
 
@@ -97,8 +137,9 @@ def main():
     ap.add_argument("tree", nargs="?", default=".")
     ap.add_argument("--requests", type=int, default=20000)
     ap.add_argument("--profile", type=int, default=0, help="show cProfile's top N functions")
+    ap.add_argument("--auth", choices=("jwt", "key"), help="AUTH=on, this credential on each request")
     args = ap.parse_args()
-    one, backend = build(args.tree)
+    one, backend = build(args.tree, args.auth)
     for _ in range(2000):
         answer = one()
     if not answer.startswith(b"HTTP/1.1 200 ") or not answer.endswith(BODY):
@@ -112,8 +153,8 @@ def main():
             one()
         took = (time.perf_counter() - start) / args.requests * 1e6
         best = took if best is None else min(best, took)
-    print("tree %s: %.1f us of Python per forwarded request (best of 3 x %d)"
-          % (args.tree, best, args.requests))
+    print("tree %s%s: %.1f us of Python per forwarded request (best of 3 x %d)"
+          % (args.tree, " AUTH=on with a %s" % args.auth if args.auth else "", best, args.requests))
     if args.profile:
         profile = cProfile.Profile()
         profile.enable()
@@ -121,6 +162,7 @@ def main():
             one()
         profile.disable()
         pstats.Stats(profile).sort_stats("tottime").print_stats(args.profile)
+    one.close()
 
 
 if __name__ == "__main__":

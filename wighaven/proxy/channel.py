@@ -58,6 +58,9 @@ def _request_ids():
 
 
 _next_request_id = _request_ids().__next__
+# Read once: twisted.web.http is a deprecation proxy module, each of whose
+# attribute reads costs as much as a dict copy (3.5 us a request, here).
+_NO_BODY_CODES = frozenset(http.NO_BODY_CODES)
 
 _REASONS = {
     400: b"Bad Request",
@@ -216,7 +219,7 @@ class GatewayRequest(server.Request):
                 length_given = True
             for value in values:
                 out += (name, b": ", value, b"\r\n")
-        no_body = self.method == b"HEAD" or code in http.NO_BODY_CODES
+        no_body = self.method == b"HEAD" or code in _NO_BODY_CODES
         if not (length_given or no_body) and self.clientproto == b"HTTP/1.1":
             out.append(b"Transfer-Encoding: chunked\r\n")
             self.chunked = 1
