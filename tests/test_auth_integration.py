@@ -571,17 +571,23 @@ class WorkersTests(unittest.TestCase):
             json.dumps({"username": "admin", "password": ADMIN_PASSWORD}).encode())
         self.assertEqual(reply.status, 200, reply.body)
         bearer = {"Authorization": "Bearer " + reply.json()["access_token"]}
-        # Every request on a new connection: both workers answer some of them.
-        for _ in range(20):
-            reply = yield fetch(gateway.port, "GET", "/landed", bearer)
-            self.assertEqual(reply.status, 200)
+
+        def workers_answering(status):
+            # A request id starts with its process's own random prefix (12 hex digits).
+            return set(re.findall(r"GET /landed %d .* ([0-9a-f]{12})[0-9a-f]{12}$" % status,
+                                  gateway.output(), re.M))
+
+        @defer.inlineCallbacks
+        def until_both_workers_answered(status):
+            # Each request on a new connection, until each worker has taken some (bounded).
+            for _ in range(300):
+                reply = yield fetch(gateway.port, "GET", "/landed", bearer)
+                self.assertEqual(reply.status, status)
+                if len(workers_answering(status)) == 2:
+                    return
+            self.fail("one worker took every connection:\n" + gateway.output()[-3000:])
+
+        yield until_both_workers_answered(200)
         store.update_user("admin", disabled=True)
-        statuses = []
-        for _ in range(20):
-            reply = yield fetch(gateway.port, "GET", "/landed", bearer)
-            statuses.append(reply.status)
-        self.assertEqual(set(statuses), {401})
-        # A request id starts with its process's own random prefix (12 hex digits).
-        served_by = set(re.findall(r"GET /landed 200 .* ([0-9a-f]{12})[0-9a-f]{12}$",
-                                   gateway.output(), re.M))
-        self.assertEqual(len(served_by), 2, gateway.output()[-3000:])
+        # From the first request after the change on, in either worker: refused.
+        yield until_both_workers_answered(401)

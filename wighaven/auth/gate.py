@@ -9,9 +9,11 @@ Rules:
   - Everything is checked from memory: tokens by their signature (each
     verified once, then remembered until it expires), keys by their hash
     in the L{IdentityView}, and every identity against the view's user
-    (enabled, same token version). Identities are cached per credential
-    until the view reloads, so a request that presents the same token as
-    the last costs a few dict lookups.
+    (enabled, same token version). The verdict on a request's credential
+    headers (Authorization, X-API-Key, Cookie, as sent) is kept until the
+    credential expires (a minute for one that proved nobody) or the view
+    reloads, so a request presenting the same ones as another costs three
+    header reads and a dict lookup.
   - The gateway's own credentials never reach a Space: a gateway JWT or
     key in Authorization or X-API-Key, and the session cookie, are taken
     out of the upstream request. What the Space learns is set by the
@@ -60,26 +62,22 @@ _COOKIE_NAMES = (SESSION_COOKIE, DEV_SESSION_COOKIE)
 
 @attrs.frozen
 class UpstreamAuth:
-    """What changes in a request's headers on their way to the Space."""
+    """What changes in a request's headers on their way to the Space
+    (applied by L{wighaven.proxy.headers.upstream_headers})."""
 
     drop: frozenset  # lower-cased names of headers carrying gateway credentials
     strip_cookie: bool  # take the session cookie out of Cookie
     add: tuple  # (name, [value]) headers naming the identity
 
-    def apply(self, headers: list) -> list:
-        """C{headers} ((name, values) pairs) without the gateway's credentials, plus the identity."""
-        out = []
-        for name, values in headers:
-            low = name.lower()
-            if low in self.drop:
-                continue
-            if self.strip_cookie and low == b"cookie":
-                values = without_cookies(values, _COOKIE_NAMES)
-                if not values:
-                    continue
-            out.append((name, values))
-        out.extend(self.add)
-        return out
+    # The names not copied as they are (Cookie is copied without ours).
+    skip: frozenset = attrs.field(
+        init=False, default=attrs.Factory(
+            lambda self: self.drop | {b"cookie"} if self.strip_cookie else self.drop,
+            takes_self=True))
+
+    @staticmethod
+    def cookies_without_ours(values) -> list:
+        return without_cookies(values, _COOKIE_NAMES)
 
 
 def _identity_headers(identity: Optional[Identity]) -> tuple:
@@ -94,14 +92,19 @@ def _identity_headers(identity: Optional[Identity]) -> tuple:
 
 
 class _Seen(object):
-    """What the gate made of one request's credentials."""
+    """What the gate made of one request's credentials (shared by the requests
+    that present the same ones: never changed once made)."""
 
-    __slots__ = ("identity", "presented", "upstream")
+    __slots__ = ("identity", "presented", "upstream", "key_id")
 
-    def __init__(self, identity, presented, upstream):
+    def __init__(self, identity, presented, upstream, key_id=None):
         self.identity = identity
         self.presented = presented  # a credential was sent, good or not
         self.upstream = upstream
+        self.key_id = key_id  # the API key used, for its last-used time
+
+
+_NOBODY = _Seen(None, False, UpstreamAuth(frozenset(), False, ()))
 
 
 class Gate:
@@ -119,7 +122,7 @@ class Gate:
         self._sessions = sessions
         self._clock = clock
         self._metrics_token = metrics_token.encode("utf-8") if metrics_token else None
-        self._cache = {}  # credential -> (not_after, identity, UpstreamAuth)
+        self._seen_cache = {}  # credential headers -> (not_after, _Seen)
         self._foreign = set()  # Bearer tokens seen that are not the gateway's
         self._generation = None
         self.key_uses = {}  # key id -> last used, flushed to the store now and then
@@ -139,37 +142,65 @@ class Gate:
     def _look(self, request) -> _Seen:
         view = self._view.fresh()
         if view.generation != self._generation:
-            self._cache.clear()
+            self._seen_cache.clear()
             self._generation = view.generation
         headers = request.requestHeaders
+        authorization = headers.getRawHeaders(b"authorization")
+        api_key = headers.getRawHeaders(b"x-api-key")
+        cookies = headers.getRawHeaders(b"cookie")
+        if authorization is None and api_key is None and cookies is None:
+            return _NOBODY
+        # The same credentials as a request before: its verdict, while it holds.
+        key = (authorization and tuple(authorization), api_key and tuple(api_key),
+               cookies and (tuple(cookies), self._loopback_http(request)))
+        now = self._clock.seconds()
+        hit = self._seen_cache.get(key)
+        if hit is not None and now < hit[0]:
+            seen = hit[1]
+            if seen.key_id is not None:
+                self.key_uses[seen.key_id] = now
+            return seen
+        not_after, seen = self._examine(authorization, api_key, cookies, key[2], now)
+        if len(self._seen_cache) >= _CACHE_SIZE:
+            self._seen_cache.clear()
+        self._seen_cache[key] = (not_after, seen)
+        return seen
+
+    def _examine(self, authorization, api_key, cookies, cookie_key, now):
+        """(until when it holds, the L{_Seen}) of a request's credential headers."""
         drop = set()
         found = None
         presented = False
-        for value in headers.getRawHeaders(b"authorization", ()):
+        for value in authorization or ():
             if value[:7].lower() == b"bearer ":
                 token = value[7:].strip()
-                if (b"bearer " + token) in self._cache or self._is_ours(token):
+                if self._is_ours(token):
                     drop.add(b"authorization")
                     presented = True
-                    found = found or self._credential(token, b"bearer")
-        for value in headers.getRawHeaders(b"x-api-key", ()):
+                    found = found or self._verify(token.decode("latin-1"), b"bearer", now)
+        for value in api_key or ():
             token = value.strip()
             if keys.parse(token.decode("latin-1")) is not None:
                 drop.add(b"x-api-key")
                 presented = True
-                found = found or self._credential(token, b"key")
-        cookies = headers.getRawHeaders(b"cookie")
+                found = found or self._verify(token.decode("latin-1"), b"key", now)
         strip = bool(cookies) and any(name in c for c in cookies for name in _COOKIE_NAMES)
         if strip and found is None:
             value = cookie_value(cookies, SESSION_COOKIE)
-            if value is None and self._loopback_http(request):
+            if value is None and cookie_key[1]:  # plain-http loopback: the development name
                 value = cookie_value(cookies, DEV_SESSION_COOKIE)
             if value is not None:
                 presented = True
-                found = self._credential(value, b"session")
-        identity, headers_up = found if found is not None else (None, ())
-        return _Seen(identity, presented,
-                     UpstreamAuth(frozenset(drop), strip, headers_up))
+                found = self._verify(value.decode("latin-1"), b"session", now)
+        # No identity: asked again a minute later at the latest (a change of the
+        # view clears every verdict at once anyway).
+        not_after, identity = found if found is not None else (now + 60.0, None)
+        if identity is not None:
+            if identity.via == "api_key":
+                self.key_uses[identity.key_id] = now
+        return not_after, _Seen(identity, presented,
+                                UpstreamAuth(frozenset(drop), strip, _identity_headers(identity)),
+                                getattr(identity, "key_id", None))
 
     def _loopback_http(self, request) -> bool:
         if request.isSecure():
@@ -181,8 +212,7 @@ class Gate:
         """
         Is C{token} one of the gateway's API keys or shaped as one of its JWTs
         (whatever its validity)? A token that is not (a Space's own, sent on)
-        is remembered as such: reading a JWT's header costs more than the
-        rest of the gate.
+        is remembered as such.
         """
         if keys.parse(token.decode("latin-1")) is not None:
             return True
@@ -195,26 +225,6 @@ class Gate:
             self._foreign.clear()
         self._foreign.add(token)
         return False
-
-    def _credential(self, token: bytes, kind: bytes):
-        """(identity, upstream headers) of a credential, or None when it is not good."""
-        now = self._clock.seconds()
-        cache_key = kind + b" " + token
-        cached = self._cache.get(cache_key)
-        if cached is not None and now < cached[0]:
-            identity = cached[1]
-            if identity.via == "api_key":
-                self.key_uses[identity.key_id] = now
-            return identity, cached[2]
-        made = self._verify(token.decode("latin-1"), kind, now)
-        if made is None:
-            return None
-        not_after, identity = made
-        upstream = _identity_headers(identity)
-        if len(self._cache) >= _CACHE_SIZE:
-            self._cache.clear()
-        self._cache[cache_key] = (not_after, identity, upstream)
-        return identity, upstream
 
     def _verify(self, token: str, kind: bytes, now: float):
         view = self._view

@@ -175,6 +175,24 @@ def client_origin(
     return scheme + b"://" + host
 
 
+_NOTHING = frozenset()
+_SKIPPED = {}  # (token header, request id?, the gate's names) -> the names not copied
+
+
+def _skipped(token_header: Optional[bytes], has_request_id: bool, gate_names) -> frozenset:
+    """The client's headers the gateway replaces or takes out (a few sets, made once)."""
+    key = (token_header, has_request_id, gate_names)
+    names = _SKIPPED.get(key)
+    if names is None:
+        names = set(gate_names)
+        if token_header is not None:
+            names.add(token_header)
+        if has_request_id:
+            names.add(b"x-request-id")
+        names = _SKIPPED[key] = frozenset(names)
+    return names
+
+
 def upstream_headers(
     raw_headers: RawHeaders,
     *,
@@ -207,15 +225,20 @@ def upstream_headers(
     """
     out = [(b"Host", [backend_host])]
     by_name = {}  # the rebuilt headers the client sent, by lower-cased name
+    skip = _skipped(token_header if token is not None else None, request_id is not None,
+                    auth.skip if auth is not None else _NOTHING)
     for name, low, values in _end_to_end_lowered(raw_headers):
         if low in _REBUILT_UPSTREAM:
             if low in by_name:
                 by_name[low] = by_name[low] + values
             else:
                 by_name[low] = values
-        elif not ((token is not None and low == token_header)
-                  or (request_id is not None and low == b"x-request-id")):
+        elif low not in skip:
             out.append((name, values))
+        elif low == b"cookie":  # skipped only when the session cookie comes out of it
+            kept = auth.cookies_without_ours(values)
+            if kept:
+                out.append((name, kept))
 
     # Off (the usual case) costs no address parsing at all.
     trusted = bool(trust_proxy) and trust_proxy.trusts_peer(peer.decode("latin-1"))
@@ -241,7 +264,7 @@ def upstream_headers(
     if request_id is not None:
         out.append((b"X-Request-ID", [request_id]))
     if auth is not None:
-        out = auth.apply(out)
+        out.extend(auth.add)
     if token is not None:
         out.append((token_header, [b"Bearer " + token]))
     return out
