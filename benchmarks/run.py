@@ -269,6 +269,11 @@ def main():
     ap.add_argument("--compare", action="store_true",
                     help="only the interleaved comparison: 1 route against --routes N (default "
                          "1000), small requests (benchmarks/routes_bench.py)")
+    ap.add_argument("--auth", action="store_true",
+                    help="only the access-control run (benchmarks/auth_bench.py): AUTH off "
+                         "against AUTH=on with a Bearer JWT and with an X-API-Key, small "
+                         "requests, interleaved (B/A and C/A: at least 0.9), then forwarding "
+                         "with and without a login flood")
     sys.path.insert(0, HERE)
     import routes_bench
 
@@ -277,6 +282,13 @@ def main():
     bench = find_bench(args.bench)
     os.makedirs(args.results, exist_ok=True)
     stamp = datetime.date.today().isoformat()
+    if args.auth:
+        import auth_bench
+
+        auth_bench.run(
+            bench, rounds=args.rounds, duration=args.duration, connections=args.connections,
+            json_path=os.path.join(args.results, "%s-auth.json" % stamp))
+        return
     if args.compare:
         n = args.routes or 1000
         routes_bench.compare(
