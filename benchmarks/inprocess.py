@@ -44,10 +44,9 @@ RESPONSE = (
 )
 
 
-def access_control(clock, folder, credential):
-    """(AUTH=on settings' AccessControl, the request header carrying C{credential})."""
+def access_control(folder):
+    """(the path of a store with one user and an API key of it, that key)."""
     from wighaven.auth import keys
-    from wighaven.auth.control import AccessControl
     from wighaven.store import SqliteStore
 
     path = os.path.join(folder, "bench.sqlite3")
@@ -96,7 +95,7 @@ def build(tree, auth=None):
         from wighaven.auth.control import AccessControl
         from wighaven.store import SqliteStore
 
-        path, key = access_control(clock, tempfile.mkdtemp(prefix="wighaven-bench-"), auth)
+        path, key = access_control(tempfile.mkdtemp(prefix="wighaven-bench-"))
         env.update(AUTH="on", SECRET_KEY="bench-secret-key-0123456789abcdefghij",
                    DATABASE_URL="sqlite:///" + path)
     config = load_config(env)
