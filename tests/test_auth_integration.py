@@ -237,6 +237,17 @@ class TokenTests(AuthTestCase):
         reply = yield self.gateway.sign_in("alice", ALICE_PASSWORD)
         self.assertEqual(reply.status, 503)
         self.assertIn(b"Try again in a moment", reply.body)
+        # Nor more sign-ins under way than MAX_SIGNING_IN (each a store read first).
+        from wighaven.auth.control import MAX_SIGNING_IN
+
+        control = self.gateway.service.control
+        control.passwords._max_waiting = 64
+        control._signing_in = MAX_SIGNING_IN
+        reply = yield self.gateway.token("alice", ALICE_PASSWORD)
+        self.assertEqual(reply.status, 503)
+        control._signing_in = 0
+        reply = yield self.gateway.token("alice", ALICE_PASSWORD)
+        self.assertEqual(reply.status, 200)
 
     @defer.inlineCallbacks
     def test_disabling_a_user_elsewhere_ends_its_token_at_the_next_request(self):
@@ -253,10 +264,12 @@ class TokenTests(AuthTestCase):
         for _ in range(5):
             reply = yield self.gateway.token("alice", "wrong")
             self.assertEqual(reply.status, 401)
-        reply = yield self.gateway.token("alice", ALICE_PASSWORD)
-        self.assertEqual(reply.status, 429)
-        self.assertGreaterEqual(int(reply.get("Retry-After")), 1)
+        for _ in range(4):  # refused without any work, and audited once
+            reply = yield self.gateway.token("alice", ALICE_PASSWORD)
+            self.assertEqual(reply.status, 429)
+            self.assertGreaterEqual(int(reply.get("Retry-After")), 1)
         events = self.gateway.store().audit_events(limit=20)
+        self.assertEqual([e["kind"] for e in events].count("login.throttled"), 1)
         failed = [e for e in events if e["kind"] == "login.failed"]
         self.assertEqual(len(failed), 5)
         self.assertEqual(failed[0]["actor"], "alice")

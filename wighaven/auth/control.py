@@ -4,11 +4,13 @@ throttling, second factors, and the audit trail of every sign-in.
 
 Rules:
   - Sign-in work (a password check, a refresh token's rotation) runs off
-    the reactor thread: Argon2 on its own pool of two threads, the store
-    on its one. A flood of logins queues there and cannot take the cores
-    forwarding needs.
-  - Every sign-in, failed sign-in, sign-out, token issue and refresh-token
-    reuse is an audit event (actor, source address, what; never a
+    the reactor thread: Argon2 on its own small pool at a lower priority,
+    the store on its one thread. At most MAX_SIGNING_IN sign-ins are under
+    way at once (503 past that), and a throttled attempt costs no work: a
+    flood of logins cannot take the cores forwarding needs, nor grow a
+    queue without bound.
+  - Every sign-in, failed sign-in, sign-out and refresh-token reuse is an
+    audit event (a throttled attempt once a minute per account and address) (actor, source address, what; never a
     password, token or code).
   - ADMIN_USERNAME with ADMIN_PASSWORD (or _HASH) is made (or mended) an
     administrator at every start, before the gateway listens. An unchanged
@@ -43,6 +45,9 @@ __all__ = ["AccessControl", "SignIn"]
 
 KEY_USES_FLUSH = 60.0  # seconds between writes of API keys' last-used times
 PURGE_EVERY = 3600.0  # seconds between sweeps of expired sessions and refresh tokens
+# Sign-ins under way at once (a store read and an Argon2 check each); past it: 503.
+MAX_SIGNING_IN = 64
+THROTTLED_AUDIT_EVERY = 60.0  # seconds: one audit event per throttled account and address
 _REFRESH_PREFIX = "rt_"
 
 
@@ -80,6 +85,8 @@ class AccessControl:
                          settings.metrics_token)
         self.passwords = passwords or Passwords(reactor)
         self.throttle = LoginThrottle(reactor)
+        self._signing_in = 0
+        self._refusals_audited = {}  # (account, address) -> when its refusal was audited
         self.second_factor = SecondFactor(reactor)
         self._flusher = task.LoopingCall(self.flush_key_uses)
         self._flusher.clock = reactor
@@ -157,8 +164,32 @@ class AccessControl:
         """
         wait = self.throttle.retry_after(username, address)
         if wait:
-            yield self.audit("login.throttled", username, address, how=how)
+            if self._first_refusal(username, address):
+                yield self.audit("login.throttled", username, address, how=how)
             return SignIn(failure="throttled", retry_after=wait)
+        if self._signing_in >= MAX_SIGNING_IN:
+            return SignIn(failure="busy", retry_after=1)
+        self._signing_in += 1
+        try:
+            outcome = yield self._check_sign_in(username, password, otp, address, how)
+        finally:
+            self._signing_in -= 1
+        return outcome
+
+    def _first_refusal(self, username: str, address: str) -> bool:
+        """Is this the first throttled attempt of (account, address) in a minute? Only
+        those are audited: a flood of refused attempts must not become a flood of writes."""
+        now = self._reactor.seconds()
+        key = (username, address)
+        if now - self._refusals_audited.get(key, -THROTTLED_AUDIT_EVERY) < THROTTLED_AUDIT_EVERY:
+            return False
+        if len(self._refusals_audited) >= 10_000:
+            self._refusals_audited.clear()
+        self._refusals_audited[key] = now
+        return True
+
+    @defer.inlineCallbacks
+    def _check_sign_in(self, username, password, otp, address, how):
         user = yield self.store.user(username) if username else None
         usable = user is not None and not user["disabled"] and user["password_hash"]
         try:
