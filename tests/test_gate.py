@@ -290,6 +290,28 @@ class CredentialTests(GateTestCase):
         self.assertFalse(seen.presented)
 
 
+class VerdictCacheTests(GateTestCase):
+    def test_same_headers_same_verdict_until_the_token_expires(self):
+        token = self.jwt(ttl=60)
+        first = self.gate.seen(self.bearer(token))
+        self.assertIs(self.gate.seen(self.bearer(token)), first)
+        self.clock.advance(61)
+        self.assertIsNone(self.identify(self.bearer(token)))
+
+    def test_nobody_is_asked_again_after_a_minute(self):
+        self.assertIsNone(self.identify(self.bearer(b"wh_0123456789abcdef_" + b"A" * 43)))
+        self.assertEqual(len(self.gate._seen_cache), 1)
+        [(not_after, _)] = self.gate._seen_cache.values()
+        self.assertEqual(not_after, self.clock.seconds() + 60)
+
+    def test_big_cookie_piles_are_not_kept(self):
+        pile = b"; ".join(b"c%d=%s" % (i, b"x" * 100) for i in range(60)) + b"; "
+        self.assertEqual(self.identify(self.cookie(self.session(), extra=pile)).user, "alice")
+        self.assertEqual(self.gate._seen_cache, {})
+        self.identify(self.cookie(self.session()))
+        self.assertEqual(len(self.gate._seen_cache), 1)
+
+
 class FreshnessTests(GateTestCase):
     def test_token_version_moved(self):
         token = self.jwt(version=1)

@@ -56,6 +56,7 @@ INVALID_CREDENTIAL = errors.GatewayError(
 FORBIDDEN = errors.GatewayError(403, "forbidden", "your account may not use this route")
 WRONG_ROUTE = errors.GatewayError(403, "forbidden", "this API key is for another route")
 _CACHE_SIZE = 10_000
+_CACHED_HEADERS_MAX = 4096  # bytes of credential headers a kept verdict may hold
 _HEADER_VALUE = re.compile(r"^[\x20-\x7e]{1,256}$")
 _COOKIE_NAMES = (SESSION_COOKIE, DEV_SESSION_COOKIE)
 
@@ -161,9 +162,12 @@ class Gate:
                 self.key_uses[seen.key_id] = now
             return seen
         not_after, seen = self._examine(authorization, api_key, cookies, key[2], now)
-        if len(self._seen_cache) >= _CACHE_SIZE:
-            self._seen_cache.clear()
-        self._seen_cache[key] = (not_after, seen)
+        # Kept only when small: 10,000 verdicts on 16 KiB cookie piles would be 160 MiB.
+        if sum(len(v) for values in (authorization, api_key, cookies) for v in values or ()) \
+                <= _CACHED_HEADERS_MAX:
+            if len(self._seen_cache) >= _CACHE_SIZE:
+                self._seen_cache.clear()
+            self._seen_cache[key] = (not_after, seen)
         return seen
 
     def _examine(self, authorization, api_key, cookies, cookie_key, now):
@@ -195,9 +199,6 @@ class Gate:
         # No identity: asked again a minute later at the latest (a change of the
         # view clears every verdict at once anyway).
         not_after, identity = found if found is not None else (now + 60.0, None)
-        if identity is not None:
-            if identity.via == "api_key":
-                self.key_uses[identity.key_id] = now
         return not_after, _Seen(identity, presented,
                                 UpstreamAuth(frozenset(drop), strip, _identity_headers(identity)),
                                 getattr(identity, "key_id", None))
