@@ -22,7 +22,7 @@ class SecretHeaderTests(SynchronousTestCase):
         self.assertEqual(
             SECRET_HEADERS,
             {b"authorization", b"proxy-authorization", b"cookie", b"set-cookie",
-             b"x-hf-authorization"},
+             b"x-hf-authorization", b"x-api-key"},
         )
         self.assertEqual(REDACTED, b"[redacted]")
 

@@ -97,12 +97,13 @@ class OpenTests(SynchronousTestCase):
         self.assertIn("schema version 99", message)
 
     def test_a_failing_migration_changes_nothing(self):
-        broken = MIGRATIONS + ((2, ("CREATE TABLE extra (x)", "NOT SQL AT ALL")),)
+        newest = MIGRATIONS[-1][0]
+        broken = MIGRATIONS + ((newest + 1, ("CREATE TABLE extra (x)", "NOT SQL AT ALL")),)
         with self.assertRaises(StoreError) as caught:
             SqliteStore.open(self.path, migrations=broken)
-        self.assertIn("version 2", str(caught.exception))
+        self.assertIn("version %d" % (newest + 1), str(caught.exception))
         connection = sqlite3.connect(self.path)
-        self.assertEqual(connection.execute("PRAGMA user_version").fetchone()[0], 1)
+        self.assertEqual(connection.execute("PRAGMA user_version").fetchone()[0], newest)
         self.assertIsNone(connection.execute(
             "SELECT name FROM sqlite_master WHERE name = 'extra'").fetchone())
         connection.close()

@@ -17,7 +17,8 @@ from typing import Optional
 __all__ = ["ExchangeLog", "ExchangeRecord", "SECRET_HEADERS"]
 
 SECRET_HEADERS = frozenset(
-    [b"authorization", b"proxy-authorization", b"cookie", b"set-cookie", b"x-hf-authorization"]
+    [b"authorization", b"proxy-authorization", b"cookie", b"set-cookie", b"x-hf-authorization",
+     b"x-api-key"]  # the gateway's API keys (wighaven.auth.keys)
 )
 REDACTED = b"[redacted]"
 

@@ -1,5 +1,6 @@
 """The gateway's store: users, API keys, sessions and refresh tokens, audit
-events (and later routes), behind one interface so that another database
+events, and routes made at run time (L{wighaven.store.routes}; the admin
+API that writes them is being built), behind one interface so that another database
 (PostgreSQL, for several machines) can take SQLite's place without touching
 its callers.
 
@@ -20,12 +21,13 @@ Rules:
     or sessions bumps it after its commit.
 """
 
+from .errors import StaleVersion, StoreError
 from .revision import RevisionFile
-from .sqlite import SqliteStore, StoreError
+from .sqlite import SqliteStore
 from .url import DEFAULT_DATABASE_URL, sqlite_path
 
-__all__ = ["DEFAULT_DATABASE_URL", "RevisionFile", "SqliteStore", "StoreError", "open_store",
-           "sqlite_path"]
+__all__ = ["DEFAULT_DATABASE_URL", "RevisionFile", "SqliteStore", "StaleVersion", "StoreError",
+           "open_store", "sqlite_path"]
 
 
 def open_store(database_url: str, reactor=None, sync: bool = False) -> SqliteStore:

@@ -74,4 +74,18 @@ MIGRATIONS = (
         "CREATE INDEX audit_events_actor ON audit_events(actor, id)",
         "CREATE INDEX audit_events_kind ON audit_events(kind, id)",
     )),
+    (2, (
+        # Routes made at run time (the admin API), beside the config file's.
+        # spec: the config file's keys of one route as JSON, each upstream's
+        # token sealed (wighaven.store.secret_box) or an env:/file: reference.
+        # version: moves with every change, for optimistic concurrency.
+        """CREATE TABLE routes (
+            name TEXT PRIMARY KEY,
+            spec TEXT NOT NULL,
+            version INTEGER NOT NULL DEFAULT 1,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            updated_by TEXT
+        )""",
+    )),
 )

@@ -45,7 +45,9 @@ from typing import Callable, Iterable, Mapping, Optional
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
+from .errors import StoreError
 from .revision import RevisionFile
+from .routes import StoredRoutes
 from .schema import MIGRATIONS
 
 __all__ = ["SqliteStore", "StoreError"]
@@ -58,10 +60,6 @@ _REVOKING = frozenset(["password_hash", "disabled"])
 # What lists of keys show: never the secret's hash.
 _KEY_COLUMNS = ("k.id, u.username, k.user_id, k.name, k.route, k.expires_at, k.last_used_at, "
                 "k.created_at, k.revoked_at")
-
-
-class StoreError(Exception):
-    """The store cannot do what was asked; its text is one line for the operator."""
 
 
 def _create_private_file(path: str) -> None:
@@ -175,13 +173,15 @@ def _session(row) -> dict:
     return session
 
 
-class SqliteStore:
+class SqliteStore(StoredRoutes):
     """
     The store in one SQLite file. Make it with L{open}; L{close} it when
     the gateway stops (or the command ends).
 
     @ivar revision: the L{RevisionFile} beside the database, bumped after
         every change of identities.
+    @ivar routes_revision: the one (C{.routes-revision}) bumped after every
+        change of the stored routes.
     """
 
     def __init__(self, path: str, connection, reader, revision: RevisionFile, reactor=None,
@@ -219,9 +219,16 @@ class SqliteStore:
             opened.callback(reader.close)
             revision = _open_revision(path + ".revision")
             opened.callback(revision.close)
+            routes_revision = _open_revision(path + ".routes-revision")
+            opened.callback(routes_revision.close)
             store = cls(path, connection, reader, revision, reactor, clock, sync)
+            store.routes_revision = routes_revision
             opened.pop_all()
         return store
+
+    def now(self) -> float:
+        """The store's clock (what its rows' times are stamped with)."""
+        return self._now()
 
     def close(self) -> None:
         """Stop the store's thread (after what it is doing) and close the files."""
@@ -233,26 +240,30 @@ class SqliteStore:
         self._connection.close()
         self._reader.close()
         self.revision.close()
+        self.routes_revision.close()
 
-    def run(self, work: Callable, *args, changes_identities: bool = False):
+    def run(self, work: Callable, *args, changes_identities: bool = False,
+            changes_routes: bool = False):
         """
         C{work(connection, *args)} in one transaction (committed when it
-        returns, rolled back when it raises); with C{changes_identities}, the
-        revision is bumped after the commit.
+        returns, rolled back when it raises); with C{changes_identities}
+        (C{changes_routes}), L{revision} (L{routes_revision}) is bumped after
+        the commit.
 
         @return: what C{work} returned, in a Deferred firing on the reactor's
             thread (run on the store's thread), or as is for a synchronous store.
         """
+        bumps = [r for r, changed in ((self.revision, changes_identities),
+                                      (self.routes_revision, changes_routes)) if changed]
         if self._pool is None:
-            return self._transaction(work, args, changes_identities)
-        return deferToThreadPool(self._reactor, self._pool, self._transaction, work, args,
-                                 changes_identities)
+            return self._transaction(work, args, bumps)
+        return deferToThreadPool(self._reactor, self._pool, self._transaction, work, args, bumps)
 
     def _change(self, work: Callable, *args):
         """L{run} for a change of who may do what: every process reloads its identities."""
         return self.run(work, *args, changes_identities=True)
 
-    def _transaction(self, work, args, changes_identities):
+    def _transaction(self, work, args, bumps):
         connection = self._connection
         connection.execute("BEGIN IMMEDIATE")
         try:
@@ -261,8 +272,8 @@ class SqliteStore:
             connection.execute("ROLLBACK")
             raise
         connection.execute("COMMIT")
-        if changes_identities:
-            self.revision.bump()  # after the commit: see wighaven.store.revision
+        for revision in bumps:
+            revision.bump()  # after the commit: see wighaven.store.revision
         return result
 
     # The in-memory view.
