@@ -604,3 +604,41 @@ class WorkersTests(unittest.TestCase):
         store.update_user("admin", disabled=True)
         # From the first request after the change on, in either worker: refused.
         yield until_both_workers_answered(401)
+
+
+class WebSocketSessionTests(unittest.TestCase):
+    """A page's WebSocket (Streamlit's, say) carries the session cookie: with it the
+    handshake passes, and the Space sees the user but not the cookie."""
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_a_signed_in_socket_passes_and_an_anonymous_one_does_not(self):
+        from websockets.exceptions import InvalidStatus
+        from websockets.sync.client import connect
+
+        from tests.support.gateway import TOKEN
+        from tests.support.ws_backend import WebSocketBackend
+
+        space = WebSocketBackend(TOKEN)
+        self.addCleanup(space.stop)
+        gateway = yield AuthGateway(self, space.origin).start()
+        gateway.add_user("alice", ALICE_PASSWORD)
+        reply = yield gateway.sign_in("alice", ALICE_PASSWORD)
+        cookie = session_cookie(reply)
+        url = "ws://127.0.0.1:%d/echo" % gateway.port
+
+        def talk(headers):
+            with connect(url, additional_headers=headers, open_timeout=10) as ws:
+                ws.send("through the gate")
+                return ws.recv(timeout=5)
+
+        said = yield deferToThread(talk, {"Cookie": "theme=dark; " + cookie})
+        self.assertEqual(said, "through the gate")
+        [handshake] = space.handshakes
+        seen = {name.lower(): value for name, value in handshake}
+        self.assertEqual(seen["x-forwarded-user"], "alice")
+        self.assertEqual(seen["cookie"], "theme=dark")
+        refused = yield deferToThread(lambda: self.assertRaises(InvalidStatus, talk, {}))
+        self.assertEqual(refused.response.status_code, 401)
+        self.assertEqual(len(space.handshakes), 1)  # the refused one never reached the Space
