@@ -391,6 +391,27 @@ class SessionTests(AuthTestCase):
         self.assertEqual(reply.status, 303)
 
 
+class AuditRetentionTests(AuthTestCase):
+    def settings(self):
+        return {"AUDIT_RETENTION_DAYS": "30"}
+
+    @defer.inlineCallbacks
+    def test_events_older_than_the_retention_go_at_the_sweep(self):
+        now = reactor.seconds()
+        old = SqliteStore.open(sqlite_path(self.gateway.database_url), sync=True,
+                               clock=lambda: now - 31 * 86400)
+        self.addCleanup(old.close)
+        old.audit("login.failed", actor="ancient")
+        recent = SqliteStore.open(sqlite_path(self.gateway.database_url), sync=True,
+                                  clock=lambda: now - 29 * 86400)
+        self.addCleanup(recent.close)
+        recent.audit("login.failed", actor="recent")
+        yield self.gateway.service.control.purge_expired()
+        actors = {e["actor"] for e in self.gateway.store().audit_events(limit=100)}
+        self.assertIn("recent", actors)
+        self.assertNotIn("ancient", actors)
+
+
 class ApiKeyTests(AuthTestCase):
     def new_key(self, route=None, expires_at=None):
         key_id, key, digest = keys.new_key()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import sqlite3
 from typing import Optional
 
 import attrs
@@ -141,10 +142,18 @@ class AccessControl:
         return self.store.touch_keys(uses).addErrback(
             lambda f: self._log.warn("API keys' last-used times not saved: {e}", e=f.value))
 
+    @defer.inlineCallbacks
     def purge_expired(self):
-        """Forget sessions and refresh tokens long expired (the table would only grow)."""
-        return self.store.purge_expired(self._reactor.seconds()).addErrback(
-            lambda f: self._log.warn("expired sessions not purged: {e}", e=f.value))
+        """
+        Forget sessions and refresh tokens long expired (the tables would only
+        grow), and audit events older than AUDIT_RETENTION_DAYS.
+        """
+        now = self._reactor.seconds()
+        try:
+            yield self.store.purge_expired(now)
+            yield self.store.purge_audit(now - self.settings.audit_retention_days * 86400.0)
+        except (StoreError, sqlite3.Error) as e:  # the next sweep tries again
+            self._log.warn("expired sessions or audit events not purged: {e}", e=e)
 
     def audit(self, kind: str, actor: Optional[str], address: Optional[str], **detail):
         """Record an audit event; a failure to do so is logged, never raised to a client."""

@@ -68,6 +68,7 @@ class AuthSettings:
     refresh_ttl: int = 2592000
     session_ttl: int = 604800
     metrics_token: Optional[str] = attrs.field(default=None, repr=False)
+    audit_retention_days: float = 90.0
     admin_username: Optional[str] = None
     admin_password: Optional[str] = attrs.field(default=None, repr=False)
     admin_password_hash: Optional[str] = attrs.field(default=None, repr=False)
@@ -177,7 +178,10 @@ def load_auth_settings(raw: Mapping[str, Optional[str]], env: Mapping[str, str],
         jwt_ttl=int(_number("JWT_TTL", raw["JWT_TTL"], int, 30)),
         refresh_ttl=int(_number("REFRESH_TTL", raw["REFRESH_TTL"], int, 60)),
         session_ttl=int(_number("SESSION_TTL", raw["SESSION_TTL"], int, 60)),
-        metrics_token=metrics_token, admin_username=admin, admin_password=password,
+        metrics_token=metrics_token,
+        audit_retention_days=_number("AUDIT_RETENTION_DAYS", raw["AUDIT_RETENTION_DAYS"], float,
+                                     1),
+        admin_username=admin, admin_password=password,
         admin_password_hash=password_hash, hf=_hf_sign_in(raw, env, set_by_user),
         public_url=_public_url(raw["PUBLIC_URL"], env),
     )

@@ -287,6 +287,12 @@ SETTINGS = (
         "account (for Prometheus); at least 16 characters.",
     ),
     Setting(
+        "AUDIT_RETENTION_DAYS",
+        "90",
+        "Days audit events (sign-ins, failures, changes) are kept in the store; older ones "
+        "are deleted once an hour.",
+    ),
+    Setting(
         "ADMIN_USERNAME",
         None,
         "An administrator created (or updated) at every start, for a Docker Space without a "
