@@ -76,7 +76,7 @@ class AccessControl:
     def __init__(self, settings, store, reactor, passwords=None):
         self.settings = settings
         self.store = store
-        self._reactor = reactor
+        self.clock = self._reactor = reactor  # seconds(): what tokens are timed by
         self.view = IdentityView(store)
         self.access_tokens = TokenKeys(settings.secret_key, settings.secret_key_previous,
                                        clock=reactor.seconds)

@@ -34,6 +34,17 @@ def _route(row) -> Optional[dict]:
     return route
 
 
+def _exists_at(connection, name: str, expected_version: Optional[int]) -> bool:
+    """Is route C{name} there (False: no such route)? L{StaleVersion} when it is, but
+    C{expected_version} is given and is not its version. Inside the change's transaction."""
+    current = connection.execute("SELECT version FROM routes WHERE name = ?", (name,)).fetchone()
+    if current is None:
+        return False
+    if expected_version is not None and current[0] != expected_version:
+        raise StaleVersion("route %r changed since version %d" % (name, expected_version))
+    return True
+
+
 def _spec_text(spec: dict) -> str:
     return json.dumps(spec, sort_keys=True, separators=(",", ":"))
 
@@ -74,12 +85,8 @@ class StoredRoutes:
         is not the stored one.
         """
         def update(connection):
-            current = connection.execute(
-                "SELECT version FROM routes WHERE name = ?", (name,)).fetchone()
-            if current is None:
+            if not _exists_at(connection, name, expected_version):
                 return None
-            if expected_version is not None and current[0] != expected_version:
-                raise StaleVersion("route %r changed since version %d" % (name, expected_version))
             connection.execute(
                 "UPDATE routes SET spec = ?, version = version + 1, updated_at = ?, "
                 "updated_by = ? WHERE name = ?", (_spec_text(spec), self.now(), actor, name))
@@ -91,12 +98,8 @@ class StoredRoutes:
     def remove_route(self, name: str, expected_version: Optional[int] = None):
         """Remove route C{name}: False when there is none; L{StaleVersion} as for updates."""
         def remove(connection):
-            current = connection.execute(
-                "SELECT version FROM routes WHERE name = ?", (name,)).fetchone()
-            if current is None:
+            if not _exists_at(connection, name, expected_version):
                 return False
-            if expected_version is not None and current[0] != expected_version:
-                raise StaleVersion("route %r changed since version %d" % (name, expected_version))
             connection.execute("DELETE FROM routes WHERE name = ?", (name,))
             return True
 

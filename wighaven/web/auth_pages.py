@@ -112,7 +112,7 @@ class AuthPages:
         self._address = client_address
         self._hf, self._hf_rules = hf if hf is not None else (None, None)
         self._oauth_keys = TokenKeys(settings.secret_key, settings.secret_key_previous,
-                                     audience="wighaven:oauth", clock=control.gate._clock.seconds)
+                                     audience="wighaven:oauth", clock=control.clock.seconds)
         app.route(LOGIN_PATH, methods=["GET", "HEAD"])(self.login_page)
         app.route(LOGIN_PATH, methods=["POST"])(self.login)
         app.route(LOGOUT_PATH, methods=["POST"])(self.logout)
