@@ -27,7 +27,7 @@ from typing import Optional, Sequence, Tuple
 
 import attrs
 
-__all__ = ["TrustedProxies", "NO_PROXY", "ONE_HOP"]
+__all__ = ["TrustedProxies", "NO_PROXY", "ONE_HOP", "visitor_address"]
 
 
 def _address(value: bytes):
@@ -136,3 +136,12 @@ class TrustedProxies:
 
 NO_PROXY = TrustedProxies()
 ONE_HOP = TrustedProxies(one_hop=True)
+
+
+def visitor_address(trust_proxy: TrustedProxies, request, peer: str) -> str:
+    """The visitor's address: C{peer} (the connection's), or behind a trusted proxy
+    the client it vouches for in C{request}'s X-Forwarded-For."""
+    if not trust_proxy:
+        return peer
+    forwarded_for = request.requestHeaders.getRawHeaders(b"x-forwarded-for", ())
+    return trust_proxy.client_address(peer.encode("latin-1"), forwarded_for).decode("latin-1")

@@ -19,6 +19,7 @@ from twisted.logger import Logger, LogLevel
 from twisted.web import resource
 from twisted.web.server import Site
 
+from ..config.trust import visitor_address
 from ..observe.logs import LEVELS
 from ..web.pages import GATEWAY_PREFIX, HEALTH_PATH
 from .channel import GatewayChannel, GatewayRequest
@@ -104,15 +105,6 @@ class GatewaySite(Site):
             self._count(request, live)
         return self._forward
 
-    def _client_address(self, request, peer: str) -> str:
-        """The visitor's address: the peer's, or behind a trusted proxy its client's."""
-        if not self._trust_proxy:
-            return peer
-        forwarded_for = request.requestHeaders.getRawHeaders(b"x-forwarded-for", ())
-        return self._trust_proxy.client_address(peer.encode("latin-1"), forwarded_for).decode(
-            "latin-1"
-        )
-
     def _count(self, request, live):
         """A request of route C{live} (a LiveRoute) starts: counted until logged."""
         if not getattr(request, "forwarded", False):
@@ -153,7 +145,7 @@ class GatewaySite(Site):
             duration_ms=round(duration * 1000.0, 3),
             upstream_ms=None if to_headers is None else round(to_headers * 1000.0, 3),
             peer=peer,
-            client=self._client_address(request, peer),
+            client=visitor_address(self._trust_proxy, request, peer),
             request_id=request.request_id.decode("ascii"),
             user_agent=request.requestHeaders.getRawHeaders(b"user-agent", [b"-"])[0].decode(
                 "latin-1"

@@ -16,6 +16,7 @@ from .. import __version__
 from ..observe.live import LiveFeed, LiveMessages
 from ..observe.metrics import GatewayCollector, exposition
 from ..auth.gate import answer_refusal
+from ..config.trust import visitor_address
 from ..proxy import errors
 from .auth_pages import AuthPages
 from .dashboard import render_dashboard
@@ -39,10 +40,7 @@ def _client_address(trust_proxy):
     """C{address(request)}: the visitor's address (behind a trusted proxy, its client's)."""
     def address(request) -> str:
         peer = getattr(request.getClientAddress(), "host", None) or "unknown"
-        if not trust_proxy:
-            return peer
-        chain = request.requestHeaders.getRawHeaders(b"x-forwarded-for", ())
-        return trust_proxy.client_address(peer.encode("latin-1"), chain).decode("latin-1")
+        return visitor_address(trust_proxy, request, peer)
     return address
 
 
