@@ -42,14 +42,19 @@ def session_cookie(reply):
     return None
 
 
+def private_database(testcase):
+    """(a new folder of the test's, the DATABASE_URL of a store in it)."""
+    folder = os.path.abspath(testcase.mktemp())
+    os.makedirs(folder)
+    return folder, "sqlite:///" + os.path.join(folder, "wighaven.sqlite3")
+
+
 class AuthGateway:
     """A gateway with AUTH=on in this process, its database in the test's folder."""
 
     def __init__(self, testcase, backend_url, **settings):
         self.testcase = testcase
-        folder = os.path.abspath(testcase.mktemp())
-        os.makedirs(folder)
-        self.database_url = "sqlite:///" + os.path.join(folder, "wighaven.sqlite3")
+        _, self.database_url = private_database(testcase)
         self.env = gateway_env(
             backend_url, AUTH="on", SECRET_KEY=SECRET_KEY, DATABASE_URL=self.database_url,
             ADMIN_USERNAME="admin", ADMIN_PASSWORD=ADMIN_PASSWORD, METRICS_TOKEN=METRICS_TOKEN,
@@ -585,9 +590,7 @@ class WorkersTests(unittest.TestCase):
         from tests.support.waiting import wait_until
 
         _, _, origin = yield start_backend(self)
-        folder = os.path.abspath(self.mktemp())
-        os.makedirs(folder)
-        database_url = "sqlite:///" + os.path.join(folder, "wighaven.sqlite3")
+        folder, database_url = private_database(self)
         gateway = GatewayProcess(
             origin, os.path.join(folder, "gateway.log"), args=["--workers", "2"], AUTH="on",
             SECRET_KEY=SECRET_KEY, DATABASE_URL=database_url, ADMIN_USERNAME="admin",

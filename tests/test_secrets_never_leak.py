@@ -29,7 +29,9 @@ from wighaven.store import SqliteStore, sqlite_path
 from tests.support.backend import start_backend
 from tests.support.gateway import TOKEN, GatewayProcess, free_port
 from tests.support.oidc_provider import CLIENT_ID, CLIENT_SECRET, start_provider
-from tests.test_auth_integration import ADMIN_PASSWORD, ALICE_PASSWORD, METRICS_TOKEN, SECRET_KEY
+from tests.test_auth_integration import (
+    ADMIN_PASSWORD, ALICE_PASSWORD, METRICS_TOKEN, SECRET_KEY, private_database,
+)
 
 BOB_PASSWORD = "bob-pass-Qw3rty!!"
 WRONG_PASSWORD = "wrong-pass-Zx9!!"
@@ -67,15 +69,13 @@ class SecretsNeverLeakTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_no_secret_in_any_log_line_response_or_database_byte(self):
         space, _, backend = yield start_backend(self)
-        folder = os.path.abspath(self.mktemp())
-        os.makedirs(folder)
-        database_url = "sqlite:///" + os.path.join(folder, "wighaven.sqlite3")
+        folder, database_url = private_database(self)
         # The provider must know the gateway's callback before the gateway starts.
         port = free_port()
         callback = "http://127.0.0.1:%d/_gateway/login/huggingface/callback" % port
         provider = yield start_provider(self, redirect_uris=(callback,))
-        gateway = _GatewayOnPort(
-            port, backend, os.path.join(folder, "gateway.log"), AUTH="on",
+        gateway = GatewayProcess(
+            backend, os.path.join(folder, "gateway.log"), port=port, AUTH="on",
             SECRET_KEY=SECRET_KEY, DATABASE_URL=database_url, ADMIN_USERNAME="admin",
             ADMIN_PASSWORD=ADMIN_PASSWORD, METRICS_TOKEN=METRICS_TOKEN, LOG_LEVEL="debug",
             LOG_BODIES="full", DASHBOARD_PATH="/_gateway/dashboard",
@@ -259,20 +259,6 @@ def _cookie(headers, prefix="wh_session="):
     """name=value of the cookie a reply sets (on loopback http: the wh_ names)."""
     [value] = [c for c in headers.get("set-cookie", []) if c.startswith(prefix)]
     return value.split(";", 1)[0]
-
-
-class _GatewayOnPort(GatewayProcess):
-    """A GatewayProcess on a port chosen before (the provider had to know it)."""
-
-    def __init__(self, port, backend_url, log_path, **settings):
-        import tests.support.gateway as support
-
-        chosen = support.free_port
-        support.free_port = lambda: port
-        try:
-            super().__init__(backend_url, log_path, **settings)
-        finally:
-            support.free_port = chosen
 
 
 def _after(text, marker):

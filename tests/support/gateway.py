@@ -59,9 +59,10 @@ def free_port():
 class GatewayProcess:
     """A real `twistd -n wighaven` process, its output captured to a file."""
 
-    def __init__(self, backend_url, log_path, args=(), **settings):
-        """C{args}: extra `twistd wighaven` options (e.g. ["--workers", "2"])."""
-        self.port = free_port()
+    def __init__(self, backend_url, log_path, args=(), port=None, **settings):
+        """C{args}: extra `twistd wighaven` options (e.g. ["--workers", "2"]);
+        C{port}: one chosen before (another server must know it), else a free one."""
+        self.port = port or free_port()
         env = dict(os.environ)
         env.update(gateway_env(backend_url, PORT=self.port, **settings))
         env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
