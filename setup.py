@@ -70,6 +70,8 @@ INSTALL_REQUIRES = [
     "pyotp>=2.9.0",
     # The config file is TOML: tomllib from Python 3.11 on, its backport before.
     "tomli>=2.0.1; python_version < '3.11'",
+    # The admin API's configuration export is written as TOML: wighaven/admin/config_io.py.
+    "tomli-w>=1.0.0",
 ]
 
 
@@ -83,7 +85,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(exclude=["tests", "tests.*"]) + ["twisted.plugins"],
     # The dashboard's HTML template, style sheet and script.
-    package_data={"wighaven.web": ["*.html", "*.css", "*.js"]},
+    package_data={"wighaven.web": ["*.html", "*.css", "*.js", "admin_ui/*"]},
     install_requires=INSTALL_REQUIRES,
     # The console command: users and API keys against DATABASE_URL (wighaven/cli.py).
     entry_points={"console_scripts": ["wighaven = wighaven.cli:main"]},

@@ -7,7 +7,8 @@ import tempfile
 from twisted.trial.unittest import SynchronousTestCase
 
 from wighaven.config.routes import (
-    Route, Upstream, env_route, load_route_file, parse_routes, route_table,
+    SEALED_PREFIX, Route, RouteError, Upstream, env_route, load_route_file, parse_route,
+    parse_routes, route_table,
 )
 from wighaven.config.settings import ConfigError, load_config
 
@@ -135,11 +136,38 @@ class ParseTests(SynchronousTestCase):
         self.assertEqual(str(caught.exception),
                          "config file: unknown key 'route' (known: routes)")
         self.assertRefused([route(hostz=["a.example"])],
-                           "route 'x': hostz: unknown key (known: access, affinity, balance, health_interval,"
-                           " health_path, hosts, name, path, retries, strip_path, upstreams)")
+                           "route 'x': hostz: unknown key (known: access, affinity, balance, enabled,"
+                           " health_interval, health_path, hosts, name, path, retries, strip_path,"
+                           " upstreams)")
         self.assertRefused([route(upstream={"wieght": 2})],
                            "route 'x': upstreams[0].wieght: unknown key (known: ca_bundle, space,"
                            " token, url, weight)")
+
+    def test_enabled(self):
+        """A route may be switched off (503 route_disabled); on unless it says so."""
+        self.assertTrue(parse_routes({"routes": [route()]}, ENV)[0].enabled)
+        self.assertFalse(parse_routes({"routes": [route(enabled=False)]}, ENV)[0].enabled)
+        self.assertRefused([route(enabled="no")], "route 'x': enabled: must be true or false")
+
+    def test_errors_name_their_field(self):
+        """A refusal carries the field and the message apart, for the admin API's 422."""
+        with self.assertRaises(RouteError) as caught:
+            parse_route(route(upstream={"weight": 0}), ENV)
+        self.assertEqual(caught.exception.field, "upstreams[0].weight")
+        self.assertEqual(caught.exception.message, "must be a whole number from 1 to 1000")
+
+    def test_sealed_tokens(self):
+        """The store's routes keep tokens sealed: opened by the caller's box, refused without."""
+        table = route(upstream={"token": SEALED_PREFIX + "sealed-text"})
+        parsed = parse_route(table, ENV, open_sealed=lambda text: "opened:" + text,
+                             source="store")
+        self.assertEqual(parsed.upstreams[0].token, "opened:sealed-text")
+        self.assertEqual(parsed.upstreams[0].token_ref, "sealed")
+        self.assertEqual(parsed.source, "store")
+        self.assertNotIn("sealed-text", repr(parsed))
+        with self.assertRaises(RouteError) as caught:
+            parse_route(table, ENV)
+        self.assertEqual(caught.exception.field, "upstreams[0].token")
 
     def test_names(self):
         for bad in ("", "Chat", "chat_1", "x" * 64, 7):

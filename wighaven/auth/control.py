@@ -32,6 +32,7 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from ..store import SqliteStore, StoreError, sqlite_path
+from ..store.secret_box import SecretBox
 from .gate import Gate
 from .identities import IdentityView
 from .passwords import Busy, Passwords, hash_password
@@ -89,6 +90,8 @@ class AccessControl:
         self._signing_in = 0
         self._refusals_audited = {}  # (account, address) -> when its refusal was audited
         self.second_factor = SecondFactor(reactor)
+        # Seals the upstream tokens of the routes made through the admin API.
+        self.secret_box = SecretBox(settings.secret_key, settings.secret_key_previous)
         self._flusher = task.LoopingCall(self.flush_key_uses)
         self._flusher.clock = reactor
         self._purger = task.LoopingCall(self.purge_expired)

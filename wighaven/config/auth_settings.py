@@ -74,6 +74,8 @@ class AuthSettings:
     admin_password_hash: Optional[str] = attrs.field(default=None, repr=False)
     hf: Optional[HfSignIn] = None
     public_url: Optional[str] = None  # scheme://host[:port] people reach the gateway at
+    # What upstream URLs the admin API accepts: a wighaven.routing.upstream_guard.UpstreamPolicy.
+    upstream_policy: Optional[object] = None
 
 
 def _names(value: Optional[str]) -> Tuple[str, ...]:
@@ -184,7 +186,22 @@ def load_auth_settings(raw: Mapping[str, Optional[str]], env: Mapping[str, str],
         admin_username=admin, admin_password=password,
         admin_password_hash=password_hash, hf=_hf_sign_in(raw, env, set_by_user),
         public_url=_public_url(raw["PUBLIC_URL"], env),
+        upstream_policy=_upstream_policy(raw),
     )
+
+
+def _upstream_policy(raw):
+    """ALLOW_HTTP_UPSTREAMS, ALLOW_PRIVATE_UPSTREAMS and UPSTREAM_ALLOWLIST."""
+    from ..routing.upstream_guard import UpstreamPolicy
+
+    try:
+        allowlist = UpstreamPolicy.parse_allowlist(raw["UPSTREAM_ALLOWLIST"])
+    except ValueError as e:
+        raise ConfigError("UPSTREAM_ALLOWLIST %s" % (e,))
+    return UpstreamPolicy(
+        allow_http=_boolean("ALLOW_HTTP_UPSTREAMS", raw["ALLOW_HTTP_UPSTREAMS"]),
+        allow_private=_boolean("ALLOW_PRIVATE_UPSTREAMS", raw["ALLOW_PRIVATE_UPSTREAMS"]),
+        allowlist=allowlist)
 
 
 def _check_admin(name: str, password: Optional[str], password_hash: Optional[str]) -> None:

@@ -26,6 +26,7 @@ The schema (keys are a public interface; README "The config file"):
     health_interval = 10             # seconds between active probes (or Hub questions)
     access = "signed_in"             # with AUTH=on: "public" | "signed_in" |
                                      # ["role:team", "user:alice", "hf_org:acme"]
+    enabled = true                   # false: the route answers 503 route_disabled
 
     [[routes.upstreams]]
     url = "https://user-chat-a.hf.space"
@@ -52,8 +53,9 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 __all__ = [
-    "BALANCERS", "AFFINITIES", "DEFAULT_ROUTE", "Route", "Upstream", "env_route", "load_route_file",
-    "load_routes", "parse_routes", "route_table",
+    "BALANCERS", "AFFINITIES", "DEFAULT_ROUTE", "Route", "RouteError", "SEALED_PREFIX", "Upstream",
+    "check_unique", "env_route", "load_route_file", "load_routes", "parse_route", "parse_routes",
+    "route_table",
 ]
 
 BALANCERS = ("round_robin", "least_in_flight")
@@ -62,10 +64,12 @@ DEFAULT_ROUTE = "default"  # the name of the environment's route
 MAX_RETRIES = 10
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 MAX_WEIGHT = 1000
+# A token the store keeps encrypted (wighaven.store.secret_box): "sealed:<Fernet token>".
+SEALED_PREFIX = "sealed:"
 
 _ROUTE_KEYS = frozenset([
     "name", "hosts", "path", "strip_path", "balance", "affinity", "retries", "health_path",
-    "health_interval", "upstreams", "access",
+    "health_interval", "upstreams", "access", "enabled",
 ])
 _UPSTREAM_KEYS = frozenset(["url", "token", "weight", "space", "ca_bundle"])
 _NAME_RE = re.compile(r"^[a-z0-9-]{1,63}$")
@@ -116,7 +120,21 @@ class Route:
     health_path: Optional[str] = None
     health_interval: float = 10.0
     access: Access = SIGNED_IN  # who may use it, with AUTH=on (wighaven.auth.policy)
-    source: str = "file"  # "file" or "env"
+    enabled: bool = True  # False: 503 route_disabled, nothing forwarded
+    source: str = "file"  # "file", "env" or "store" (made through the admin API)
+
+
+class RouteError(ConfigError):
+    """
+    A route that does not validate: C{field} names the key (C{upstreams[1].url})
+    and C{message} says what is wrong, so the admin API can put the message
+    next to the field; str() is the config file's one line.
+    """
+
+    def __init__(self, route: str, field: str, message: str):
+        super().__init__("route %s: %s: %s" % (route, field, message))
+        self.field = field
+        self.message = message
 
 
 class _Where:
@@ -125,8 +143,8 @@ class _Where:
     def __init__(self, route: str):
         self.route = route
 
-    def error(self, key: str, message: str) -> ConfigError:
-        return ConfigError("route %s: %s: %s" % (self.route, key, message))
+    def error(self, key: str, message: str) -> RouteError:
+        return RouteError(self.route, key, message)
 
 
 def load_route_file(path: str, env: Mapping[str, str]) -> Tuple[Route, ...]:
@@ -150,11 +168,12 @@ def parse_routes(document: Mapping, env: Mapping[str, str]) -> Tuple[Route, ...]
     if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
         raise ConfigError("config file: routes must be an array of tables ([[routes]])")
     routes = [_route(i, table, env) for i, table in enumerate(tables)]
-    _check_unique(routes)
+    check_unique(routes)
     return tuple(routes)
 
 
-def _check_unique(routes: Sequence[Route]) -> None:
+def check_unique(routes: Sequence[Route]) -> None:
+    """No two routes share a name, nor a (host, path) match: L{RouteError} else."""
     names, matches = set(), {}
     for route in routes:
         if route.name in names:
@@ -170,7 +189,20 @@ def _check_unique(routes: Sequence[Route]) -> None:
             matches[key] = route.name
 
 
-def _route(index: int, table: Mapping, env: Mapping[str, str]) -> Route:
+def parse_route(table: Mapping, env: Mapping[str, str], open_sealed=None,
+                source: str = "file") -> Route:
+    """
+    One route's table (the config file's keys), validated: L{RouteError}
+    naming the field otherwise. C{open_sealed(text)} opens a C{sealed:}
+    token (the store's routes); without it such a token is refused.
+    """
+    return _route(0, table, env, open_sealed, source)
+
+
+def _route(index: int, table: Mapping, env: Mapping[str, str], open_sealed=None,
+           source: str = "file") -> Route:
+    if not isinstance(table, Mapping):
+        raise RouteError("#%d" % (index + 1), "", "must be a table of the route's keys")
     name = table.get("name")
     where = _Where(repr(name) if isinstance(name, str) else "#%d" % (index + 1))
     unknown = sorted(set(table) - _ROUTE_KEYS)
@@ -194,11 +226,15 @@ def _route(index: int, table: Mapping, env: Mapping[str, str]) -> Route:
         health_path=_health_path(where, table.get("health_path")),
         health_interval=_seconds(where, "health_interval", table.get("health_interval", 10)),
         access=_access(where, table.get("access", "signed_in")),
-        upstreams=tuple(_upstream(where, i, u, env) for i, u in enumerate(upstream_tables)),
+        enabled=_bool(where, "enabled", table.get("enabled", True)),
+        upstreams=tuple(_upstream(where, i, u, env, open_sealed)
+                        for i, u in enumerate(upstream_tables)),
+        source=source,
     )
 
 
-def _upstream(where: _Where, index: int, table: Mapping, env: Mapping[str, str]) -> Upstream:
+def _upstream(where: _Where, index: int, table: Mapping, env: Mapping[str, str],
+              open_sealed=None) -> Upstream:
     key = "upstreams[%d]" % index
     unknown = sorted(set(table) - _UPSTREAM_KEYS)
     if unknown:
@@ -212,7 +248,12 @@ def _upstream(where: _Where, index: int, table: Mapping, env: Mapping[str, str])
     except ConfigError as e:
         raise where.error(key + ".url", str(e)[len("url "):])
     token_ref = table.get("token")
-    token = None if token_ref is None else _secret(where, key + ".token", token_ref, env)
+    if (open_sealed is not None and isinstance(token_ref, str)
+            and token_ref.startswith(SEALED_PREFIX)):
+        token = open_sealed(token_ref[len(SEALED_PREFIX):])
+        token_ref = "sealed"  # the text stays in the store: nothing of it in a repr
+    else:
+        token = None if token_ref is None else _secret(where, key + ".token", token_ref, env)
     space = table.get("space")
     if space is not None and (not isinstance(space, str) or not _SPACE_RE.match(space)):
         raise where.error(key + ".space", "must be a Hugging Face repo id like user/space-name")

@@ -353,6 +353,25 @@ SETTINGS = (
         "people back after signing in. Unset: the request's own (on a Space, SPACE_HOST's).",
     ),
     Setting(
+        "ALLOW_HTTP_UPSTREAMS",
+        "false",
+        "true lets the admin API add plain http:// upstreams (their tokens cross the network "
+        "unencrypted); https only otherwise.",
+    ),
+    Setting(
+        "ALLOW_PRIVATE_UPSTREAMS",
+        "false",
+        "true lets the admin API add upstreams on loopback, private and link-local addresses "
+        "(a backend on the same machine or network); public addresses only otherwise. Cloud "
+        "metadata addresses are always refused.",
+    ),
+    Setting(
+        "UPSTREAM_ALLOWLIST",
+        None,
+        "Comma-separated host patterns the admin API's upstreams must match, e.g. *.hf.space,"
+        "api.example.org (unset: any public host).",
+    ),
+    Setting(
         "TRUST_PROXY",
         "false",
         "true when exactly one trusted proxy stands in front (a Hugging Face Docker Space), or "

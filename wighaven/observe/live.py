@@ -234,6 +234,13 @@ class LiveMessages:
             source = entry.get("src")
             sent[source] = max(sent.get(source, 0), entry["n"])
 
+    def summary(self, now=None) -> dict:
+        """The gateway's figures and each route's, as a message has them (no recent
+        requests, no history): the admin API's status."""
+        now = self._clock.seconds() if now is None else now
+        routes, route = self._figures(now)
+        return self._common("status", now, route, routes)
+
     def hello(self, show_paths: bool = False, *, opening: bool = False) -> dict:
         """
         The first message for a new watcher, as it may see it.

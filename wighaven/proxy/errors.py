@@ -36,6 +36,8 @@ BAD_REQUEST_TARGET = GatewayError(400, "bad_request", "the request target must b
 METHOD_NOT_ALLOWED = GatewayError(405, "method_not_allowed", "TRACE and CONNECT are not forwarded")
 NOT_FOUND = GatewayError(404, "not_found", "no gateway endpoint here")
 NO_ROUTE = GatewayError(404, "no_route", "no route of the gateway takes this host and path")
+ROUTE_DISABLED = GatewayError(503, "route_disabled",
+                              "this Space is switched off by the gateway's administrator")
 GATEWAY_TIMEOUT = GatewayError(504, "gateway_timeout", "the backend did not answer in time")
 TOO_MANY_WEBSOCKETS = GatewayError(
     503, "too_many_websockets", "the gateway has MAX_WEBSOCKETS WebSockets open; try again later",

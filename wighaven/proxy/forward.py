@@ -140,7 +140,7 @@ class ForwardResource(Resource):
             return None  # answered by render(), or at once when a body follows
         if live.plain:  # no prefix, no body to read first: the usual case, at no cost
             return upstream_target(request.uri)
-        if live.wants_slash(request) or live.needs_body(request):
+        if not live.enabled or live.wants_slash(request) or live.needs_body(request):
             return None
         target = upstream_target(request.uri)
         return None if target is None else live.upstream_target(target)
@@ -182,6 +182,8 @@ class ForwardResource(Resource):
         refusal = self._refusal(request, live) if self.gate is not None else None
         if refusal is not None:
             return answer_refusal(request, refusal, self.render_forbidden)
+        if not live.enabled:
+            return errors.respond_with_error(request, errors.ROUTE_DISABLED)
         if live.wants_slash(request):
             return _redirect_to_slash(request, live.prefix)
         body = _body_of(request)

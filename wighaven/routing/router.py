@@ -152,8 +152,10 @@ class LiveRoute:
         self._by_model = {id(u.model): u for u in self.upstreams}
         self.sessions = Sessions(clock) if route.affinity == "gradio" and self.only is None else None
         self.affinity = self.cookie is not None or self.sessions is not None
-        # Nothing to strip and no body to read first: the target goes up as it came.
-        self.plain = not self.prefix and self.sessions is None
+        self.enabled = route.enabled  # False: answered 503 route_disabled, never forwarded
+        # Nothing to strip, no body to read first, enabled: the target goes up as it
+        # came (the one test the usual request pays for).
+        self.plain = not self.prefix and self.sessions is None and self.enabled
         metrics.upstream_status = self.upstream_status
         # A lone upstream's request counts are the route's: not counted twice.
         metrics.lone_upstream_is(self.only.label if self.only is not None else None)

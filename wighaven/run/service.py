@@ -25,6 +25,10 @@ from .drain import Drain, drain_on_sigterm
 from ..proxy.forward import ForwardResource
 from ..proxy.limits import PeerConnectionLimit
 from ..observe.logs import give_observer_to_twistd
+try:  # TEMP
+    from ..observe.logs import log_ring
+except ImportError:  # TEMP
+    from ..observe.recent import LogRing as log_ring
 from ..proxy.site import GatewaySite
 from ..web.pages import GatewayPages
 from ..observe.stats import GatewayStats
@@ -103,8 +107,10 @@ def build_site(config, agent, reactor, stats=None, router=None, control=None) ->
         forward = ForwardResource(agent, config, reactor, stats.route)
     else:
         forward = ForwardResource(None, config, reactor, router=router)
-    pages = GatewayPages(config, stats, reactor, router, control, forward).resource()
-    return GatewaySite(pages, forward, config, stats, reactor)
+    pages = GatewayPages(config, stats, reactor, router, control, forward)
+    site = GatewaySite(pages.resource(), forward, config, stats, reactor)
+    site.pages = pages
+    return site
 
 
 def open_access_control(config, reactor):
@@ -116,6 +122,20 @@ def open_access_control(config, reactor):
         return AccessControl.open(config.auth, reactor)
     except (StoreError, ConfigError) as e:
         sys.stderr.write("wighaven: %s\n" % (e,))
+        sys.stderr.flush()
+        raise SystemExit(1)
+
+
+def open_reloader(config, router, forward, stats, env, control, reactor) -> Reloader:
+    """The L{Reloader}; stored routes that can't be applied stop start-up with one line."""
+    if control is None:
+        return Reloader(config, router, forward, stats, env)
+    try:
+        return Reloader(config, router, forward, stats, env, store=control.store,
+                        open_sealed=control.secret_box.open, clock=reactor)
+    except Exception as e:  # a stored route that no longer validates, a token that won't open
+        sys.stderr.write("wighaven: the routes kept in %s cannot be applied: %s\n"
+                         % (control.store.path, e))
         sys.stderr.flush()
         raise SystemExit(1)
 
@@ -190,7 +210,16 @@ class GatewayService(service.Service):
         # before anything listens; a store that can't be had stops start-up.
         self.control = open_access_control(config, reactor) if config.auth.enabled else None
         self.site = build_site(config, None, reactor, self.stats, self.router, self.control)
-        self.reloader = Reloader(config, self.router, self.site._forward, self.stats, env)
+        # AUTH on: the routes made through the admin API join the table now, and
+        # are followed from then on (every worker, within a second of a change).
+        self.reloader = open_reloader(config, self.router, self.site._forward, self.stats, env,
+                                      self.control, reactor)
+        self.recent_logs = log_ring()
+        if self.control is not None:
+            self.site.pages.enable_admin(
+                self.reloader, reactor,
+                lambda: self.agents.tls_policy(config.backend_ca_bundle),
+                getattr(self.site, "recent_requests", None), self.recent_logs)  # TEMP
         self.listening = defer.Deferred()
         self._port = None
         self.drain = Drain(self.site, self.stats, reactor, config.drain_timeout)
@@ -294,11 +323,13 @@ class GatewayService(service.Service):
             "routes: {routes}; {note}", routes=", ".join(
                 "%s (%s%s, %d upstream%s)" % (
                     r.name, ",".join(r.hosts) + " " if r.hosts else "", r.path, len(r.upstreams),
-                    "" if len(r.upstreams) == 1 else "s") for r in config.routes),
+                    "" if len(r.upstreams) == 1 else "s")
+                for r in (live.route for live in self.router.routes)),
             note=config.routes_note,
         )
         if self.control is not None:
             self._log.info("access control: AUTH on; {summary}", summary=self.control.describe())
+            self.reloader.watch()
         self.listening.callback(self._port)
         if self._handle_signals:  # the process is the gateway's own (twistd, a worker)
             lean_poll(self._reactor)  # its event loop without a logging context per event
@@ -326,6 +357,7 @@ class GatewayService(service.Service):
         super().stopService()
         yield self.drain.run(self._stop_listening)
         self.site.stop_timers()
+        self.reloader.stop()
         self.router.stop()
         if self.control is not None:
             yield self.control.close()

@@ -95,6 +95,48 @@ class StoredRoutes:
 
         return self.run(update, changes_routes=True)
 
+    def read_routes(self):
+        """
+        Every stored route, synchronously on the reader connection (the
+        reactor's thread: start-up, and each process applying a change;
+        read L{routes_revision} BEFORE calling it), in one read transaction.
+        """
+        reader = self._reader
+        reader.execute("BEGIN")
+        try:
+            return [_route(row) for row in reader.execute("SELECT * FROM routes ORDER BY name")]
+        finally:
+            reader.execute("COMMIT")
+
+    def apply_routes(self, added=(), changed=(), removed=(), actor: Optional[str] = None):
+        """
+        Several changes in ONE transaction (a config import): C{added} and
+        C{changed} are (name, spec) pairs, C{removed} names; all of them or
+        none (L{StoreError} when an added name is taken, or a changed or
+        removed one is gone).
+        """
+        def apply(connection):
+            now = self.now()
+            for name, spec in added:
+                try:
+                    connection.execute(
+                        "INSERT INTO routes (name, spec, version, created_at, updated_at, "
+                        "updated_by) VALUES (?, ?, 1, ?, ?, ?)",
+                        (name, _spec_text(spec), now, now, actor))
+                except sqlite3.IntegrityError:
+                    raise StoreError("a route named %r exists already" % (name,))
+            for name, spec in changed:
+                if connection.execute(
+                        "UPDATE routes SET spec = ?, version = version + 1, updated_at = ?, "
+                        "updated_by = ? WHERE name = ?",
+                        (_spec_text(spec), now, actor, name)).rowcount != 1:
+                    raise StoreError("the route %r is gone" % (name,))
+            for name in removed:
+                if connection.execute("DELETE FROM routes WHERE name = ?", (name,)).rowcount != 1:
+                    raise StoreError("the route %r is gone" % (name,))
+
+        return self.run(apply, changes_routes=True)
+
     def remove_route(self, name: str, expected_version: Optional[int] = None):
         """Remove route C{name}: False when there is none; L{StaleVersion} as for updates."""
         def remove(connection):

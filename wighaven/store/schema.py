@@ -88,4 +88,17 @@ MIGRATIONS = (
             updated_by TEXT
         )""",
     )),
+    (3, (
+        # One-use invitation links: a person sets their own password. Only the
+        # SHA-256 of the link's token is kept.
+        """CREATE TABLE invites (
+            token_hash BLOB PRIMARY KEY,
+            user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            used_at REAL,
+            created_by TEXT
+        )""",
+        "CREATE INDEX invites_user ON invites(user_id)",
+    )),
 )

@@ -539,6 +539,51 @@ class SqliteStore(StoredRoutes):
 
         return self.run(purge)
 
+    # Invitations.
+
+    def add_invite(self, token_hash: bytes, username: str, expires_at: float,
+                   created_by: Optional[str] = None):
+        """A one-use invitation of C{username} (by the hash of its token); False when unknown."""
+        def add(connection):
+            user = _user_where(connection, "username", username)
+            if user is None:
+                return False
+            _insert(connection, "invites", token_hash=token_hash, user_id=user["id"],
+                    created_at=self._now(), expires_at=expires_at, created_by=created_by)
+            return True
+
+        return self.run(add)
+
+    def invite(self, token_hash: bytes):
+        """The username an invitation is for while it is unused and unexpired, else None."""
+        return self.run(self._open_invite, token_hash)
+
+    def _open_invite(self, connection, token_hash):
+        row = connection.execute(
+            "SELECT u.username FROM invites i JOIN users u ON u.id = i.user_id "
+            "WHERE i.token_hash = ? AND i.used_at IS NULL AND i.expires_at > ?",
+            (token_hash, self._now())).fetchone()
+        return row[0] if row is not None else None
+
+    def use_invite(self, token_hash: bytes, password_hash: str):
+        """
+        Spend an invitation: its user's password is set (its sessions and
+        tokens end) and the invitation used, in one transaction; the
+        username, or None when the invitation is unknown, used or expired.
+        """
+        def use(connection):
+            username = self._open_invite(connection, token_hash)
+            if username is None:
+                return None
+            connection.execute("UPDATE invites SET used_at = ? WHERE token_hash = ?",
+                               (self._now(), token_hash))
+            connection.execute(
+                "UPDATE users SET password_hash = ?, token_version = token_version + 1, "
+                "updated_at = ? WHERE username = ?", (password_hash, self._now(), username))
+            return username
+
+        return self._change(use)
+
     # Audit.
 
     def audit(self, kind: str, actor: Optional[str] = None, source: Optional[str] = None,

@@ -169,7 +169,7 @@ class AuthPages:
         notice = "You have signed out." if _arg(request, b"signed_out") else None
         return self._login_form(request, 200, safe_next(_arg(request, b"next")), notice=notice)
 
-    def _same_origin(self, request) -> bool:
+    def same_origin(self, request) -> bool:
         return same_origin(request.requestHeaders, [
             self._origin_of(request),
             self._settings.public_url.encode("ascii") if self._settings.public_url else None])
@@ -177,7 +177,7 @@ class AuthPages:
     @defer.inlineCallbacks
     def login(self, request):
         next_path = safe_next(_arg(request, b"next"))
-        if not self._same_origin(request):
+        if not self.same_origin(request):
             return self.message(request, 403, "Sign-in refused",
                                 "This form must be sent from the gateway's own sign-in page.",
                                 actions=[("Go to the sign-in page", LOGIN_PATH)])
@@ -216,14 +216,14 @@ class AuthPages:
         request.setHeader(b"Location", next_path.encode("utf-8"))
         request.setHeader(b"Cache-Control", b"no-store")
 
-    def _cookie_refusal(self, request, identity) -> Optional[bytes]:
+    def cookie_refusal(self, request, identity) -> Optional[bytes]:
         """None when a cookie-authenticated change request is same-origin with its CSRF token."""
         if identity.via not in _COOKIE_SESSIONS:
             return None  # a Bearer credential: no ambient authority, no CSRF
         presented = (request.requestHeaders.getRawHeaders(b"x-csrf-token", [None])[0]
                      or (request.args.get(b"csrf") or [None])[0])
         presented = presented.decode("latin-1") if presented else None
-        if self._same_origin(request) and self._control.sessions.csrf_ok(
+        if self.same_origin(request) and self._control.sessions.csrf_ok(
                 identity.session_id, presented):
             return None
         return _json_error(request, 403, "csrf", "missing or wrong CSRF token, or another origin")
@@ -232,7 +232,7 @@ class AuthPages:
     def logout(self, request):
         identity = self._gate.identify(request)
         if identity is not None:
-            refused = self._cookie_refusal(request, identity)
+            refused = self.cookie_refusal(request, identity)
             if refused is not None:
                 return refused
             yield self._control.sign_out(identity, self._address(request))
@@ -312,7 +312,7 @@ class AuthPages:
             return _json_error(request, 401, "unauthorized", "no session cookie")
         origin = request.requestHeaders.getRawHeaders(b"origin", [None])[0]
         fetch_site = request.requestHeaders.getRawHeaders(b"sec-fetch-site", [b"same-origin"])[0]
-        if (origin is not None and not self._same_origin(request)) or fetch_site not in (
+        if (origin is not None and not self.same_origin(request)) or fetch_site not in (
                 b"same-origin", b"none"):
             return _json_error(request, 403, "csrf", "asked from another origin")
         return _json_answer(request, 200, {"csrf": self._control.sessions.csrf_token(

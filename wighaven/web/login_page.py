@@ -21,7 +21,9 @@ from importlib.resources import files
 from typing import Iterable, Mapping, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
-__all__ = ["CONTENT_SECURITY_POLICY", "render_login_page", "render_message_page"]
+__all__ = [
+    "CONTENT_SECURITY_POLICY", "render_login_page", "render_message_page", "render_password_page",
+]
 
 #: The header these pages are meant to be served with.
 CONTENT_SECURITY_POLICY = (
@@ -212,6 +214,34 @@ def render_login_page(
                      'Face</span></a>\n' % (style, _url(hf_url), _HF_MARK))
     parts.append('</div>')
     return _document("Sign in", "".join(parts), version)
+
+
+def render_password_page(*, action: str, token: str, username: str,
+                         error: Optional[str] = None, version: str = "") -> bytes:
+    """
+    An invitation's page: C{username} chooses a password (twice), posted
+    with the invitation's C{token} (hidden) to C{action}.
+    """
+    parts = ['<h1>Choose your password</h1>\n',
+             '<p class="lede">You are invited to this gateway as <strong>%s</strong>. Choose a '
+             'password of at least 8 characters to finish.</p>\n<div class="stack">\n'
+             % _e(username)]
+    described = ' aria-describedby="invite-error"' if error else ""
+    if error:
+        parts.append(_banner("error", error, "invite-error"))
+    parts.append(
+        '<form method="post" action="%s">\n'
+        '<input type="hidden" name="token" value="%s">\n'
+        '<input type="text" name="username" value="%s" autocomplete="username" hidden>\n'
+        '<div class="field"><label for="password">New password</label>\n'
+        '<input id="password" name="password" type="password" autocomplete="new-password" '
+        'minlength="8" required autofocus%s></div>\n'
+        '<div class="field"><label for="confirm">Repeat the password</label>\n'
+        '<input id="confirm" name="confirm" type="password" autocomplete="new-password" '
+        'minlength="8" required></div>\n'
+        '<button id="set-password" class="btn btn-primary" type="submit">Set password</button>\n'
+        '</form>\n</div>' % (_url(action), _e(token), _e(username), described))
+    return _document("Choose your password", "".join(parts), version)
 
 
 def render_message_page(

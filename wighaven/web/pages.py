@@ -82,13 +82,46 @@ class GatewayPages:
         self._gate = None
         self._forbidden_page = None
         self._control = control
+        self._config = config
+        self._auth = None
+        self._forward = forward
         if control is not None:
             self._gate = control.gate
-            auth = AuthPages(app, control, config.auth, forward.gateway_origin,
-                             _client_address(config.trust_proxy), control.hf_sign_in)
-            self._forbidden_page = forward.render_forbidden = auth.forbidden_page
+            self._auth = AuthPages(app, control, config.auth, forward.gateway_origin,
+                                   _client_address(config.trust_proxy), control.hf_sign_in)
+            self._forbidden_page = forward.render_forbidden = self._auth.forbidden_page
             forward.gate = control.gate
         app.route(GATEWAY_PREFIX, branch=True)(self.not_found)
+
+    def enable_admin(self, reloader, reactor, tls_policy, recent_requests, recent_logs,
+                     resolve=None):
+        """
+        Serve the admin API (C{/_gateway/api/v1/}) and the admin panel
+        (C{/_gateway/admin/}), with AUTH on, once the L{Reloader} exists.
+        """
+        from ..routing.upstream_guard import default_resolver
+        from .admin_api import AdminApi, ApiFrame
+        from .admin_people import PeopleApi
+        from .admin_routes import RouteApi
+        from .admin_ui import AdminPages
+        try:  # TEMP
+            from .openapi import openapi_document
+        except ImportError:  # TEMP
+            openapi_document = dict
+        if recent_requests is None:  # TEMP
+            from ..observe.recent import RequestRing
+            recent_requests = RequestRing()
+
+        control, settings = self._control, self._config.auth
+        address_of = _client_address(self._config.trust_proxy)
+        frame = ApiFrame(self.app, control, self._auth.cookie_refusal, address_of)
+        AdminApi(frame, self._router, self._stats, self._clock, self._backend_host,
+                 recent_requests, recent_logs, openapi_document())
+        RouteApi(frame, reloader, control.store, control.secret_box, settings.upstream_policy,
+                 resolve or default_resolver(reactor), reactor, tls_policy,
+                 self._config.token_header)
+        PeopleApi(frame, control, self._forward.gateway_origin, settings.public_url)
+        AdminPages(self.app, control, self._forbidden_page, self._auth.same_origin, address_of)
 
     def may_see_paths(self, request) -> bool:
         """

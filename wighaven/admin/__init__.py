@@ -1,0 +1,1 @@
+"""The admin API's domain: routes, configuration import and export, connection tests."""
