@@ -21,6 +21,7 @@ AUTH_ROWS = (
     "ADMIN_PASSWORD_HASH", "HF_OAUTH_CLIENT_ID", "HF_OAUTH_CLIENT_SECRET",
     "HF_OAUTH_PROVIDER_URL", "HF_OAUTH_SCOPES", "HF_OAUTH_ALLOWED_USERS",
     "HF_OAUTH_ALLOWED_ORGS", "HF_OAUTH_ADMIN_USERS", "PUBLIC_URL",
+    "ALLOW_HTTP_UPSTREAMS", "ALLOW_PRIVATE_UPSTREAMS", "UPSTREAM_ALLOWLIST",
 )
 
 
@@ -56,8 +57,9 @@ class SettingsTableTests(SynchronousTestCase):
 
         auth_rows = [s.env for s in SETTINGS if s.env in AUTH_ROWS]
         self.assertEqual(len(attrs.fields(Config)), len(names) - len(auth_rows) + 5 + 1)
-        # Of the AuthSettings fields, hf stands for the seven HF_OAUTH_* rows.
-        self.assertEqual(len(attrs.fields(AuthSettings)), len(auth_rows) - 7 + 1)
+        # Of the AuthSettings fields, hf stands for the seven HF_OAUTH_* rows, and
+        # upstream_policy for the three rows of what the admin API's upstreams may be.
+        self.assertEqual(len(attrs.fields(AuthSettings)), len(auth_rows) - 7 + 1 - 3 + 1)
 
     def test_auth_rows_are_all_known(self):
         self.assertEqual(set(AUTH_ROWS) - {s.env for s in SETTINGS}, set())

@@ -23,10 +23,10 @@ from typing import Optional
 
 from .errors import StaleVersion, StoreError
 
-__all__ = ["StoredRoutes"]
+__all__ = ["StoredRoutes", "route_row"]
 
 
-def _route(row) -> Optional[dict]:
+def route_row(row) -> Optional[dict]:
     if row is None:
         return None
     route = dict(row)
@@ -54,12 +54,12 @@ class StoredRoutes:
 
     def routes(self):
         """Every stored route (name, spec, version, created_at, updated_at, updated_by), by name."""
-        return self.run(lambda c: [_route(row) for row in c.execute(
+        return self.run(lambda c: [route_row(row) for row in c.execute(
             "SELECT * FROM routes ORDER BY name")])
 
     def route(self, name: str):
         """The stored route C{name}, or None."""
-        return self.run(lambda c: _route(c.execute(
+        return self.run(lambda c: route_row(c.execute(
             "SELECT * FROM routes WHERE name = ?", (name,)).fetchone()))
 
     def add_route(self, name: str, spec: dict, actor: Optional[str] = None):
@@ -72,7 +72,7 @@ class StoredRoutes:
                     "VALUES (?, ?, 1, ?, ?, ?)", (name, _spec_text(spec), now, now, actor))
             except sqlite3.IntegrityError:
                 raise StoreError("a route named %r exists already" % (name,))
-            return _route(connection.execute(
+            return route_row(connection.execute(
                 "SELECT * FROM routes WHERE name = ?", (name,)).fetchone())
 
         return self.run(add, changes_routes=True)
@@ -90,23 +90,10 @@ class StoredRoutes:
             connection.execute(
                 "UPDATE routes SET spec = ?, version = version + 1, updated_at = ?, "
                 "updated_by = ? WHERE name = ?", (_spec_text(spec), self.now(), actor, name))
-            return _route(connection.execute(
+            return route_row(connection.execute(
                 "SELECT * FROM routes WHERE name = ?", (name,)).fetchone())
 
         return self.run(update, changes_routes=True)
-
-    def read_routes(self):
-        """
-        Every stored route, synchronously on the reader connection (the
-        reactor's thread: start-up, and each process applying a change;
-        read L{routes_revision} BEFORE calling it), in one read transaction.
-        """
-        reader = self._reader
-        reader.execute("BEGIN")
-        try:
-            return [_route(row) for row in reader.execute("SELECT * FROM routes ORDER BY name")]
-        finally:
-            reader.execute("COMMIT")
 
     def apply_routes(self, added=(), changed=(), removed=(), actor: Optional[str] = None):
         """

@@ -47,7 +47,7 @@ from twisted.python.threadpool import ThreadPool
 
 from .errors import StoreError
 from .revision import RevisionFile
-from .routes import StoredRoutes
+from .routes import StoredRoutes, route_row
 from .schema import MIGRATIONS
 
 __all__ = ["SqliteStore", "StoreError"]
@@ -306,6 +306,19 @@ class SqliteStore(StoredRoutes):
         finally:
             reader.execute("COMMIT")
         return {"users": users, "keys": keys, "revoked_sessions": revoked}
+
+    def read_routes(self):
+        """
+        Every stored route, synchronously on the reader connection (the
+        reactor's thread: start-up, and each process applying a change;
+        read L{routes_revision} BEFORE calling it), in one read transaction.
+        """
+        reader = self._reader
+        reader.execute("BEGIN")
+        try:
+            return [route_row(row) for row in reader.execute("SELECT * FROM routes ORDER BY name")]
+        finally:
+            reader.execute("COMMIT")
 
     # Users.
 
