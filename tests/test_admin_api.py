@@ -457,3 +457,15 @@ class RecentTests(AdminApiTestCase):
         self.assertEqual(routes["chat"]["requests"], 3)
         self.assertEqual(routes["chat"]["upstreams"][0]["state"], "up")
         self.assertEqual(routes["chat"]["source"], "store")
+
+
+class MethodTests(AdminApiTestCase):
+    @defer.inlineCallbacks
+    def test_another_method_is_405_with_allow(self):
+        for method, path, allow in (("TRACE", "/status", "GET, HEAD"),
+                                    ("PUT", "/routes/x", "DELETE, GET, HEAD, PATCH"),
+                                    ("DELETE", "/routes", "GET, HEAD, POST")):
+            reply = yield self.api(method, path)
+            self.assertEqual(reply.status, 405, (method, path, reply.body))
+            self.assertEqual(reply.get("Allow"), allow)
+            self.assertEqual(reply.json()["error"], "method_not_allowed")

@@ -42,6 +42,7 @@ __all__ = ["API_PREFIX", "AdminApi", "ApiError", "ApiFrame", "Answer"]
 
 API_PREFIX = "/_gateway/api/v1"
 _SAFE_METHODS = (b"GET", b"HEAD")
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 _JSON_TYPES = (b"application/json", b"application/merge-patch+json")
 MAX_BODY = 1 << 20  # bytes of JSON a request may send
 
@@ -145,6 +146,7 @@ class ApiFrame:
         self.control = control
         self._cookie_refusal = cookie_refusal
         self.address_of = address_of
+        self._methods = {}  # path -> the methods its endpoints take
 
     def endpoint(self, path: str, methods, handler) -> None:
         """Serve C{handler(request, identity, **path_values)} at C{API_PREFIX + path}."""
@@ -152,6 +154,25 @@ class ApiFrame:
             return self._serve(request, handler, values)
         serve.__name__ = "api_%s_%s" % ("_".join(methods).lower(), handler.__name__)
         self.app.route(API_PREFIX + path, methods=list(methods))(serve)
+        self._methods.setdefault(path, set()).update(methods)
+
+    def refuse_other_methods(self) -> None:
+        """
+        Every other method on an endpoint's path is 405 with its Allow header
+        (called once every endpoint is made: a rule added earlier would win).
+        """
+        for path, allowed in self._methods.items():
+            if "GET" in allowed:
+                allowed = allowed | {"HEAD"}
+            other = sorted(set(_METHODS) - allowed)
+            allow = ", ".join(sorted(allowed)).encode("ascii")
+
+            def refuse(request, allow=allow, **values):
+                request.setHeader(b"Allow", allow)
+                return self._error(request, 405, problem(
+                    405, "method_not_allowed", "this endpoint takes " + allow.decode("ascii")))
+            refuse.__name__ = "api_refuse_%s" % path.replace("/", "_")
+            self.app.route(API_PREFIX + path, methods=other)(refuse)
 
     @defer.inlineCallbacks
     def _serve(self, request, handler, values):

@@ -326,6 +326,9 @@ class PeopleApi:
     def revoke_key(self, request, identity, key_id):
         item = yield self._key(key_id)
         check_if_match(request, item)
+        if getattr(identity, "key_id", None) == key_id:
+            raise ApiError(409, "own_key", "this request is made with that key: revoke it with "
+                           "another credential")
         revoked = yield self._store.revoke_key(key_id)
         if not revoked:
             raise ApiError(409, "revoked", "this API key is revoked already")

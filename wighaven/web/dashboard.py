@@ -453,7 +453,10 @@ def _account(account) -> str:
     if not account:
         return ""
     user, csrf = account
-    out = '<span class="who">Signed in as <b>%s</b></span>' % escape(user)
+    # Only administrators see the dashboard with AUTH on: the panel is theirs too.
+    out = ('<span class="who">Signed in as <b>%s</b></span>'
+           '<a class="admin-link" id="admin-panel" href="/_gateway/admin/">Admin panel</a>'
+           % escape(user))
     if csrf:
         out = ('<form class="account" method="post" action="/_gateway/logout">%s'
                '<input type="hidden" name="csrf" value="%s">'

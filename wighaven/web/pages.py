@@ -121,6 +121,7 @@ class GatewayPages:
                  resolve or default_resolver(reactor), reactor, tls_policy,
                  self._config.token_header)
         PeopleApi(frame, control, self._forward.gateway_origin, settings.public_url)
+        frame.refuse_other_methods()
         AdminPages(self.app, control, self._forbidden_page, self._auth.same_origin, address_of)
 
     def may_see_paths(self, request) -> bool:
