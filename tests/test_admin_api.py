@@ -436,6 +436,11 @@ class ConfigTests(AdminApiTestCase):
 class RecentTests(AdminApiTestCase):
     @defer.inlineCallbacks
     def test_recent_requests_logs_and_status(self):
+        # twistd (and each worker) feeds the ring through the observer it logs
+        # with; a gateway built in a test logs through the global publisher.
+        from wighaven.observe.logs import feed_log_ring
+
+        feed_log_ring("info")
         yield self.add_route()
         for _ in range(3):
             yield self.gateway.fetch("GET", "/chat/echo", self.admin)
@@ -450,8 +455,11 @@ class RecentTests(AdminApiTestCase):
         self.assertEqual(headers["authorization"], "[redacted]")
         logs = yield self.api("GET", "/logs?text=stored+routes+applied")
         self.assertTrue(logs.json()["items"], logs.body)
-        newer = yield self.api("GET", "/logs?after=%d" % logs.json()["last_id"])
-        self.assertEqual(newer.json()["items"], [])
+        last = logs.json()["last_id"]
+        newer = yield self.api("GET", "/logs?after=%d" % last)
+        # Only lines after it: the access line of the request above, say.
+        self.assertTrue(all(line["id"] > last for line in newer.json()["items"]))
+        self.assertGreaterEqual(newer.json()["last_id"], last)
         status = yield self.api("GET", "/status")
         routes = {r["name"]: r for r in status.json()["routes"]}
         self.assertEqual(routes["chat"]["requests"], 3)

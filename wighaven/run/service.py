@@ -24,11 +24,7 @@ from .dispatch import lean_poll
 from .drain import Drain, drain_on_sigterm
 from ..proxy.forward import ForwardResource
 from ..proxy.limits import PeerConnectionLimit
-from ..observe.logs import give_observer_to_twistd
-try:  # TEMP
-    from ..observe.logs import log_ring
-except ImportError:  # TEMP
-    from ..observe.recent import LogRing as log_ring
+from ..observe.logs import give_observer_to_twistd, log_ring
 from ..proxy.site import GatewaySite
 from ..web.pages import GatewayPages
 from ..observe.stats import GatewayStats
@@ -219,7 +215,7 @@ class GatewayService(service.Service):
             self.site.pages.enable_admin(
                 self.reloader, reactor,
                 lambda: self.agents.tls_policy(config.backend_ca_bundle),
-                getattr(self.site, "recent_requests", None), self.recent_logs)  # TEMP
+                self.site.recent_requests, self.recent_logs)
         self.listening = defer.Deferred()
         self._port = None
         self.drain = Drain(self.site, self.stats, reactor, config.drain_timeout)

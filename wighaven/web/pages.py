@@ -104,13 +104,7 @@ class GatewayPages:
         from .admin_people import PeopleApi
         from .admin_routes import RouteApi
         from .admin_ui import AdminPages
-        try:  # TEMP
-            from .openapi import openapi_document
-        except ImportError:  # TEMP
-            openapi_document = dict
-        if recent_requests is None:  # TEMP
-            from ..observe.recent import RequestRing
-            recent_requests = RequestRing()
+        from .openapi import openapi_document
 
         control, settings = self._control, self._config.auth
         address_of = _client_address(self._config.trust_proxy)
