@@ -38,6 +38,7 @@ the ring's own dicts: read them, don't change them.
 from __future__ import annotations
 
 import itertools
+import operator
 import threading
 import time
 from collections import deque
@@ -111,7 +112,16 @@ def redact_headers(raw_headers, secrets: Iterable = ()) -> list:
 
 
 class _Ring:
-    """Entries with consecutive ids in a bounded deque, and their listing."""
+    """
+    Items with consecutive ids in a bounded deque, and their listing.
+
+    Each item carries its id (L{_id_of}), given in order of arrival.
+    Listings work on a snapshot of the deque (taken at once under the
+    GIL, again in the rare case another thread appended meanwhile), so
+    that keeping an item never waits for a reader. Subclasses say what a
+    listing hands out: L{_ready} prepares an item before a filter looks at
+    it, L{_views} turns the items picked into the entries handed out.
+    """
 
     def __init__(self, size: int, clock: Callable[[], float]):
         if size < 1:
@@ -120,41 +130,54 @@ class _Ring:
         self._clock = clock
         self._entries = deque(maxlen=size)
         self._ids = itertools.count(1)
-        # Log events may come from other threads: iterating a deque while
-        # another thread appends to it raises RuntimeError.
-        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._entries)
 
+    @staticmethod
+    def _id_of(item) -> int:
+        raise NotImplementedError
+
     @property
     def last_id(self) -> int:
         """The newest entry's id (0 when empty): where a follower starts (C{after})."""
-        with self._lock:
-            return self._entries[-1]["id"] if self._entries else 0
+        try:
+            return self._id_of(self._entries[-1])
+        except IndexError:
+            return 0
 
-    def _append(self, entry: dict) -> dict:
-        with self._lock:
-            entry["id"] = next(self._ids)
-            self._entries.append(entry)
-        return entry
+    def _snapshot(self) -> tuple:
+        while True:
+            try:
+                return tuple(self._entries)
+            except RuntimeError:  # another thread appended while it was copied
+                continue
 
-    def _get(self, entry_id) -> Optional[dict]:
+    def _ready(self, item) -> None:
+        """Make C{item} ready for the filters."""
+
+    def _views(self, items: list) -> list:
+        """The entries handed out for C{items}."""
+        return items
+
+    def _get(self, entry_id):
         try:
             entry_id = int(entry_id)
         except (TypeError, ValueError):
             return None
-        with self._lock:
-            if not self._entries:
-                return None
-            index = entry_id - self._entries[0]["id"]
-            if 0 <= index < len(self._entries):
-                return self._entries[index]
-        return None
+        entries = self._snapshot()
+        if not entries:
+            return None
+        index = entry_id - self._id_of(entries[0])
+        if not 0 <= index < len(entries):
+            return None
+        item = entries[index]
+        self._ready(item)
+        return self._views([item])[0]
 
     def page(self, match, after=None, before=None, limit=100):
         """
-        (entries newest first, next cursor) of the entries C{match} accepts
+        (entries newest first, next cursor) of the items C{match} accepts
         (None: all), at most C{limit} (capped at the ring's size).
 
         Without C{after}: the newest ones older than C{before} (all without
@@ -174,38 +197,49 @@ class _Ring:
         limit = min(limit, self.size)
         after = None if after is None else int(after)
         before = None if before is None else int(before)
+        entries = self._snapshot()
+        if not entries:
+            return [], (after if after is not None else None)
+        ready = self._ready
         found = []
-        with self._lock:
-            entries = self._entries
-            if not entries:
-                return [], (after if after is not None else None)
-            first = entries[0]["id"]
-            last = entries[-1]["id"]
-            high = last if before is None else min(last, before - 1)
-            if after is not None:
-                low = max(first, after + 1)
-                cursor = after
-                if low <= high:
-                    # Oldest first from low: skip the entries below it.
-                    for entry in itertools.islice(entries, low - first, high - first + 1):
-                        cursor = entry["id"]
-                        if match is None or match(entry):
-                            found.append(entry)
-                            if len(found) == limit:
-                                break
-                found.reverse()
-                return found, cursor
-            if high < first:
-                return [], None
-            # Newest first from high: skip the entries above it.
-            scanned = itertools.islice(reversed(entries), last - high, None)
-            for entry in scanned:
-                if match is None or match(entry):
-                    found.append(entry)
-                    if len(found) == limit:
-                        break
-            more = bool(found) and len(found) == limit and found[-1]["id"] > first
-            return found, (found[-1]["id"] if more else None)
+        first = self._id_of(entries[0])
+        last = self._id_of(entries[-1])
+        high = last if before is None else min(last, before - 1)
+        if after is not None:
+            low = max(first, after + 1)
+            cursor = after
+            if low <= high:
+                # Oldest first from low: skip the entries below it.
+                for item in entries[low - first:high - first + 1]:
+                    cursor = self._id_of(item)
+                    ready(item)
+                    if match is None or match(item):
+                        found.append(item)
+                        if len(found) == limit:
+                            break
+            found.reverse()
+            return self._views(found), cursor
+        if high < first:
+            return [], None
+        # Newest first from high: skip the entries above it.
+        for item in reversed(entries[:high - first + 1]):
+            ready(item)
+            if match is None or match(item):
+                found.append(item)
+                if len(found) == limit:
+                    break
+        more = bool(found) and len(found) == limit and self._id_of(found[-1]) > first
+        return self._views(found), (self._id_of(found[-1]) if more else None)
+
+
+# Events whose values are all of these are formatted when read, not when
+# logged (the same text: the values can't change); any other value (a
+# failure, an object, a list) and the line is formatted at once, so that
+# the ring never holds on to what an event refers to.
+_PLAIN_TYPES = frozenset([str, int, float, bool, bytes, type(None)])
+# Not kept with an event formatted later (its level and namespace are):
+# the logger and the object that logged (which they would keep alive).
+_NOT_KEPT = ("log_logger", "log_source", "log_level")
 
 
 class LogRing(_Ring):
@@ -220,27 +254,63 @@ class LogRing(_Ring):
     Give it the events LOG_LEVEL lets through only: use
     L{filtered}(level), not the ring itself, as the observer.
 
+    Cost: formatting an event takes longer than the rest of a small
+    forwarded request (some 15 us for an access line), so a line is
+    formatted when it is first read (or at once when a subscriber is
+    there, or when its values are not all plain str, bytes, int, float,
+    bool or None); until then the ring keeps a copy of the event's plain
+    fields and the secrets in force. Keeping a line costs about 1 us.
+
     @param secrets: strings (bytes or str: the tokens) to redact from
-        every line; L{set_secrets} replaces them (a route reload).
+        every line; L{set_secrets} replaces them (a route reload), and
+        L{set_secrets_source} adds the current ones of a source.
     """
 
     def __init__(self, size: int = LOG_RING_SIZE, secrets: Iterable = (),
                  clock: Callable[[], float] = time.time):
         super().__init__(size, clock)
         self._secrets = _as_texts(secrets)
+        self._secrets_source = None
         self._subscribers = {}
         self._subscription_ids = itertools.count()
         self._delivering = threading.local()
+        self._last_event = None
+        # Log events may come from other threads: one at a time takes the
+        # next id and its place, so that the deque stays in order of ids.
+        self._lock = threading.Lock()
+
+    _id_of = staticmethod(operator.itemgetter("id"))
 
     def set_secrets(self, secrets: Iterable) -> None:
         """Redact C{secrets} from now on (lines already kept were redacted with the old ones)."""
         self._secrets = _as_texts(secrets)
 
+    def set_secrets_source(self, source: Optional[Callable[[], Iterable]]) -> None:
+        """
+        Redact as well what C{source}() gives (the route table's current
+        tokens, bytes or str) when a line is formatted: lines kept but not
+        yet read are then redacted with the tokens of when they are read
+        too, besides those in force when they were logged. None: no source.
+        """
+        self._secrets_source = source
+
     def filtered(self, level: str) -> FilteringLogObserver:
         """This ring behind the LOG_LEVEL filter of C{level}: the observer to register."""
         return FilteringLogObserver(self, [level_predicate(level)])
 
-    def _text(self, event) -> str:
+    def _current_secrets(self, secrets: tuple) -> tuple:
+        source = self._secrets_source
+        if source is None:
+            return secrets
+        try:
+            more = _as_texts(source())
+        except Exception:  # a source that fails must not lose the line
+            more = ()
+        if not more:
+            return secrets
+        return tuple(sorted(set(secrets) | set(more), key=len, reverse=True))
+
+    def _text(self, event, secrets: tuple) -> str:
         text = formatEvent(event)
         if not text and event.get("log_text"):
             text = str(event["log_text"])
@@ -252,22 +322,46 @@ class LogRing(_Ring):
             except Exception:  # a failure that cannot even describe itself
                 described = "(failure)"
             text = "%s: %s" % (text, described) if text else described
-        text = redact_text(text, self._secrets)
+        text = redact_text(text, self._current_secrets(secrets))
         if len(text) > MAX_TEXT:
             text = text[:MAX_TEXT] + CUT_MARKER % (len(text) - MAX_TEXT)
         return text
 
+    def _ready(self, line: dict) -> None:
+        pending = line["text"]
+        if type(pending) is tuple:  # (the event's plain fields, the secrets of then)
+            line["text"] = self._text(*pending)
+
     def __call__(self, event) -> None:
+        if event is self._last_event:
+            return  # the same event once more: two observers feed this ring
+        self._last_event = event
         level = getattr(event.get("log_level"), "name", None)
         line = {
             "id": None,
             "time": float(event.get("log_time") or self._clock()),
             "level": level if level in _LEVEL_RANK else "info",
             "namespace": str(event.get("log_namespace") or "-"),
-            "text": self._text(event),
+            "text": None,
         }
-        self._append(line)
-        self._deliver(line)
+        kept = None
+        if not self._subscribers:
+            format = event.get("log_format")
+            if type(format) is str and "log_" not in format:
+                kept = event.copy()
+                for key in _NOT_KEPT:
+                    kept.pop(key, None)
+                if not _PLAIN_TYPES.issuperset(map(type, kept.values())):
+                    kept = None
+        if kept is None:
+            line["text"] = self._text(event, self._secrets)
+        else:
+            line["text"] = (kept, self._secrets)
+        with self._lock:
+            line["id"] = next(self._ids)
+            self._entries.append(line)
+        if kept is None:
+            self._deliver(line)
 
     def _deliver(self, line: dict) -> None:
         # A line a subscriber logs while being told of another is kept but
@@ -333,6 +427,82 @@ def _text_of(value, default=None):
     return str(value)
 
 
+# An exchange as kept (L{exchange_record}, L{RequestRing.record_exchange}),
+# a tuple of: its id, what the listing filters on, then the rest.
+_ID, _ROUTE, _STATUS, _USER = 0, 1, 2, 3
+(_REQUEST_ID, _METHOD, _PATH, _DURATION, _CLIENT, _REQUEST_HEADERS, _RESPONSE_HEADERS,
+ _WHEN) = range(4, 12)
+
+
+def _user_of(seen):
+    return getattr(getattr(seen, "identity", None), "user", None)
+
+
+def exchange_record(request, status: Optional[int], duration: float, path,
+                    client: Optional[str] = None) -> tuple:
+    """
+    What L{exchange_summary} needs of an exchange, nothing decoded or
+    redacted yet (L{summary_of} does that): a tuple of an id and a time
+    (None: L{RequestRing} gives them), the route's name, the status, the
+    user, the request id, method, path, duration and client as given, the
+    request's raw headers and the response's (see L{exchange_summary}) as
+    lists of pairs.
+    """
+    live = getattr(request, "live_route", None)
+    seen = getattr(request, "gate_seen", None)
+    if client is None:
+        try:
+            client = getattr(request.getClientAddress(), "host", None)
+        except Exception:
+            client = None
+    request_headers = getattr(request, "requestHeaders", None)
+    response_headers = None
+    if status is not None:
+        if getattr(request, "headers_at", None) is not None:  # a forwarded answer
+            # Its headers are the backend's: those LOG_BODIES captured, if on.
+            response_headers = getattr(getattr(request, "exchange", None),
+                                       "response_headers", None) or None
+        elif getattr(request, "responseHeaders", None) is not None:
+            response_headers = list(request.responseHeaders.getAllRawHeaders())
+    return (
+        None, getattr(live, "name", None), status, None if seen is None else _user_of(seen),
+        getattr(request, "request_id", None), getattr(request, "method", None), path, duration,
+        client,
+        None if request_headers is None else list(request_headers.getAllRawHeaders()),
+        response_headers, None,
+    )
+
+
+def summary_of(record: tuple, secrets: Iterable = ()) -> dict:
+    """The L{exchange_summary} of an L{exchange_record}, redacted with C{secrets} (the tokens)."""
+    return _summary(record, _as_texts(secrets))
+
+
+def _summary(record: tuple, secrets: tuple) -> dict:
+    route, status, user = record[_ROUTE], record[_STATUS], record[_USER]
+    request_headers = record[_REQUEST_HEADERS]
+    response_headers = record[_RESPONSE_HEADERS]
+    when = record[_WHEN]
+    return {
+        "id": record[_ID],
+        "time": None if when is None else float(when),
+        "request_id": _text_of(record[_REQUEST_ID]),
+        "method": _text_of(record[_METHOD], "-"),
+        "path": redact_text(_text_of(record[_PATH], ""), secrets),
+        "route": None if route is None else str(route),
+        "status": None if status is None else int(status),
+        "duration_ms": round(float(record[_DURATION]) * 1000.0, 3),
+        "user": None if user is None else str(user),
+        "client": _text_of(record[_CLIENT], "-"),
+        "request_headers": (
+            [] if request_headers is None else redact_headers(request_headers, secrets)
+        ),
+        "response_headers": (
+            None if response_headers is None else redact_headers(response_headers, secrets)
+        ),
+    }
+
+
 def exchange_summary(request, status: Optional[int], duration: float, path,
                      secrets: Iterable = (), client: Optional[str] = None) -> dict:
     """
@@ -348,60 +518,92 @@ def exchange_summary(request, status: Optional[int], duration: float, path,
     answer's are the backend's, not kept there: those LOG_BODIES captured
     when it is on, else None, and None without an answer. C{id} and
     C{time} are left to L{RequestRing.record}.
+
+    Costs some 4 us: the site keeps its exchanges with
+    L{RequestRing.record_exchange} instead, which summarizes when read.
     """
-    secrets = _as_texts(secrets)
-    route = getattr(getattr(request, "live_route", None), "name", None)
-    seen = getattr(request, "gate_seen", None)
-    identity = getattr(seen, "identity", None)
-    user = getattr(identity, "user", None)
-    if client is None:
-        try:
-            client = getattr(request.getClientAddress(), "host", None)
-        except Exception:
-            client = None
-    request_id = getattr(request, "request_id", None)
-    request_headers = getattr(request, "requestHeaders", None)
-    response_headers = None
-    if status is not None:
-        forwarded_answer = getattr(request, "headers_at", None) is not None
-        if forwarded_answer:
-            exchange = getattr(request, "exchange", None)
-            captured = getattr(exchange, "response_headers", None)
-            if captured:
-                response_headers = redact_headers(captured, secrets)
-        elif getattr(request, "responseHeaders", None) is not None:
-            response_headers = redact_headers(request.responseHeaders.getAllRawHeaders(), secrets)
-    return {
-        "id": None,
-        "time": None,
-        "request_id": _text_of(request_id),
-        "method": _text_of(getattr(request, "method", None), "-"),
-        "path": redact_text(_text_of(path, ""), secrets),
-        "route": None if route is None else str(route),
-        "status": None if status is None else int(status),
-        "duration_ms": round(float(duration) * 1000.0, 3),
-        "user": None if user is None else str(user),
-        "client": _text_of(client, "-"),
-        "request_headers": (
-            [] if request_headers is None
-            else redact_headers(request_headers.getAllRawHeaders(), secrets)
-        ),
-        "response_headers": response_headers,
-    }
+    return summary_of(exchange_record(request, status, duration, path, client), secrets)
 
 
 class RequestRing(_Ring):
-    """The last C{size} exchanges, each an L{exchange_summary} with its id and time."""
+    """
+    The last C{size} exchanges, each an L{exchange_summary} with its id and time.
 
-    def __init__(self, size: int = REQUEST_RING_SIZE, clock: Callable[[], float] = time.time):
+    Cost: L{record_exchange} (the site's, on every exchange) keeps a
+    tuple of the few fields and a copy of the raw header list, well under
+    a microsecond; the summary, with its decoding and its redaction, is
+    made each time the exchange is read (L{get}, L{list}), with the
+    secrets of then. The exchanges handed out are new dicts at each read
+    (those given to L{record} excepted: the ring's own).
+
+    Exchanges are kept from one thread, the reactor's (the site's); they
+    may be read from any.
+
+    @param secrets: the strings (bytes or str: the tokens) to redact, or
+        a callable giving them, asked at each read: the site's gives the
+        route table's upstream tokens in force.
+    """
+
+    def __init__(self, size: int = REQUEST_RING_SIZE, clock: Callable[[], float] = time.time,
+                 secrets=()):
         super().__init__(size, clock)
+        self.set_secrets(secrets)
+
+    _id_of = staticmethod(operator.itemgetter(_ID))
+
+    def set_secrets(self, secrets) -> None:
+        """Redact C{secrets} (an iterable, or a callable giving one) from the exchanges read from now on."""
+        self._secrets = secrets if callable(secrets) else _as_texts(secrets)
+
+    def _secret_texts(self) -> tuple:
+        secrets = self._secrets
+        return _as_texts(secrets()) if callable(secrets) else secrets
 
     def record(self, summary: dict) -> dict:
         """Keep (a copy of) C{summary}, given the next id and, unless it has one, the clock's time."""
         entry = dict(summary)
         if entry.get("time") is None:
             entry["time"] = float(self._clock())
-        return self._append(entry)
+        entry["id"] = next(self._ids)
+        self._entries.append(
+            (entry["id"], entry.get("route"), entry.get("status"), entry.get("user"), entry))
+        return entry
+
+    def record_exchange(self, request, status: Optional[int], duration: float, path,
+                        client) -> None:
+        """
+        Keep the exchange of C{request}, a L{wighaven.proxy.channel.GatewayRequest}
+        (the other arguments as L{exchange_summary}'s, C{client} given), at
+        the clock's time. The forwarding path's: as cheap as can be.
+        """
+        live = getattr(request, "live_route", None)
+        seen = request.gate_seen
+        response_headers = None
+        if status is not None:
+            if request.headers_at is not None:  # a forwarded answer: see exchange_summary
+                exchange = request.exchange
+                if exchange is not None:
+                    response_headers = exchange.response_headers or None
+            else:
+                response_headers = list(request.responseHeaders.getAllRawHeaders())
+        self._entries.append((
+            next(self._ids), None if live is None else live.name, status,
+            None if seen is None else _user_of(seen),
+            request.request_id, request.method, path, duration, client,
+            list(request.requestHeaders.getAllRawHeaders()), response_headers, self._clock(),
+        ))
+
+    def _views(self, items: list) -> list:
+        secrets = None
+        views = []
+        for item in items:
+            if len(item) == 5:  # a summary given to record()
+                views.append(item[4])
+                continue
+            if secrets is None:
+                secrets = self._secret_texts()
+            views.append(_summary(item, secrets))
+        return views
 
     def get(self, entry_id) -> Optional[dict]:
         """The exchange of id C{entry_id}, None when unknown or evicted."""
@@ -417,14 +619,14 @@ class RequestRing(_Ring):
         """
         tests = []
         if route is not None:
-            tests.append(lambda entry: entry["route"] == route)
+            tests.append(lambda item: _text_of(item[_ROUTE]) == route)
         if status_class is not None:
             status_class = status_class.lower()
             if status_class not in _STATUS_CLASSES:
                 raise ValueError("unknown status class %r" % (status_class,))
             hundreds = int(status_class[0])
-            tests.append(lambda entry: entry["status"] is not None
-                         and entry["status"] // 100 == hundreds)
+            tests.append(lambda item: item[_STATUS] is not None
+                         and int(item[_STATUS]) // 100 == hundreds)
         if user is not None:
-            tests.append(lambda entry: entry["user"] == user)
+            tests.append(lambda item: _text_of(item[_USER]) == user)
         return self.page(_all(tests), after, before, limit)

@@ -7,8 +7,9 @@ path goes straight to the forwarding resource, without Klein routing
 (Klein costs ~130 us a request and refuses non-UTF-8 paths with a 400 of
 its own, which would break a Space that uses them).
 
-L{GatewaySite} also writes the one access-log line of each request and
-keeps the counters the dashboard shows.
+L{GatewaySite} also writes the one access-log line of each request,
+keeps the counters the dashboard shows, and the last exchanges for the
+admin API (L{GatewaySite.recent_requests}).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from twisted.web.server import Site
 
 from ..config.trust import visitor_address
 from ..observe.logs import LEVELS
+from ..observe.recent import RequestRing
 from ..web.pages import GATEWAY_PREFIX, HEALTH_PATH
 from .channel import GatewayChannel, GatewayRequest
 
@@ -35,6 +37,12 @@ class GatewaySite(Site):
     @param pages: the resource of the gateway's own pages (Klein).
     @param forward: the forwarding resource.
     @param stats: a L{wighaven.observe.stats.GatewayStats}.
+
+    @ivar recent_requests: the last exchanges (a
+        L{wighaven.observe.recent.RequestRing}), each kept where its access
+        line is written, whatever LOG_LEVEL: a cheap raw record (under a
+        microsecond), summarized and redacted (credentials, and the route
+        table's upstream tokens of then: L{tokens}) when it is read.
     """
 
     protocol = GatewayChannel
@@ -60,6 +68,7 @@ class GatewaySite(Site):
         # Access and exchange lines are info: below LOG_LEVEL, don't even build them.
         self._log_access = LEVELS[config.log_level] <= LogLevel.info
         self.channels = weakref.WeakSet()  # open connections, for draining
+        self.recent_requests = RequestRing(secrets=self.tokens)
 
     @property
     def draining(self) -> bool:
@@ -74,6 +83,11 @@ class GatewaySite(Site):
         """The gateway is stopping: no timer of the forwarding path may outlive it."""
         self._forward.slow_clients.stop()
         self.deadlines.stop()
+
+    def tokens(self) -> list:
+        """The upstream tokens of the route table in force (what the recent lists redact)."""
+        return [upstream.token for live in self._forward.router.routes
+                for upstream in live.upstreams if upstream.token]
 
     def is_own_path(self, path: bytes) -> bool:
         """Does C{path} belong to the gateway rather than the backend?"""
@@ -132,9 +146,11 @@ class GatewaySite(Site):
                 )
             else:
                 live.metrics.in_flight -= 1  # the drain still needs it
+        peer = getattr(request.getClientAddress(), "host", None) or "-"
+        client = visitor_address(self._trust_proxy, request, peer)
+        self.recent_requests.record_exchange(request, status, duration, path, client)
         if not self._log_access:
             return
-        peer = getattr(request.getClientAddress(), "host", None) or "-"
         self._log.info(
             "{method} {path} {status} {bytes_out} {duration_ms:.1f}ms {client} {request_id}",
             method=request.method.decode("ascii", "replace"),
@@ -145,7 +161,7 @@ class GatewaySite(Site):
             duration_ms=round(duration * 1000.0, 3),
             upstream_ms=None if to_headers is None else round(to_headers * 1000.0, 3),
             peer=peer,
-            client=visitor_address(self._trust_proxy, request, peer),
+            client=client,
             request_id=request.request_id.decode("ascii"),
             user_agent=request.requestHeaders.getRawHeaders(b"user-agent", [b"-"])[0].decode(
                 "latin-1"

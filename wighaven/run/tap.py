@@ -17,7 +17,7 @@ import sys
 from twisted.python import usage
 
 from ..config.settings import SETTINGS, ConfigError, load_config
-from ..observe.logs import twistd_observer
+from ..observe.logs import feed_log_ring, log_ring, twistd_observer
 
 __all__ = ["Options", "makeService"]
 
@@ -66,9 +66,11 @@ def makeService(options):
             len(config.routes), ", ".join(r.name for r in config.routes), config.routes_note))
         sys.stdout.flush()
         raise SystemExit(0)
-    observer = twistd_observer(twistd_options, config.log_level, config.log_format)
     if config.workers > 1:
         from .cluster import Supervisor
+
+        # The workers keep their own recent lines (wighaven.run.worker): no ring here.
+        observer = twistd_observer(twistd_options, config.log_level, config.log_format)
 
         # The workers load the same settings from their environment, and
         # sign affinity cookies with one secret, so any worker knows them.
@@ -76,4 +78,10 @@ def makeService(options):
         env.update({name: value for name, value in overrides.items() if value is not None})
         env.setdefault("AFFINITY_SECRET", base64.urlsafe_b64encode(config.affinity_secret).decode())
         return Supervisor(config, reactor, env, log_observer=observer, handle_signals=True)
+    # The process's recent lines (the admin API's) come through the observer
+    # twistd logs with, behind its LOG_LEVEL filter; with --syslog, which is
+    # left to twistd, from the global publisher.
+    observer = twistd_observer(twistd_options, config.log_level, config.log_format, log_ring())
+    if observer is None:
+        feed_log_ring(config.log_level)
     return GatewayService(config, reactor, log_observer=observer, handle_signals=True)

@@ -28,7 +28,7 @@ from twisted.logger import globalLogBeginner
 
 from .cluster import LISTEN_FD, REPORT_FD, WorkerLink, first_message
 from ..config.settings import ConfigError, load_config
-from ..observe.logs import filtered_observer
+from ..observe.logs import filtered_observer, log_ring
 
 
 def main() -> None:
@@ -41,7 +41,8 @@ def main() -> None:
     except ConfigError as e:
         sys.stderr.write("wighaven worker: %s\n" % (e,))
         raise SystemExit(1)
-    observer = filtered_observer(config.log_level, sys.stdout, config.log_format)
+    # Its recent lines (the admin API's) are fed behind the same LOG_LEVEL filter.
+    observer = filtered_observer(config.log_level, sys.stdout, config.log_format, log_ring())
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
     gateway = GatewayService(config, reactor, handle_signals=True, listen_fd=LISTEN_FD)
     link = WorkerLink(gateway.stats, reactor, parent_gone=gateway.drain_then_stop)

@@ -42,7 +42,7 @@ __all__ = ["API_PREFIX", "AdminApi", "ApiError", "ApiFrame", "Answer"]
 
 API_PREFIX = "/_gateway/api/v1"
 _SAFE_METHODS = (b"GET", b"HEAD")
-_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "QUERY")
 _JSON_TYPES = (b"application/json", b"application/merge-patch+json")
 MAX_BODY = 1 << 20  # bytes of JSON a request may send
 

@@ -181,7 +181,6 @@ class PeopleApi:
         _unknown(patch, _USER_FIELDS)
         user = yield self._user(username)
         before = user_item(user)
-        check_if_match(request, before)
         if patch.get("username", username) != username:
             raise ValidationFailed.one("username", "a user's name cannot change")
         if "totp" in patch and patch["totp"] is not None:
@@ -204,6 +203,7 @@ class PeopleApi:
         if "totp" in patch:
             fields["totp_secret"] = None
         self._keep_own_access(identity, username, fields)
+        check_if_match(request, before)  # a bad body is told first, whatever its version
         if fields:
             user = yield self._store.update_user(username, **fields)
             if user is None:

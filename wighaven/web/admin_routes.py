@@ -171,7 +171,6 @@ class RouteApi:
         item, row = self._find(name)
         if row is None:
             raise _read_only(self._base(name))
-        check_if_match(request, item)
         changed = merge_patch(writable(item), patch)
         for key in sorted(set(patch) & {"source", "version", "created_at", "updated_at",
                                         "updated_by", "etag"}):
@@ -179,6 +178,7 @@ class RouteApi:
         if changed.get("name") != name:
             raise ValidationFailed.one("name", "a route's name cannot change: add a new route")
         spec, route = yield self._validated(changed, row["spec"], replacing=name)
+        check_if_match(request, item)  # a bad body is told first, whatever its version
         try:
             new_row = yield self._store.update_route(name, spec, identity.user,
                                                      expected_version=row["version"])
@@ -224,18 +224,23 @@ class RouteApi:
         if not isinstance(path, str) or not path.startswith("/") or len(path) > 2048 or any(
                 ord(c) < 0x21 or ord(c) > 0x7e for c in path):
             raise ValidationFailed.one("path", "must be a path starting with /")
+        token = body.get("token")
+        if token is not None and (not isinstance(token, str) or not token.isprintable()
+                                  or len(token) > 4096):
+            raise ValidationFailed.one("token", "must be the token, one line")
         if body.get("route") is not None:
+            if "url" in body:
+                raise ValidationFailed.one("url", "give a url, or a route's upstream, not both")
             url, token = self._stored_upstream(body)
         else:
-            url, token = body.get("url"), body.get("token")
-            if token is not None and (not isinstance(token, str) or not token.isprintable()
-                                      or len(token) > 4096):
-                raise ValidationFailed.one("token", "must be the token, one line")
-            try:
-                yield check_upstream(url, self._policy, self._resolve, "url")
-            except UpstreamRefused as e:
-                raise ValidationFailed.one(e.field, e.message) from None
-        outcome = yield test_connection(self._reactor, self._tls_policy(), url.strip(), path,
+            url = body.get("url")
+        try:
+            # The stored ones are checked again: the rules may have changed since.
+            scheme, host, port = yield check_upstream(url, self._policy, self._resolve, "url")
+        except UpstreamRefused as e:
+            raise ValidationFailed.one(e.field, e.message) from None
+        origin = "%s://%s:%d" % (scheme, "[%s]" % host if ":" in host else host, port)
+        outcome = yield test_connection(self._reactor, self._tls_policy(), origin, path,
                                         token or None, self._token_header)
         return Answer(200, outcome)
 
