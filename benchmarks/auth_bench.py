@@ -607,6 +607,27 @@ def run(bench_path, tree=ROOT, rounds=5, duration=5, connections=64, part="both"
         print("\nWARNING: wighaven/ changed during the run (commit %s -> %s): gateways started "
               "at different times may run different code" % (
                   (result["tree_state"]["commit"] or "?")[:10], (after["commit"] or "?")[:10]))
+    return write_result(result, json_path)
+
+
+def add_tree_options(ap, default_json: str) -> None:
+    """--tree, --bench and --json (its default named by C{default_json}) of a script."""
+    ap.add_argument("--tree", default=ROOT, help="the source tree the gateways run from")
+    ap.add_argument("--bench", help="path of bench.py (default: as run.py finds it)")
+    ap.add_argument("--json", help="write the figures here (default: benchmarks/results/%s)"
+                    % default_json)
+
+
+def result_path(given, name: str) -> str:
+    """C{given}, or benchmarks/results/<date>-C{name}.json (its folder made)."""
+    if given:
+        return given
+    os.makedirs(RESULTS, exist_ok=True)
+    return os.path.join(RESULTS, "%s-%s.json" % (datetime.date.today().isoformat(), name))
+
+
+def write_result(result: dict, json_path) -> dict:
+    """Write C{result} as JSON to C{json_path} (when given) and say so; C{result}."""
     if json_path:
         with open(json_path, "w") as f:
             json.dump(result, f, indent=2)
@@ -631,16 +652,9 @@ def main():
                     help="of every --flood-rate logins, how many have a wrong password")
     ap.add_argument("--flood-in-flight", type=int, default=32,
                     help="logins pending at most (one due beyond that is skipped)")
-    ap.add_argument("--tree", default=ROOT, help="the source tree the gateways run from")
-    ap.add_argument("--bench", help="path of bench.py (default: as run.py finds it)")
-    ap.add_argument("--json", help="write the figures here (default: benchmarks/results/"
-                                   "<date>-auth.json, -auth-flood.json with --flood)")
+    add_tree_options(ap, "<date>-auth.json, -auth-flood.json with --flood")
     args = ap.parse_args()
-    json_path = args.json
-    if not json_path:
-        os.makedirs(RESULTS, exist_ok=True)
-        json_path = os.path.join(RESULTS, "%s-auth%s.json" % (
-            datetime.date.today().isoformat(), "-flood" if args.flood else ""))
+    json_path = result_path(args.json, "auth-flood" if args.flood else "auth")
     run(find_bench(args.bench), tree=args.tree, rounds=args.rounds, duration=args.duration,
         connections=args.connections,
         part="flood" if args.flood else "compare" if args.no_flood else "both",

@@ -274,6 +274,11 @@ def main():
                          "against AUTH=on with a Bearer JWT and with an X-API-Key, small "
                          "requests, interleaved (B/A and C/A: at least 0.9), then forwarding "
                          "with and without a login flood")
+    ap.add_argument("--admin", action="store_true",
+                    help="only the admin API run (benchmarks/admin_bench.py): AUTH=on forwarding "
+                         "with the admin panels closed and open (3 panels polling every 2 s), "
+                         "interleaved, then how long a route added through the API takes to "
+                         "answer, with WORKERS=2 and 1")
     sys.path.insert(0, HERE)
     import routes_bench
 
@@ -288,6 +293,13 @@ def main():
         auth_bench.run(
             bench, rounds=args.rounds, duration=args.duration, connections=args.connections,
             json_path=os.path.join(args.results, "%s-auth.json" % stamp))
+        return
+    if args.admin:
+        import admin_bench
+
+        admin_bench.run(
+            bench, rounds=args.rounds, duration=args.duration, connections=args.connections,
+            json_path=os.path.join(args.results, "%s-admin.json" % stamp))
         return
     if args.compare:
         n = args.routes or 1000

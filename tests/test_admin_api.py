@@ -301,6 +301,13 @@ class PeopleTests(AdminApiTestCase):
         self.assertEqual(reply.status, 409)
         reply = yield self.api("POST", "/users", {"username": "x", "password": "short"})
         self.assertEqual(reply.json()["errors"][0]["field"], "password")
+        # A name, a role or a route's name ending in a line break is not one.
+        reply = yield self.api("POST", "/users", {"username": "eve\n"})
+        self.assertEqual(reply.json()["errors"][0]["field"], "username")
+        reply = yield self.api("POST", "/users", {"username": "eve", "roles": ["team\n"]})
+        self.assertEqual(reply.json()["errors"][0]["field"], "roles")
+        reply = yield self.api("POST", "/routes", self.route_body(name="chat\n"))
+        self.assertEqual(reply.json()["errors"][0]["field"], "name")
 
     @defer.inlineCallbacks
     def test_an_admin_cannot_lock_themselves_out(self):

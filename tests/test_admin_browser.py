@@ -12,13 +12,9 @@ screen is photographed, at 1280 px and at 360 px, into test-artifacts/admin-*.pn
 no screen may log a JavaScript error or a Content-Security-Policy
 violation."""
 
-import http.client
-import json
-import os
 import time
 
 from twisted.internet import defer
-from twisted.internet.threads import deferToThread
 from twisted.trial import unittest
 
 from tests.support.backend import start_backend

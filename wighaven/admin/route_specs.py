@@ -123,7 +123,7 @@ def _token(value, field: str, url: str, index: int, current, seal, errors: list)
     value = value.strip()
     if value.startswith(("env:", "file:")):
         kind, _, name = value.partition(":")
-        if kind == "env" and _OWN_SECRETS.match(name):
+        if kind == "env" and _OWN_SECRETS.fullmatch(name):
             errors.append({"field": field,
                            "message": "env:%s is one of the gateway's own secrets" % name})
             return None
@@ -148,7 +148,7 @@ def _upstream_spec(index: int, value, current, seal, errors: list) -> Optional[d
                        "message": "unknown key (known: %s)" % ", ".join(UPSTREAM_KEYS)})
     spec = {}
     url, space = value.get("url"), value.get("space")
-    if url is None and isinstance(space, str) and _SPACE_RE.match(space):
+    if url is None and isinstance(space, str) and _SPACE_RE.fullmatch(space):
         url = space_url(space)  # a Space given by its repo id alone
     if url is None:
         errors.append({"field": field_path(*where, "url"),

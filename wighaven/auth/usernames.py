@@ -17,6 +17,6 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 
 def check_username(name: str) -> str:
     """C{name} when it is a valid local user name; ValueError saying why otherwise."""
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise ValueError("must be 1 to 64 of A-Z, a-z, 0-9, '.', '_', '@' and '-'")
     return name

@@ -208,7 +208,7 @@ def _route(index: int, table: Mapping, env: Mapping[str, str], open_sealed=None,
     unknown = sorted(set(table) - _ROUTE_KEYS)
     if unknown:
         raise where.error(unknown[0], "unknown key (known: %s)" % ", ".join(sorted(_ROUTE_KEYS)))
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise where.error("name", "required: 1 to 63 of a-z, 0-9 and -")
     upstream_tables = table.get("upstreams")
     if not isinstance(upstream_tables, list) or not upstream_tables:
@@ -255,7 +255,7 @@ def _upstream(where: _Where, index: int, table: Mapping, env: Mapping[str, str],
     else:
         token = None if token_ref is None else _secret(where, key + ".token", token_ref, env)
     space = table.get("space")
-    if space is not None and (not isinstance(space, str) or not _SPACE_RE.match(space)):
+    if space is not None and (not isinstance(space, str) or not _SPACE_RE.fullmatch(space)):
         raise where.error(key + ".space", "must be a Hugging Face repo id like user/space-name")
     ca_bundle = table.get("ca_bundle")
     if ca_bundle is not None:
@@ -280,7 +280,7 @@ def _secret(where: _Where, key: str, ref, env: Mapping[str, str]) -> str:
         raise where.error(key, 'must be "env:NAME" or "file:/path", never the token itself')
     kind, _, name = ref.partition(":")
     if kind == "env":
-        if not _ENV_NAME_RE.match(name):
+        if not _ENV_NAME_RE.fullmatch(name):
             raise where.error(key, "env:%s is not an environment variable name" % (name,))
         value = env.get(name)
         if value is None or not value.strip():
@@ -324,7 +324,7 @@ def _path(where: _Where, key: str, value) -> str:
     path = value.strip()
     if path != "/":
         path = path.rstrip("/")
-        if not _PATH_RE.match(path) or any(s in (".", "..") for s in path.split("/")):
+        if not _PATH_RE.fullmatch(path) or any(s in (".", "..") for s in path.split("/")):
             raise where.error(key, "%r is not a path prefix like /chat" % (value,))
     return path
 

@@ -33,7 +33,6 @@ from twisted.logger import Logger
 
 from ..auth.gate import answer_refusal
 from ..observe.live import LiveMessages
-from ..proxy import errors
 from .api_support import (
     ValidationFailed, decode_cursor, encode_cursor, etag_of, if_match_ok, problem, _limit,
 )

@@ -84,7 +84,7 @@ def _password(value, field: str = "password") -> str:
 
 
 def _roles(value) -> list:
-    if not isinstance(value, list) or not all(isinstance(r, str) and _ROLE.match(r)
+    if not isinstance(value, list) or not all(isinstance(r, str) and _ROLE.fullmatch(r)
                                               for r in value):
         raise ValidationFailed.one("roles", "must be a list of roles (1 to 64 of A-Z, a-z, 0-9 "
                                    "and . _ : -)")
@@ -94,7 +94,7 @@ def _roles(value) -> list:
 def _email(value) -> Optional[str]:
     if value is None:
         return None
-    if not isinstance(value, str) or not _EMAIL.match(value):
+    if not isinstance(value, str) or not _EMAIL.fullmatch(value):
         raise ValidationFailed.one("email", "must be an email address")
     return value
 
@@ -274,7 +274,7 @@ class PeopleApi:
 
     @defer.inlineCallbacks
     def _key(self, key_id: str) -> dict:
-        if not _KEY_ID.match(key_id):
+        if not _KEY_ID.fullmatch(key_id):
             raise not_found("API key")
         items = yield self._keys()
         for item in items:
@@ -303,7 +303,7 @@ class PeopleApi:
             raise ValidationFailed.one("name", "must be 1 to %d printable characters"
                                        % _LABEL_LENGTH)
         route = body.get("route")
-        if route is not None and (not isinstance(route, str) or not _ROUTE.match(route)):
+        if route is not None and (not isinstance(route, str) or not _ROUTE.fullmatch(route)):
             raise ValidationFailed.one("route", "must be a route's name")
         days = body.get("expires_in_days")
         if days is not None and (isinstance(days, bool) or not isinstance(days, int)
@@ -347,7 +347,7 @@ class PeopleApi:
 
     @defer.inlineCallbacks
     def revoke_session(self, request, identity, session_id):
-        if not _SESSION_ID.match(session_id):
+        if not _SESSION_ID.fullmatch(session_id):
             raise not_found("session")
         sessions = yield self._store.sessions()
         session = next((s for s in sessions if s["id"] == session_id), None)
