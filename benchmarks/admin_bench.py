@@ -136,7 +136,6 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-RESULTS = os.path.join(HERE, "results")
 sys.path.insert(0, HERE)
 from auth_bench import (Gateways, access_token, expect, http_call, import_tree,  # noqa: E402
                         run_wrk, tree_state, write_result, add_tree_options, result_path)

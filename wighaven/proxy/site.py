@@ -38,11 +38,12 @@ class GatewaySite(Site):
     @param forward: the forwarding resource.
     @param stats: a L{wighaven.observe.stats.GatewayStats}.
 
-    @ivar recent_requests: the last exchanges (a
-        L{wighaven.observe.recent.RequestRing}), each kept where its access
-        line is written, whatever LOG_LEVEL: a cheap raw record (under a
-        microsecond), summarized and redacted (credentials, and the route
-        table's upstream tokens of then: L{tokens}) when it is read.
+    @ivar recent_requests: with AUTH on (L{keep_recent_requests}), the last
+        exchanges (a L{wighaven.observe.recent.RequestRing}), each kept where
+        its access line is written, whatever LOG_LEVEL: a raw record of a
+        few microseconds, summarized and redacted (credentials, and the
+        route table's upstream tokens: L{tokens}) when it is read. None with
+        AUTH off: no admin API reads it, so nothing is kept.
     """
 
     protocol = GatewayChannel
@@ -68,7 +69,7 @@ class GatewaySite(Site):
         # Access and exchange lines are info: below LOG_LEVEL, don't even build them.
         self._log_access = LEVELS[config.log_level] <= LogLevel.info
         self.channels = weakref.WeakSet()  # open connections, for draining
-        self.recent_requests = RequestRing(secrets=self.tokens)
+        self.recent_requests = None  # keep_recent_requests(): the admin API's, with AUTH on
 
     @property
     def draining(self) -> bool:
@@ -83,6 +84,12 @@ class GatewaySite(Site):
         """The gateway is stopping: no timer of the forwarding path may outlive it."""
         self._forward.slow_clients.stop()
         self.deadlines.stop()
+
+    def keep_recent_requests(self) -> RequestRing:
+        """Keep the last exchanges from now on (the admin API lists them); the ring."""
+        if self.recent_requests is None:
+            self.recent_requests = RequestRing(secrets=self.tokens)
+        return self.recent_requests
 
     def tokens(self) -> list:
         """The upstream tokens of the route table in force (what the recent lists redact)."""
@@ -146,9 +153,13 @@ class GatewaySite(Site):
                 )
             else:
                 live.metrics.in_flight -= 1  # the drain still needs it
+        ring = self.recent_requests
+        if ring is None and not self._log_access:
+            return
         peer = getattr(request.getClientAddress(), "host", None) or "-"
         client = visitor_address(self._trust_proxy, request, peer)
-        self.recent_requests.record_exchange(request, status, duration, path, client)
+        if ring is not None:
+            ring.record_exchange(request, status, duration, path, client)
         if not self._log_access:
             return
         self._log.info(

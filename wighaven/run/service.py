@@ -215,7 +215,7 @@ class GatewayService(service.Service):
             self.site.pages.enable_admin(
                 self.reloader, reactor,
                 lambda: self.agents.tls_policy(config.backend_ca_bundle),
-                self.site.recent_requests, self.recent_logs)
+                self.site.keep_recent_requests(), self.recent_logs)
         self.listening = defer.Deferred()
         self._port = None
         self.drain = Drain(self.site, self.stats, reactor, config.drain_timeout)
