@@ -163,7 +163,7 @@ class AdminPanelTests(unittest.TestCase):
             results["invite"] = tid(secret, "secret-once").inner_text()
             shot(page, "admin-invite.png")
             tid(secret, "close").click()
-            secret.wait_for(state="hidden")
+            secret.wait_for(state="detached")
             results["invite_left_in_page"] = results["invite"] in page.content()
 
         def keys(context, page):
@@ -180,7 +180,7 @@ class AdminPanelTests(unittest.TestCase):
             key = tid(secret, "secret-once").inner_text().strip()
             shot(page, "admin-key-once.png")
             tid(secret, "close").click()
-            secret.wait_for(state="hidden")
+            secret.wait_for(state="detached")
             results["key_left_in_page"] = key in page.content()
             # Without the browser's cookie: the key alone.
             results["key_used"] = _fetch(gateway.port, "GET", "/echo",

@@ -532,7 +532,9 @@ function openDialog({ title, testid, wide = false, build }) {
   const dlg = h("dialog", { class: wide ? "wide" : null, "aria-labelledby": titleId, testid });
   const ctl = {
     el: dlg, titleId, opener, onClose: null, closing: false,
-    close() { ctl.closing = true; if (dlg.open) dlg.close(); },
+    // onClose runs at once (a secret leaves the page now), and again harmlessly on the
+    // dialog's "close" event, which is how Escape closes it.
+    close() { ctl.closing = true; if (ctl.onClose) ctl.onClose(); if (dlg.open) dlg.close(); },
     title: h("h2", { id: titleId }, title),
   };
   build(ctl);
