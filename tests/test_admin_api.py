@@ -473,6 +473,23 @@ class RecentTests(AdminApiTestCase):
         self.assertEqual(routes["chat"]["upstreams"][0]["state"], "up")
         self.assertEqual(routes["chat"]["source"], "store")
 
+    @defer.inlineCallbacks
+    def test_a_log_line_quoting_a_token_is_read_redacted(self):
+        from twisted.logger import Logger
+
+        from wighaven.observe.logs import feed_log_ring
+
+        feed_log_ring("info")
+        yield self.add_route()
+        # Nothing the gateway logs holds a token; were one ever quoted (a
+        # backend's error echoing a header, say), the Logs screen hides it:
+        # the environment route's token and the one just stored alike.
+        Logger(namespace="wighaven.test").info(
+            "quoting {a} and {b}", a=TOKEN, b=SPACE_TOKEN)
+        reply = yield self.api("GET", "/logs?text=quoting")
+        self.assertEqual([line["text"] for line in reply.json()["items"]],
+                         ["quoting [redacted] and [redacted]"])
+
 
 class MethodTests(AdminApiTestCase):
     @defer.inlineCallbacks

@@ -251,6 +251,30 @@ class LogRingTests(SynchronousTestCase):
         self.assertNotIn(TOKEN.decode()[:5], texts[2])
         self.assertEqual(texts[3], "[redacted] and pw-Secret")
 
+    def test_the_current_tokens_of_a_source_are_redacted_too(self):
+        tokens = []
+        ring = LogRing(secrets=("pw-Secret",))
+        ring.set_secrets_source(lambda: tokens)
+        log = logger(ring)
+        log.info("kept as fields: {t}", t=TOKEN.decode())  # formatted when read
+        log.info("formatted at once: {t!r}", t=object())  # not plain: formatted now
+        tokens.append(TOKEN)  # a route made with this token, before anyone read the line
+        log.info("after: {t} and pw-Secret", t=TOKEN.decode())
+        texts = [line["text"] for line in reversed(ring.lines()[0])]
+        self.assertEqual(texts[0], "kept as fields: [redacted]")
+        self.assertTrue(texts[1].startswith("formatted at once: <object"))
+        self.assertEqual(texts[2], "after: [redacted] and [redacted]")
+
+        def broken():
+            raise RuntimeError("the table is being swapped")
+
+        ring.set_secrets_source(broken)  # a source that fails loses no line
+        log.info("still {t}", t="here")
+        self.assertEqual(ring.lines()[0][0]["text"], "still here")
+        ring.set_secrets_source(None)
+        log.info("{t}", t=TOKEN.decode())
+        self.assertEqual(ring.lines()[0][0]["text"], TOKEN.decode())
+
     def test_behind_the_log_level_filter(self):
         log = logger(self.ring.filtered("warn"))
         log.debug("d")

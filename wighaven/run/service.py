@@ -212,6 +212,10 @@ class GatewayService(service.Service):
                                       self.control, reactor)
         self.recent_logs = log_ring()
         if self.control is not None:
+            # The Logs screen shows what the log writes, which never holds a
+            # token; should a line ever quote one, the route table's current
+            # tokens are taken out of it before anyone reads it.
+            self.recent_logs.set_secrets_source(self.site.tokens)
             self.site.pages.enable_admin(
                 self.reloader, reactor,
                 lambda: self.agents.tls_policy(config.backend_ca_bundle),
@@ -356,5 +360,6 @@ class GatewayService(service.Service):
         self.reloader.stop()
         self.router.stop()
         if self.control is not None:
+            self.recent_logs.set_secrets_source(None)
             yield self.control.close()
         yield self.pool.closeCachedConnections()
