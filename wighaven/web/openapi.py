@@ -628,46 +628,64 @@ def _responses() -> dict:
 _ITEM_CHANGE = (404, 409, 412) + _JSON_BODY_ERRORS
 
 
-def _route_paths() -> dict:
-    on_route = dict(update="updateRoute", delete="deleteRoute")
+def _collection_paths(plural: str, noun: str, key: str, parameter: str,
+                      in_force: str, descriptions: dict) -> dict:
+    """
+    The five operations of a collection of named items (routes, users):
+    C{/<plural>} lists and creates, C{/<plural>/{<key>}} reads, changes
+    (merge patch) and deletes. C{noun} names the schemas (C{Route},
+    C{RouteList}, C{RouteCreate}, C{RoutePatch}) and the operations
+    (C{listRoutes}...); C{in_force} ends the answers to a change (", in
+    force." for routes: the table is swapped before the answer); the
+    C{descriptions} of "create", "update" and "delete" say their 409s.
+    """
+    word = noun.lower()
+    plural_noun = plural.capitalize()
+    on_item = dict(update="update" + noun, delete="delete" + noun)
     return {
-        "/routes": {
+        "/" + plural: {
             "get": _operation(
-                "listRoutes", "routes", "List the routes",
-                {"200": _answer("A page of routes, by name.", _ref("RouteList"))},
+                "list" + plural_noun, plural, "List the " + plural,
+                {"200": _answer("A page of %s, by name." % plural, _ref(noun + "List"))},
                 (422,), parameters=_PAGING),
             "post": _operation(
-                "createRoute", "routes", "Add a route",
-                {"201": _answer("The route, in force.", _ref("Route"),
-                                headers={"ETag": _ETAG, "Location": _location("route")},
-                                links=_item_links("name", get="getRoute", **on_route))},
+                "create" + noun, plural, "Add a " + word,
+                {"201": _answer("The %s%s" % (word, in_force), _ref(noun),
+                                headers={"ETag": _ETAG, "Location": _location(word)},
+                                links=_item_links(key, get="get" + noun, **on_item))},
                 (409,) + _JSON_BODY_ERRORS, parameters=_CHANGE,
-                body=_json_body(_ref("RouteCreate"), "The route."),
-                description="Validated whole (its upstreams' URLs included) before it is "
-                            "stored; 409 conflict when the name is taken."),
+                body=_json_body(_ref(noun + "Create"), "The %s." % word),
+                description=descriptions["create"]),
         },
-        "/routes/{name}": {
-            "parameters": [_param("RouteName")],
+        "/%s/{%s}" % (plural, key): {
+            "parameters": [_param(parameter)],
             "get": _operation(
-                "getRoute", "routes", "Read a route",
-                {"200": _answer("The route.", _ref("Route"), headers={"ETag": _ETAG},
-                                links=_item_links("name", **on_route))},
+                "get" + noun, plural, "Read a " + word,
+                {"200": _answer("The %s." % word, _ref(noun), headers={"ETag": _ETAG},
+                                links=_item_links(key, **on_item))},
                 (404,)),
             "patch": _operation(
-                "updateRoute", "routes", "Change a route",
-                {"200": _answer("The route as changed, in force.", _ref("Route"),
+                "update" + noun, plural, "Change a " + word,
+                {"200": _answer("The %s as changed%s" % (word, in_force), _ref(noun),
                                 headers={"ETag": _ETAG})},
                 _ITEM_CHANGE, parameters=_CHANGE_ITEM,
-                body=_json_body(_ref("RoutePatch"), "A JSON merge patch (RFC 7396).",
+                body=_json_body(_ref(noun + "Patch"), "A JSON merge patch (RFC 7396).",
                                 _PATCH_TYPES),
-                description="409 read_only for a route of the config file or of "
-                            "PRIVATE_BACKEND_URL."),
+                description=descriptions["update"]),
             "delete": _operation(
-                "deleteRoute", "routes", "Delete a route",
+                "delete" + noun, plural, "Delete a " + word,
                 {"204": _answer("Deleted.")}, (404, 409, 412), parameters=_CHANGE_ITEM,
-                description="409 read_only for a route of the config file or of "
-                            "PRIVATE_BACKEND_URL."),
+                description=descriptions["delete"]),
         },
+    }
+
+
+def _route_paths() -> dict:
+    read_only = "409 read_only for a route of the config file or of PRIVATE_BACKEND_URL."
+    return dict(_collection_paths("routes", "Route", "name", "RouteName", ", in force.", {
+        "create": "Validated whole (its upstreams' URLs included) before it is "
+                  "stored; 409 conflict when the name is taken.",
+        "update": read_only, "delete": read_only}), **{
         "/upstreams/test": {
             "post": _operation(
                 "testUpstream", "routes", "Test an upstream's connection",
@@ -676,49 +694,16 @@ def _route_paths() -> dict:
                 _JSON_BODY_ERRORS, parameters=_CHANGE,
                 body=_json_body(_ref("UpstreamTest"), "What to test.")),
         },
-    }
+    })
 
 
 def _people_paths() -> dict:
-    on_user = dict(update="updateUser", delete="deleteUser")
     user_filter = _query("user", _string(), "only this user's")
-    return {
-        "/users": {
-            "get": _operation(
-                "listUsers", "users", "List the users",
-                {"200": _answer("A page of users, by name.", _ref("UserList"))},
-                (422,), parameters=_PAGING),
-            "post": _operation(
-                "createUser", "users", "Add a user",
-                {"201": _answer("The user.", _ref("User"),
-                                headers={"ETag": _ETAG, "Location": _location("user")},
-                                links=_item_links("username", get="getUser",
-                                                  **on_user))},
-                (409,) + _JSON_BODY_ERRORS, parameters=_CHANGE,
-                body=_json_body(_ref("UserCreate"), "The user."),
-                description="409 conflict when the name is taken."),
-        },
-        "/users/{username}": {
-            "parameters": [_param("Username")],
-            "get": _operation(
-                "getUser", "users", "Read a user",
-                {"200": _answer("The user.", _ref("User"), headers={"ETag": _ETAG},
-                                links=_item_links("username", **on_user))},
-                (404,)),
-            "patch": _operation(
-                "updateUser", "users", "Change a user",
-                {"200": _answer("The user as changed.", _ref("User"),
-                                headers={"ETag": _ETAG})},
-                _ITEM_CHANGE, parameters=_CHANGE_ITEM,
-                body=_json_body(_ref("UserPatch"), "A JSON merge patch (RFC 7396).",
-                                _PATCH_TYPES),
-                description="409 own_account: you cannot disable yourself nor drop your own "
-                            "admin role."),
-            "delete": _operation(
-                "deleteUser", "users", "Delete a user",
-                {"204": _answer("Deleted.")}, (404, 409, 412), parameters=_CHANGE_ITEM,
-                description="409 own_account: you cannot delete yourself."),
-        },
+    return dict(_collection_paths("users", "User", "username", "Username", ".", {
+        "create": "409 conflict when the name is taken.",
+        "update": "409 own_account: you cannot disable yourself nor drop your own "
+                  "admin role.",
+        "delete": "409 own_account: you cannot delete yourself."}), **{
         "/users/{username}/invite": {
             "parameters": [_param("Username")],
             "post": _operation(
@@ -771,7 +756,7 @@ def _people_paths() -> dict:
                 "revokeSession", "sessions", "End a session",
                 {"204": _answer("Ended.")}, (404, 412), parameters=_CHANGE_ITEM),
         },
-    }
+    })
 
 
 def _observe_paths() -> dict:

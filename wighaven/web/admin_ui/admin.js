@@ -436,6 +436,37 @@ function pager(load, onItems, onError, onStart = null) {
   return { more, reload: () => page(true) };
 }
 
+/**
+ * A paged table of what belongs to people (API keys, sessions), narrowed to
+ * one user by userFilter as it is typed: its panel, rows (row(item, reload)),
+ * "Load more", and its empty (empty(filtered) -> [title, text]) and error
+ * states. table is [caption, columns, testid]. Returns the pager.
+ */
+function filteredTable(ctx, { title, toolbar, userFilter, path, row, empty, table }) {
+  const list = listPanel(title, toolbar);
+  ctx.add(list.panel);
+  const user = () => userFilter.value.trim();
+  let tbody = null;
+  const paging = pager(
+    (cursor) => api.get(`${path}${query({ user: user(), cursor })}`),
+    (items, first) => {
+      if (first && !items.length) { list.show(emptyBox(...empty(Boolean(user())))); return; }
+      if (first) {
+        const t = dataTable(...table);
+        tbody = t.tbody;
+        list.show(t.wrap);
+      }
+      for (const item of items) tbody.append(row(item, paging.reload));
+      list.count(`${tbody.children.length} shown`);
+    },
+    (e) => list.show(errorBox(e, paging.reload)), () => list.busy());
+  list.foot.append(paging.more);
+  list.foot.hidden = false;
+  toolbar.addEventListener("submit", (e) => { e.preventDefault(); paging.reload(); });
+  userFilter.addEventListener("input", debounce(() => paging.reload(), 350));
+  return paging;
+}
+
 /* ---------------------------------------------------------------- forms */
 
 /** The fields of a form by the API's field path, to put 422 errors next to them. */
@@ -1652,28 +1683,11 @@ function keysScreen(ctx) {
   const users = h("datalist", { id: "keys-users" });
   const toolbar = h("form", { class: "toolbar", role: "search", "aria-label": "Filter API keys" },
     field({ label: "Owner", input: userFilter }), users);
-  const list = listPanel("Keys", toolbar);
-  ctx.add(list.panel);
-  let tbody = null;
-  const paging = pager(
-    (cursor) => api.get(`/api-keys${query({ user: userFilter.value.trim(), cursor })}`),
-    (items, first) => {
-      if (first && !items.length) {
-        list.show(emptyBox(userFilter.value.trim() ? "No keys for this owner" : "No API keys yet", "Create one for a script, a notebook or CI.")); return;
-      }
-      if (first) {
-        const t = dataTable("API keys", [{ label: "Key" }, { label: "Owner" }, { label: "Scope" }, { label: "Expires" }, { label: "Last used" }, { label: "Status" }, { label: "", cls: "r" }], "keys-table");
-        tbody = t.tbody;
-        list.show(h("div", null, t.wrap));
-      }
-      for (const k of items) tbody.append(keyRow(k, paging.reload));
-      list.count(`${tbody.children.length} shown`);
-    },
-    (e) => list.show(errorBox(e, paging.reload)), () => list.busy());
-  list.foot.append(paging.more);
-  list.foot.hidden = false;
-  toolbar.addEventListener("submit", (e) => { e.preventDefault(); paging.reload(); });
-  userFilter.addEventListener("input", debounce(() => paging.reload(), 350));
+  const paging = filteredTable(ctx, {
+    title: "Keys", toolbar, userFilter, path: "/api-keys", row: keyRow,
+    empty: (filtered) => [filtered ? "No keys for this owner" : "No API keys yet", "Create one for a script, a notebook or CI."],
+    table: ["API keys", [{ label: "Key" }, { label: "Owner" }, { label: "Scope" }, { label: "Expires" }, { label: "Last used" }, { label: "Status" }, { label: "", cls: "r" }], "keys-table"],
+  });
   create.addEventListener("click", () => createKeyDialog(paging.reload));
   fetchAll("/users").then((all) => users.replaceChildren(...all.map((u) => h("option", { value: u.username })))).catch(() => {});
   paging.reload();
@@ -1757,27 +1771,11 @@ function sessionsScreen(ctx) {
   ctx.head({ title: "Sessions", lede: "Who is signed in right now. Revoking a session signs that browser or token out at once." });
   const userFilter = textInput({ id: "sessions-user", type: "search", placeholder: "Any user" });
   const toolbar = h("form", { class: "toolbar", role: "search", "aria-label": "Filter sessions" }, field({ label: "User", input: userFilter }));
-  const list = listPanel("Active sessions", toolbar);
-  ctx.add(list.panel);
-  let tbody = null;
-  const paging = pager(
-    (cursor) => api.get(`/sessions${query({ user: userFilter.value.trim(), cursor })}`),
-    (items, first) => {
-      if (first && !items.length) { list.show(emptyBox("No sessions", userFilter.value.trim() ? "Nobody by that name is signed in." : "Nobody is signed in.")); return; }
-      if (first) {
-        const t = dataTable("Sessions", [{ label: "User" }, { label: "Via" }, { label: "Device" }, { label: "Address" }, { label: "Started" }, { label: "Expires" }, { label: "", cls: "r" }], "sessions-table");
-        tbody = t.tbody;
-        list.show(t.wrap);
-      }
-      for (const s of items) tbody.append(sessionRow(s, paging.reload));
-      list.count(`${tbody.children.length} shown`);
-    },
-    (e) => list.show(errorBox(e, paging.reload)), () => list.busy());
-  list.foot.append(paging.more);
-  list.foot.hidden = false;
-  toolbar.addEventListener("submit", (e) => { e.preventDefault(); paging.reload(); });
-  userFilter.addEventListener("input", debounce(() => paging.reload(), 350));
-  paging.reload();
+  filteredTable(ctx, {
+    title: "Active sessions", toolbar, userFilter, path: "/sessions", row: sessionRow,
+    empty: (filtered) => ["No sessions", filtered ? "Nobody by that name is signed in." : "Nobody is signed in."],
+    table: ["Sessions", [{ label: "User" }, { label: "Via" }, { label: "Device" }, { label: "Address" }, { label: "Started" }, { label: "Expires" }, { label: "", cls: "r" }], "sessions-table"],
+  }).reload();
 }
 
 function sessionRow(s, reload) {
