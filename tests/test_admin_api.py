@@ -361,8 +361,16 @@ class PeopleTests(AdminApiTestCase):
         self.assertEqual(reply.status, 204)
         used = yield self.gateway.fetch("GET", "/chat/echo", {"Authorization": "Bearer " + key})
         self.assertEqual(used.status, 401)
+        # Deleted as far as the API goes: not read, not listed, not revoked twice.
         item = yield self.api("GET", "/api-keys/" + created["id"])
-        self.assertIsNotNone(item.json()["revoked_at"])
+        self.assertEqual(item.status, 404)
+        listed = yield self.api("GET", "/api-keys")
+        self.assertEqual(listed.json()["items"], [])
+        again = yield self.api("DELETE", "/api-keys/" + created["id"])
+        self.assertEqual(again.status, 404)
+        # The store keeps it refused, and the audit trail keeps its story.
+        audit = yield self.api("GET", "/audit?kind=key.revoked")
+        self.assertEqual(audit.json()["items"][0]["detail"]["key"], created["id"])
 
     @defer.inlineCallbacks
     def test_sessions_are_listed_and_revoked(self):

@@ -263,8 +263,11 @@ class PeopleApi:
 
     @defer.inlineCallbacks
     def _keys(self, username=None):
+        # A revoked key is deleted as far as the API goes (its DELETE said
+        # 204): it is neither listed nor read. The store keeps its row, so
+        # that it stays refused, and the audit trail keeps its story.
         keys = yield self._store.keys(username)
-        return [with_etag(key_item(k)) for k in keys]
+        return [with_etag(key_item(k)) for k in keys if k["revoked_at"] is None]
 
     @defer.inlineCallbacks
     def keys(self, request, identity):
@@ -330,8 +333,8 @@ class PeopleApi:
             raise ApiError(409, "own_key", "this request is made with that key: revoke it with "
                            "another credential")
         revoked = yield self._store.revoke_key(key_id)
-        if not revoked:
-            raise ApiError(409, "revoked", "this API key is revoked already")
+        if not revoked:  # another admin revoked it meanwhile
+            raise not_found("API key")
         yield self._frame.audit("key.revoked", identity, request, key=key_id, user=item["user"])
         return Answer(204)
 

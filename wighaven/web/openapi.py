@@ -152,7 +152,7 @@ _ERRORS = {
     404: ("NotFound", "No such item (not_found)."),
     409: ("Conflict", "The change is refused as it stands: read_only (a route of the config "
                       "file or of PRIVATE_BACKEND_URL), conflict (the name is taken), or a rule "
-                      "of the item (own_account, own_key, revoked, hugging_face_user)."),
+                      "of the item (own_account, own_key, hugging_face_user)."),
     412: ("Stale", "If-Match does not match the item's current ETag: someone changed it "
                    "(stale). Nothing was changed; read it again."),
     413: ("TooLarge", "The body is larger than the gateway takes on its own paths "
@@ -435,7 +435,9 @@ def _schemas() -> dict:
         "expires_at": _nullable({"type": "number"}),
         "last_used_at": _nullable({"type": "number"}),
         "created_at": {"type": "number"},
-        "revoked_at": _nullable({"type": "number"}),
+        "revoked_at": _nullable({"type": "number", "description": "always null: the API "
+                                                                  "lists and reads keys in "
+                                                                  "force only"}),
         "etag": _string(),
     }
     api_key = _read(key_fields, description="An API key (never its secret).")
@@ -741,8 +743,9 @@ def _people_paths() -> dict:
             "delete": _operation(
                 "revokeApiKey", "api-keys", "Revoke an API key",
                 {"204": _answer("Revoked.")}, (404, 409, 412), parameters=_CHANGE_ITEM,
-                description="409 revoked (already), or own_key: the request is made with "
-                            "that key."),
+                description="A revoked key is gone from the API (listed no more, 404 "
+                            "here); the audit trail keeps key.created and key.revoked. "
+                            "409 own_key: the request is made with that key."),
         },
         "/sessions": {
             "get": _operation(

@@ -42,7 +42,8 @@
  *             radios name=nu-method (password|invite), #nu-password, #nu-expires, [save].
  *             Roles dialog [roles-dialog] #ur-roles; password dialog [password-dialog]
  *             #rp-password, #rp-confirm; the invite link appears in [secret-dialog].
- *   API keys  [create-key]; #keys-user filter; tr[key-row-<id>] (data-status=active|expired|revoked);
+ *   API keys  [create-key]; #keys-user filter; tr[key-row-<id>] (data-status=active|expired; a revoked
+ *             key is gone from the list);
  *             [revoke-key-<id>]. Create dialog [key-dialog]: #ck-user, #ck-name, #ck-route, #ck-days,
  *             [save]; then the key in [secret-dialog] (shown once).
  *   Sessions  #sessions-user filter; tr[session-row-<id>]; [revoke-session-<id>].
@@ -1670,8 +1671,8 @@ function deleteUser(u, reload) {
 
 /* ---------------------------------------------------------------- API keys */
 
+/** The API lists the keys in force only: a revoked key is gone from it. */
 function keyStatus(k) {
-  if (k.revoked_at) return ["revoked", "Revoked", "outline"];
   if (num(k.expires_at) !== null && k.expires_at * 1000 < Date.now()) return ["expired", "Expired", "warn"];
   return ["active", "Active", "ok dot"];
 }
@@ -1703,14 +1704,14 @@ function keyRow(k, reload) {
     td("Expires", num(k.expires_at) === null ? h("span", { class: "muted" }, "never") : timeEl(k.expires_at, "rel")),
     td("Last used", num(k.last_used_at) === null ? h("span", { class: "muted" }, "never") : timeEl(k.last_used_at, "rel")),
     td("Status", badge(label, kind)),
-    td(null, status === "revoked" ? null : h("button", { type: "button", class: "btn btn-danger-quiet btn-sm", testid: `revoke-key-${k.id}`,
+    td(null, h("button", { type: "button", class: "btn btn-danger-quiet btn-sm", testid: `revoke-key-${k.id}`,
       "aria-label": `Revoke key ${k.name || k.id}`, onclick: () => revokeKey(k, reload) }, "Revoke"), "actions"));
 }
 
 function revokeKey(k, reload) {
   confirmAction({
     title: `Revoke ${k.name ? `\u201c${k.name}\u201d` : `key ${k.id}`}?`, confirmLabel: "Revoke key",
-    text: `Programs using this key of ${k.user} stop getting in at once. This can't be undone.`,
+    text: `Programs using this key of ${k.user} stop getting in at once, and it leaves this list (the audit trail keeps it). This can't be undone.`,
     run: async () => { await api.del(`/api-keys/${enc(k.id)}`, k.etag); notify("Key revoked."); reload(); },
   });
 }
