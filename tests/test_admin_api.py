@@ -256,6 +256,11 @@ class RouteTests(AdminApiTestCase):
         yield self.add_route()
         reply = yield self.api("POST", "/upstreams/test", {"route": "chat", "upstream": 0})
         self.assertEqual(reply.json()["status"], 200)
+        for bad in (None, -1, True, "0"):  # an index, whichever way the upstream is given
+            for given in ({"route": "chat"}, {"url": self.backend_origin}):
+                reply = yield self.api("POST", "/upstreams/test", dict(given, upstream=bad))
+                self.assertEqual(reply.status, 422, (given, bad, reply.body))
+                self.assertEqual(reply.json()["errors"][0]["field"], "upstream")
         self.assertIn(["Authorization", "Bearer " + SPACE_TOKEN],
                       self.backend.requests[-1]["headers"])
 

@@ -228,10 +228,13 @@ class RouteApi:
         if token is not None and (not isinstance(token, str) or not token.isprintable()
                                   or len(token) > 4096):
             raise ValidationFailed.one("token", "must be the token, one line")
+        index = body.get("upstream", 0)
+        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+            raise ValidationFailed.one("upstream", "must be an upstream's index, from 0")
         if body.get("route") is not None:
             if "url" in body:
                 raise ValidationFailed.one("url", "give a url, or a route's upstream, not both")
-            url, token = self._stored_upstream(body)
+            url, token = self._stored_upstream(body["route"], index)
         else:
             url = body.get("url")
         try:
@@ -244,13 +247,10 @@ class RouteApi:
                                         token or None, self._token_header)
         return Answer(200, outcome)
 
-    def _stored_upstream(self, body):
+    def _stored_upstream(self, name, index: int):
         """(url, token) of a route's upstream, by route name and index."""
-        name, index = body.get("route"), body.get("upstream", 0)
         if not isinstance(name, str):
             raise ValidationFailed.one("route", "must be a route's name")
-        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
-            raise ValidationFailed.one("upstream", "must be an upstream's index, from 0")
         live = next((live for live in self._reloader.base + self._reloader.stored
                      if live.name == name), None)
         if live is None:
