@@ -96,11 +96,11 @@ def log_ring():
     """The process's one L{wighaven.observe.recent.LogRing} (made on the first call)."""
     global _ring
     if _ring is None:
-        from .recent import LogRing  # recent imports this module
+        from .recent import LogRing, process_ids  # recent imports this module
 
         with _ring_lock:
             if _ring is None:
-                _ring = LogRing()
+                _ring = LogRing(ids=process_ids())
     return _ring
 
 

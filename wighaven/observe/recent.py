@@ -21,15 +21,20 @@ will list them, page through them and follow them live.
     L{exchange_summary}: credentials in the headers are redacted
     (L{redact_headers}).
 
-Ids are consecutive integers from 1, one per entry in order of arrival,
-so a cursor is just an id: C{before=id} pages to older entries,
-C{after=id} fetches the newer ones when following (see L{_Ring.page} for
-the next cursor of each). A follower that sees an id skipped can fetch it
-with C{after}. Cost of a listing: finding the cursor is arithmetic on the
-ids; the scan then walks entries newest first (oldest first after
-C{after}) and stops at C{limit} matches, so without a filter it visits
-C{limit} entries, and with a filter at most the whole ring (C{size}
-entries, 2,000 at most by default) whatever the traffic.
+Ids only grow, one per entry in order of arrival, so a cursor is just an
+id: C{before=id} pages to older entries, C{after=id} fetches the newer
+ones when following (see L{_Ring.page} for the next cursor of each). A
+follower that sees an id skipped can fetch it with C{after}. The gateway
+gives its rings L{TimeOrderedIds}: ids that also order the entries of
+every worker of one gateway by time, unique across them, so that the
+admin API can merge the workers' rings into one list
+(L{wighaven.observe.recent_merge}); by default (tests) they are
+consecutive from 1 (L{ConsecutiveIds}). Cost of a listing: finding the
+cursor is a binary search on the ids; the scan then walks entries newest
+first (oldest first after C{after}) and stops at C{limit} matches, so
+without a filter it visits C{limit} entries, and with a filter at most
+the whole ring (C{size} entries, 2,000 at most by default) whatever the
+traffic.
 
 The entries handed out (listings, L{RequestRing.get}, subscribers) are
 the ring's own dicts: read them, don't change them.
@@ -37,8 +42,10 @@ the ring's own dicts: read them, don't change them.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import operator
+import os
 import threading
 import time
 from collections import deque
@@ -51,8 +58,8 @@ from .exchange_log import SECRET_HEADERS
 from .logs import level_predicate
 
 __all__ = [
-    "CUT_MARKER", "LogRing", "MAX_TEXT", "REDACTED", "RequestRing", "SECRET_HEADERS",
-    "exchange_summary", "redact_headers", "redact_text",
+    "ConsecutiveIds", "CUT_MARKER", "LogRing", "TimeOrderedIds", "WORKER_SLOT_ENV", "MAX_TEXT", "REDACTED", "RequestRing", "SECRET_HEADERS",
+    "exchange_summary", "process_ids", "redact_headers", "redact_text",
 ]
 
 REDACTED = _REDACTED_BYTES.decode("ascii")
@@ -62,6 +69,74 @@ LOG_RING_SIZE = 2000
 REQUEST_RING_SIZE = 1000
 _LEVEL_RANK = {level.name: rank for rank, level in enumerate(LogLevel.iterconstants())}
 _STATUS_CLASSES = frozenset("%dxx" % n for n in range(1, 6))
+
+
+# The environment variable a worker's supervisor gives it: its slot, from
+# 0 (internal: set by wighaven.run.cluster, never by hand).
+WORKER_SLOT_ENV = "WIGHAVEN_WORKER_SLOT"
+SLOTS = 64  # workers at most (settings.MAX_WORKERS): the slot is an id's last 6 bits
+_EPOCH = 1767225600.0  # 2026-01-01T00:00:00Z
+_UNITS_PER_SECOND = 100000  # 10 us
+
+
+class ConsecutiveIds:
+    """Ids 1, 2, 3...: a ring's own, for a ring no other process's is merged with."""
+
+    def __init__(self):
+        self._last = 0
+
+    def __next__(self) -> int:
+        self._last += 1
+        return self._last
+
+    def watermark(self) -> int:
+        """An id that every id given from now on exceeds: the last one given."""
+        return self._last
+
+
+class TimeOrderedIds:
+    """
+    Ids from the time an entry is kept, unique across the workers of one
+    gateway, so that the workers' rings merge into one list ordered by
+    time: (10 us units since 2026) * 64 + C{slot}. They only grow (two
+    entries of the same 10 us take consecutive units; a clock set back
+    holds them where they were until it catches up), and stay below
+    2**53 until 2070, so a browser's JSON numbers hold them exactly.
+
+    L{watermark} is what makes a merge exact while entries keep coming: no
+    id given after it was read is at or below it.
+    """
+
+    def __init__(self, slot: int = 0, clock: Callable[[], float] = time.time):
+        if not 0 <= slot < SLOTS:
+            raise ValueError("slot must be from 0 to %d" % (SLOTS - 1))
+        self._slot = slot
+        self._clock = clock
+        self._last = 0
+
+    def _now_units(self) -> int:
+        return max(0, int((self._clock() - _EPOCH) * _UNITS_PER_SECOND))
+
+    def __next__(self) -> int:
+        # One per forwarded exchange with AUTH on: written out, no call but the clock's.
+        now = int((self._clock() - _EPOCH) * _UNITS_PER_SECOND) * SLOTS + self._slot
+        last = self._last + SLOTS
+        self._last = last = now if now > last else last
+        return last
+
+    def watermark(self) -> int:
+        """An id that every id given from now on exceeds (by the clock, or the last one given)."""
+        return max(self._last, self._now_units() * SLOTS + self._slot - 1)
+
+
+def process_ids(environ=None) -> TimeOrderedIds:
+    """The ids for a ring of this process: time-ordered, in the slot its supervisor gave it (0 alone)."""
+    environ = os.environ if environ is None else environ
+    try:
+        slot = int(environ.get(WORKER_SLOT_ENV, "0"))
+    except ValueError:
+        slot = 0
+    return TimeOrderedIds(slot if 0 <= slot < SLOTS else 0)
 
 
 def _as_texts(secrets: Iterable) -> tuple:
@@ -113,7 +188,8 @@ def redact_headers(raw_headers, secrets: Iterable = ()) -> list:
 
 class _Ring:
     """
-    Items with consecutive ids in a bounded deque, and their listing.
+    Items with growing ids (C{ids}: L{ConsecutiveIds} unless given) in a
+    bounded deque, and their listing.
 
     Each item carries its id (L{_id_of}), given in order of arrival.
     Listings work on a snapshot of the deque (taken at once under the
@@ -123,13 +199,13 @@ class _Ring:
     it, L{_views} turns the items picked into the entries handed out.
     """
 
-    def __init__(self, size: int, clock: Callable[[], float]):
+    def __init__(self, size: int, clock: Callable[[], float], ids=None):
         if size < 1:
             raise ValueError("size must be at least 1")
         self.size = size
         self._clock = clock
         self._entries = deque(maxlen=size)
-        self._ids = itertools.count(1)
+        self._ids = ConsecutiveIds() if ids is None else ids
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -140,11 +216,22 @@ class _Ring:
 
     @property
     def last_id(self) -> int:
-        """The newest entry's id (0 when empty): where a follower starts (C{after})."""
+        """The newest entry's id (0 when empty)."""
         try:
             return self._id_of(self._entries[-1])
         except IndexError:
             return 0
+
+    def watermark(self) -> int:
+        """
+        Where a follower starts (C{after}): an id every entry kept from
+        now on exceeds, at least the newest entry's.
+        """
+        return self._ids.watermark()
+
+    def _position(self, entries: tuple, entry_id: int) -> int:
+        """The index in C{entries} of the first entry whose id is C{entry_id} or more."""
+        return bisect.bisect_left(entries, entry_id, key=self._id_of)
 
     def _snapshot(self) -> tuple:
         while True:
@@ -166,10 +253,8 @@ class _Ring:
         except (TypeError, ValueError):
             return None
         entries = self._snapshot()
-        if not entries:
-            return None
-        index = entry_id - self._id_of(entries[0])
-        if not 0 <= index < len(entries):
+        index = self._position(entries, entry_id)
+        if index == len(entries) or self._id_of(entries[index]) != entry_id:
             return None
         item = entries[index]
         self._ready(item)
@@ -203,26 +288,24 @@ class _Ring:
         ready = self._ready
         found = []
         first = self._id_of(entries[0])
-        last = self._id_of(entries[-1])
-        high = last if before is None else min(last, before - 1)
+        # entries[:end] are those older than before.
+        end = len(entries) if before is None else self._position(entries, before)
         if after is not None:
-            low = max(first, after + 1)
             cursor = after
-            if low <= high:
-                # Oldest first from low: skip the entries below it.
-                for item in entries[low - first:high - first + 1]:
-                    cursor = self._id_of(item)
-                    ready(item)
-                    if match is None or match(item):
-                        found.append(item)
-                        if len(found) == limit:
-                            break
+            # Oldest first from the first one newer than after.
+            for item in itertools.islice(entries, self._position(entries, after + 1), end):
+                cursor = self._id_of(item)
+                ready(item)
+                if match is None or match(item):
+                    found.append(item)
+                    if len(found) == limit:
+                        break
             found.reverse()
             return self._views(found), cursor
-        if high < first:
+        if end == 0:
             return [], None
-        # Newest first from high: skip the entries above it.
-        for item in reversed(entries[:high - first + 1]):
+        # Newest first from the last one older than before.
+        for item in reversed(entries[:end]):
             ready(item)
             if match is None or match(item):
                 found.append(item)
@@ -267,8 +350,8 @@ class LogRing(_Ring):
     """
 
     def __init__(self, size: int = LOG_RING_SIZE, secrets: Iterable = (),
-                 clock: Callable[[], float] = time.time):
-        super().__init__(size, clock)
+                 clock: Callable[[], float] = time.time, ids=None):
+        super().__init__(size, clock, ids)
         self._secrets = _as_texts(secrets)
         self._secrets_source = None
         self._subscribers = {}
@@ -280,6 +363,12 @@ class LogRing(_Ring):
         self._lock = threading.Lock()
 
     _id_of = staticmethod(operator.itemgetter("id"))
+
+    def watermark(self) -> int:
+        # Under the lock: a line of another thread taking its id meanwhile
+        # is then either below it and kept already, or above it.
+        with self._lock:
+            return self._ids.watermark()
 
     def set_secrets(self, secrets: Iterable) -> None:
         """Redact C{secrets} from now on (lines already kept were redacted with the old ones)."""
@@ -545,8 +634,8 @@ class RequestRing(_Ring):
     """
 
     def __init__(self, size: int = REQUEST_RING_SIZE, clock: Callable[[], float] = time.time,
-                 secrets=()):
-        super().__init__(size, clock)
+                 secrets=(), ids=None):
+        super().__init__(size, clock, ids)
         self.set_secrets(secrets)
 
     _id_of = staticmethod(operator.itemgetter(_ID))

@@ -22,7 +22,7 @@ from twisted.web.server import Site
 
 from ..config.trust import visitor_address
 from ..observe.logs import LEVELS
-from ..observe.recent import RequestRing
+from ..observe.recent import RequestRing, process_ids
 from ..web.pages import GATEWAY_PREFIX, HEALTH_PATH
 from .channel import GatewayChannel, GatewayRequest
 
@@ -88,7 +88,7 @@ class GatewaySite(Site):
     def keep_recent_requests(self) -> RequestRing:
         """Keep the last exchanges from now on (the admin API lists them); the ring."""
         if self.recent_requests is None:
-            self.recent_requests = RequestRing(secrets=self.tokens)
+            self.recent_requests = RequestRing(secrets=self.tokens, ids=process_ids())
         return self.recent_requests
 
     def tokens(self) -> list:
