@@ -333,8 +333,9 @@ class SupervisorTests(SynchronousTestCase):
         self.assertEqual(worker.started_at, START)
         self.assertEqual(call["args"], [sys.executable, "-m", "wighaven.run.worker"])
         self.assertEqual(call["executable"], sys.executable)
-        # The workers load the same configuration, as single processes.
-        self.assertEqual(call["env"], {"HOME": "/x", "WORKERS": "1"})
+        # The workers load the same configuration, as single processes, and
+        # each is told its slot (its recent entries' ids carry it).
+        self.assertEqual(call["env"], {"HOME": "/x", "WORKERS": "1", "WIGHAVEN_WORKER_SLOT": "1"})
         # Every worker gets the one socket.
         self.assertEqual(
             call["childFDs"], {0: "w", 1: 1, 2: 2, LISTEN_FD: 100, REPORT_FD: "r"}

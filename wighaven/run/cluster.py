@@ -30,6 +30,12 @@ and /_gateway/metrics show the whole gateway whichever worker answers, the
 other workers' part at most about two seconds old. No other server is
 involved.
 
+Questions: the admin panel's recent log lines and exchanges are each
+worker's own; the worker an admin's request reaches asks the others for
+theirs over the same pipes, the parent passing questions and answers on
+(L{wighaven.run.peer_queries}). Each worker is told its slot
+(L{wighaven.observe.recent.WORKER_SLOT_ENV}), which its entries' ids carry.
+
 Lifecycle: a worker that exits unasked is restarted (after 1 s, doubling
 up to 30 s while it keeps dying young). A worker silent for L{HUNG_AFTER}
 seconds (L{FIRST_REPORT_WITHIN} after its start) is hung: it is killed
@@ -58,6 +64,8 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from .drain import drain_on_sigterm
+from .peer_queries import GATHER_TIMEOUT, PeerQueries, valid_ask
+from ..observe.recent import WORKER_SLOT_ENV
 from ..observe.logs import give_observer_to_twistd
 from ..proxy.transport import address_family
 from ..observe.metrics import Histogram, merge_snapshots
@@ -198,6 +206,13 @@ class _Worker(protocol.ProcessProtocol):
             self._lines = _Lines(self._report)
 
     def _report(self, message):
+        if isinstance(message, dict):
+            if "ask" in message:
+                self.supervisor._relay_ask(self, message["ask"])
+                return
+            if "answer" in message:
+                self.supervisor._relay_answer(self, message["answer"])
+                return
         snapshot = message.get("snapshot") if isinstance(message, dict) else None
         if isinstance(snapshot, dict) and isinstance(snapshot.get("routes"), dict):
             self.snapshot = snapshot
@@ -222,6 +237,17 @@ class _Worker(protocol.ProcessProtocol):
     def processEnded(self, reason):
         self.supervisor._worker_ended(self, reason.value)
         self.ended.callback(None)
+
+
+class _Gather:
+    """A worker's question under way: who asked, who has yet to answer, the timeout."""
+
+    __slots__ = ("asker", "waiting", "timer")
+
+    def __init__(self, asker, waiting, timer):
+        self.asker = asker
+        self.waiting = waiting
+        self.timer = timer
 
 
 class Supervisor(service.Service):
@@ -254,6 +280,7 @@ class Supervisor(service.Service):
         self._ticks = LoopingCall(self.tick)
         self._ticks.clock = reactor
         self.port = None
+        self._gathers = {}  # (asking slot, its id) -> _Gather
 
     def setServiceParent(self, parent):
         """Under twistd, hand it the LOG_LEVEL-filtered observer it logs with."""
@@ -318,7 +345,8 @@ class Supervisor(service.Service):
             worker,
             self._argv[0],
             self._argv,
-            env=self._env,
+            # Its slot numbers its recent entries' ids (wighaven.observe.recent).
+            env=dict(self._env, **{WORKER_SLOT_ENV: str(slot)}),
             childFDs={0: "w", 1: 1, 2: 2, LISTEN_FD: self._socket.fileno(), REPORT_FD: "r"},
         )
         # Told at once, not only at the next tick: the worker reads this
@@ -357,6 +385,43 @@ class Supervisor(service.Service):
             worker.owed -= 1
             worker.send(told[worker.slot])
 
+    def _relay_ask(self, asker, ask):
+        """A worker's question (L{wighaven.run.peer_queries}): passed on to every other live worker."""
+        if not valid_ask(ask):
+            return
+        key = (asker.slot, ask["id"])
+        others = [w for w in self._live() if w is not asker]
+        if key in self._gathers or not others:
+            asker.send({"gathered": {"id": ask["id"]}})
+            return
+        timer = self._reactor.callLater(GATHER_TIMEOUT, self._gathered, key)
+        self._gathers[key] = _Gather(asker, {w.slot for w in others}, timer)
+        question = {"ask": {"from": asker.slot, "id": ask["id"], "what": ask["what"],
+                            "query": ask["query"]}}
+        for worker in others:
+            worker.send(question)
+
+    def _relay_answer(self, worker, answer):
+        if not isinstance(answer, dict):
+            return
+        key = (answer.get("from"), answer.get("id"))
+        gather = self._gathers.get(key) if type(key[0]) is int else None
+        if gather is None or worker.slot not in gather.waiting:
+            return  # late (after the timeout), or not asked of it
+        gather.waiting.discard(worker.slot)
+        if isinstance(answer.get("part"), dict):
+            gather.asker.send({"part": {"id": key[1], "part": answer["part"]}})
+        if not gather.waiting:
+            self._gathered(key)
+
+    def _gathered(self, key):
+        gather = self._gathers.pop(key, None)
+        if gather is None:
+            return
+        if gather.timer.active():
+            gather.timer.cancel()
+        gather.asker.send({"gathered": {"id": key[1]}})
+
     def _kill_hung(self, worker):
         self._log.warn(
             "worker {slot} (pid {pid}) silent for {silent:.0f}s: killed, to be restarted",
@@ -366,6 +431,16 @@ class Supervisor(service.Service):
         worker.signal("KILL")
 
     def _worker_ended(self, worker, status):
+        # Its questions end, and no one waits for its answers any more.
+        for key, gather in list(self._gathers.items()):
+            if gather.asker is worker:
+                self._gathers.pop(key)
+                if gather.timer.active():
+                    gather.timer.cancel()
+            elif worker.slot in gather.waiting:
+                gather.waiting.discard(worker.slot)
+                if not gather.waiting:
+                    self._gathered(key)
         if worker.snapshot is not None:
             last = _retired(worker.snapshot)
             self.retired = merge_snapshots([self.retired, last]) if self.retired else last
@@ -490,7 +565,9 @@ class WorkerLink(protocol.Protocol):
     """
     A worker's end of its parent (over StandardIO: stdin in, REPORT_FD
     out): sends this worker's figures once a second and keeps the answer in
-    C{stats.peers}. C{parent_gone} is called when the parent's end closes.
+    C{stats.peers}; carries its questions to the other workers and theirs
+    to it (C{queries}, a L{wighaven.run.peer_queries.PeerQueries}).
+    C{parent_gone} is called when the parent's end closes.
     """
 
     def __init__(self, stats, clock, parent_gone, interval: float = REPORT_INTERVAL):
@@ -498,7 +575,8 @@ class WorkerLink(protocol.Protocol):
         self._clock = clock
         self._peers = stats.peers = PeerFigures()
         self._parent_gone = parent_gone
-        self._lines = _Lines(self._peers.update)
+        self.queries = PeerQueries(self._write, clock)
+        self._lines = _Lines(self._received)
         self._source = os.getpid()
         self._loop = LoopingCall(self.report)
         self._loop.clock = clock
@@ -513,15 +591,25 @@ class WorkerLink(protocol.Protocol):
         for snapshot in routes.values():
             for entry in snapshot["recent"]:
                 entry["src"] = self._source
-        self.transport.write(encode({"snapshot": {"time": now, "routes": routes}}))
+        self._write({"snapshot": {"time": now, "routes": routes}})
+
+    def _write(self, message) -> None:
+        if self.transport is None:
+            raise ConnectionError("not connected to the supervisor yet")
+        self.transport.write(encode(message))
+
+    def _received(self, message) -> None:
+        if not self.queries.received(message):
+            self._peers.update(message)
 
     def dataReceived(self, data):
         try:
             self._lines.feed(data)
         except ValueError:
-            self._lines = _Lines(self._peers.update)
+            self._lines = _Lines(self._received)
 
     def connectionLost(self, reason):
         if self._loop.running:
             self._loop.stop()
+        self.queries.close()
         self._parent_gone()
