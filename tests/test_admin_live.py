@@ -119,11 +119,21 @@ class LiveChangesTests(unittest.TestCase):
         self.assertEqual(heard, ["message %d" % i for i in range(30)])
 
 
+def workers_serving(output, path_pattern):
+    """
+    The workers (their request ids' 12-hex-digit prefixes, one per process)
+    that served a GET of C{path_pattern} (a regular expression) with 200.
+    """
+    return set(re.findall(r"GET %s 200 .* ([0-9a-f]{12})[0-9a-f]{12}$" % path_pattern,
+                          output, re.M))
+
+
 class WorkersApplyTests(unittest.TestCase):
     timeout = 120
 
     @defer.inlineCallbacks
-    def test_every_worker_serves_a_new_route_within_a_second(self):
+    def start_workers(self):
+        """(a gateway of two workers with AUTH on, an admin's Bearer header, the backend's origin)."""
         from tests.support.gateway import GatewayProcess
         from tests.support.waiting import wait_until
 
@@ -141,6 +151,23 @@ class WorkersApplyTests(unittest.TestCase):
             "Content-Type": "application/json"},
             json.dumps({"username": "admin", "password": ADMIN_PASSWORD}).encode())
         bearer = {"Authorization": "Bearer " + reply.json()["access_token"]}
+        return gateway, bearer, origin
+
+    @defer.inlineCallbacks
+    def serve_in_both(self, gateway, bearer, prefix):
+        """GET C{prefix}0, C{prefix}1... (bounded) until both workers have served some: the paths."""
+        paths = []
+        for i in range(300):
+            paths.append("%s%d" % (prefix, i))
+            reply = yield fetch(gateway.port, "GET", paths[-1], bearer)
+            self.assertEqual(reply.status, 200)
+            if len(workers_serving(gateway.output(), re.escape(prefix) + r"\d+")) == 2:
+                return paths
+        self.fail("one worker took every connection:\n" + gateway.output()[-3000:])
+
+    @defer.inlineCallbacks
+    def test_every_worker_serves_a_new_route_within_a_second(self):
+        gateway, bearer, origin = yield self.start_workers()
         reply = yield fetch(gateway.port, "POST", API + "/routes", dict(bearer, **{
             "Content-Type": "application/json"}), json.dumps({
                 "name": "fresh", "path": "/fresh",
@@ -149,18 +176,69 @@ class WorkersApplyTests(unittest.TestCase):
         answered = time.monotonic()
         yield task.deferLater(reactor, 1.0, lambda: None)
 
-        def workers_serving():
-            # A request id starts with its process's own random prefix (12 hex digits).
-            return set(re.findall(r"GET /fresh/landed 200 .* ([0-9a-f]{12})[0-9a-f]{12}$",
-                                  gateway.output(), re.M))
-
         # From a second after the answer on, every request on a new connection, in
         # either worker, is the new route's (bounded: until both have served some).
         for _ in range(300):
             reply = yield fetch(gateway.port, "GET", "/fresh/landed", bearer)
             self.assertEqual(reply.status, 200, (reply.status, time.monotonic() - answered))
-            if len(workers_serving()) == 2:
+            if len(workers_serving(gateway.output(), "/fresh/landed")) == 2:
                 break
         else:
             self.fail("one worker took every connection:\n" + gateway.output()[-3000:])
         self.assertEqual(gateway.output().count("stored routes applied"), 2)
+
+    @defer.inlineCallbacks
+    def test_the_recent_requests_and_log_lines_are_every_workers(self):
+        """
+        Whichever worker answers the admin API, the Requests and Logs lists
+        hold both workers' exchanges and lines, in order, each once; following
+        the log sees the new lines of both, none twice.
+        """
+        gateway, bearer, _ = yield self.start_workers()
+        paths = yield self.serve_in_both(gateway, bearer, "/seen/")
+        for round_ in range(100):  # each on a new connection, until both workers have answered
+            reply = yield fetch(gateway.port, "GET", API + "/requests?limit=500", bearer)
+            self.assertEqual(reply.status, 200, reply.body)
+            items = reply.json()["items"]
+            ids = [item["id"] for item in items]
+            self.assertEqual(ids, sorted(set(ids), reverse=True))
+            seen = [item for item in items if item["path"].startswith("/seen/")]
+            self.assertEqual(sorted(item["path"] for item in seen), sorted(paths))
+            self.assertEqual(len({item["request_id"][:12] for item in seen}), 2)
+            # Each exchange reads whole through either worker.
+            one = yield fetch(gateway.port, "GET", API + "/requests/%d" % seen[-1]["id"], bearer)
+            self.assertEqual(one.status, 200, one.body)
+            self.assertEqual(one.json()["path"], seen[-1]["path"])
+            answered_by = workers_serving(gateway.output(), re.escape(API) + "/requests(?:/\\d+)?")
+            if round_ >= 3 and len(answered_by) == 2:
+                break
+        else:
+            self.fail("the API was answered by one worker only")
+
+        reply = yield fetch(gateway.port, "GET", API + "/logs?text=GET%20/seen/&limit=500", bearer)
+        self.assertEqual(reply.status, 200, reply.body)
+        page = reply.json()
+        lines = " ".join(line["text"] for line in page["items"])
+        for path in paths:
+            self.assertEqual(len(re.findall(re.escape(path) + r"\b", lines)), 1, path)
+        # Following from there: the lines of both workers' new exchanges, each once.
+        after, followed = page["last_id"], []
+        later = yield self.serve_in_both(gateway, bearer, "/later/")
+        for _ in range(50):
+            reply = yield fetch(gateway.port, "GET",
+                                API + "/logs?text=GET%%20/later/&after=%d" % after, bearer)
+            self.assertEqual(reply.status, 200, reply.body)
+            body = reply.json()
+            followed.extend(reversed(body["items"]))
+            self.assertGreaterEqual(body["last_id"], after)
+            after = body["last_id"]
+            if len(followed) >= len(later):
+                break
+            yield task.deferLater(reactor, 0.1, lambda: None)
+        texts = [line["text"] for line in followed]
+        self.assertEqual(len(texts), len(later), texts)
+        for path in later:
+            self.assertEqual(sum(1 for text in texts if re.search(re.escape(path) + r"\b", text)),
+                             1, (path, texts))
+        ids = [line["id"] for line in followed]
+        self.assertEqual(ids, sorted(set(ids)))

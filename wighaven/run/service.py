@@ -25,6 +25,7 @@ from .drain import Drain, drain_on_sigterm
 from ..proxy.forward import ForwardResource
 from ..proxy.limits import PeerConnectionLimit
 from ..observe.logs import give_observer_to_twistd, log_ring
+from ..observe.recent_view import RecentView
 from ..proxy.site import GatewaySite
 from ..web.pages import GatewayPages
 from ..observe.stats import GatewayStats
@@ -211,15 +212,16 @@ class GatewayService(service.Service):
         self.reloader = open_reloader(config, self.router, self.site._forward, self.stats, env,
                                       self.control, reactor)
         self.recent_logs = log_ring()
+        self.recent = None  # with AUTH on, the admin API's recent requests and lines
         if self.control is not None:
             # The Logs screen shows what the log writes, which never holds a
             # token; should a line ever quote one, the route table's current
             # tokens are taken out of it before anyone reads it.
             self.recent_logs.set_secrets_source(self.site.tokens)
+            self.recent = RecentView(self.site.keep_recent_requests(), self.recent_logs)
             self.site.pages.enable_admin(
                 self.reloader, reactor,
-                lambda: self.agents.tls_policy(config.backend_ca_bundle),
-                self.site.keep_recent_requests(), self.recent_logs)
+                lambda: self.agents.tls_policy(config.backend_ca_bundle), self.recent)
         self.listening = defer.Deferred()
         self._port = None
         self.drain = Drain(self.site, self.stats, reactor, config.drain_timeout)

@@ -6,7 +6,8 @@ hands it, its listening socket is descriptor 3 (the one socket every worker
 accepts from) and its parent's end is stdin (answers) and descriptor 4
 (reports). It serves exactly like a single-process gateway (the same
 L{wighaven.run.service.GatewayService}); only its figures are added up with the
-other workers'.
+other workers', and its recent requests and log lines are listed with
+theirs in the admin panel. Its slot, from 0, comes in WIGHAVEN_WORKER_SLOT.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ def main() -> None:
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
     gateway = GatewayService(config, reactor, handle_signals=True, listen_fd=LISTEN_FD)
     link = WorkerLink(gateway.stats, reactor, parent_gone=gateway.drain_then_stop)
+    if gateway.recent is not None:
+        # The admin panel's recent requests and log lines: every worker's.
+        gateway.recent.peers = link.queries
+        link.queries.answerer = gateway.recent.answer
     # The others' figures first: the very first request already sees them.
     link.dataReceived(first_message(0))
     gateway.startService()  # from here on, SIGHUP reloads

@@ -257,18 +257,17 @@ class AdminApi:
 
     @param router: the live L{wighaven.routing.router.Router}.
     @param stats: the L{wighaven.observe.stats.GatewayStats}.
-    @param recent_requests: the site's L{wighaven.observe.recent.RequestRing}.
-    @param recent_logs: the process's L{wighaven.observe.recent.LogRing}.
+    @param recent: the L{wighaven.observe.recent_view.RecentView} of the
+        recent requests and log lines (every worker's).
     """
 
     def __init__(self, frame: ApiFrame, router, stats, clock, backend_host: str,
-                 recent_requests, recent_logs, document):
+                 recent, document):
         self._frame = frame
         self._router = router
         self._stats = stats
         self._messages = LiveMessages(stats, backend_host, clock)
-        self._requests = recent_requests
-        self._logs = recent_logs
+        self._recent = recent
         self._document = json.dumps(document).encode("utf-8")
         frame.app.route(API_PREFIX + "/openapi.json", methods=["GET"])(self.openapi)
         frame.endpoint("/status", ["GET"], self.status)
@@ -327,24 +326,29 @@ class AdminApi:
         events = events[:limit]
         return Answer(200, id_page(events, events[-1]["id"] if more else None))
 
+    @defer.inlineCallbacks
     def requests(self, request, identity):
         status_class = arg(request, "status_class")
         if status_class is not None and status_class.lower() not in (
                 "1xx", "2xx", "3xx", "4xx", "5xx"):
             raise ValidationFailed.one("status_class", "must be 1xx, 2xx, 3xx, 4xx or 5xx")
-        items, next_id = self._requests.list(
-            route=arg(request, "route") or None, status_class=status_class or None,
+        items, next_id = yield self._recent.requests(
+            route=arg(request, "route") or None,
+            status_class=status_class.lower() if status_class else None,
             user=arg(request, "user") or None, before=cursor_arg(request),
             limit=limit_arg(request))
-        return defer.succeed(Answer(200, id_page(items, next_id)))
+        return Answer(200, id_page(items, next_id))
 
+    @defer.inlineCallbacks
     def request_item(self, request, identity, entry_id):
-        entry = self._requests.get(int(entry_id)) if entry_id.isdigit() and len(
-            entry_id) < 18 else None
+        entry = None
+        if entry_id.isdigit() and len(entry_id) < 18:
+            entry = yield self._recent.request(int(entry_id))
         if entry is None:
             raise not_found("request (the recent ones are kept in memory only)")
-        return defer.succeed(Answer(200, entry))
+        return Answer(200, entry)
 
+    @defer.inlineCallbacks
     def logs(self, request, identity):
         level = arg(request, "level")
         if level is not None and level not in ("debug", "info", "warn", "error", "critical"):
@@ -352,15 +356,14 @@ class AdminApi:
         after = arg(request, "after")
         if after is not None and (not after.isdigit() or len(after) > 18):
             raise ValidationFailed.one("after", "must be a log line's id")
-        newest = self._logs.last_id
-        items, next_id = self._logs.lines(
+        items, next_id, last_id = yield self._recent.logs(
             level=level or None, text=arg(request, "text") or None,
             after=int(after) if after is not None else None, before=cursor_arg(request),
             limit=limit_arg(request))
         if after is not None:
             # Following: the id to pass as after next time; older pages are not asked for.
-            body = {"items": items, "next_cursor": None, "last_id": next_id or 0}
+            body = {"items": items, "next_cursor": None, "last_id": last_id}
         else:
             body = id_page(items, next_id)
-            body["last_id"] = newest
-        return defer.succeed(Answer(200, body))
+            body["last_id"] = last_id
+        return Answer(200, body)

@@ -498,8 +498,9 @@ def _schemas() -> dict:
     log_page = _read({
         "items": _array(_ref("LogLine")),
         "next_cursor": _nullable(_string()),
-        "last_id": _integer(0, description="the newest line's id: pass it as after to "
-                                           "follow"),
+        "last_id": _integer(0, description="where following starts: pass it as after "
+                                           "(every worker's lines kept later have larger "
+                                           "ids; ids order lines by time)"),
     }, description="Log lines newest first.")
     upstream_status = _obj({
         "upstream": _string(),

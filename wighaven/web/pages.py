@@ -93,8 +93,7 @@ class GatewayPages:
             forward.gate = control.gate
         app.route(GATEWAY_PREFIX, branch=True)(self.not_found)
 
-    def enable_admin(self, reloader, reactor, tls_policy, recent_requests, recent_logs,
-                     resolve=None):
+    def enable_admin(self, reloader, reactor, tls_policy, recent, resolve=None):
         """
         Serve the admin API (C{/_gateway/api/v1/}) and the admin panel
         (C{/_gateway/admin/}), with AUTH on, once the L{Reloader} exists.
@@ -110,7 +109,7 @@ class GatewayPages:
         address_of = _client_address(self._config.trust_proxy)
         frame = ApiFrame(self.app, control, self._auth.cookie_refusal, address_of)
         AdminApi(frame, self._router, self._stats, self._clock, self._backend_host,
-                 recent_requests, recent_logs, openapi_document())
+                 recent, openapi_document())
         RouteApi(frame, reloader, control.store, control.secret_box, settings.upstream_policy,
                  resolve or default_resolver(reactor), reactor, tls_policy,
                  self._config.token_header)
