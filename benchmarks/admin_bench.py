@@ -4,7 +4,9 @@ through it takes to be in force. Two parts, one run, built on auth_bench.py
 (its gateways, its wrk, its login; nothing of it is copied here).
 
 1. "The panel costs the forwarding path nothing measurable". One AUTH=on
-   gateway (WORKERS=1, its own SQLite database, a SECRET_KEY made for the
+   gateway (WORKERS=1, or --panel-workers: above 1 its CPU is the
+   supervisor's plus every worker's, and the panel's lists of recent log
+   lines and requests ask every worker; its own SQLite database, a SECRET_KEY made for the
    run) forwards GET /small to the nginx backend (bench.py's configuration,
    local_backend.py), every request carrying `Authorization: Bearer <JWT>`
    (the access token of the user ADMIN_USERNAME/ADMIN_PASSWORD, from the
@@ -277,10 +279,19 @@ def panel_figures(polls, skipped, connections):
                 for endpoint in Panel.PATHS}}
 
 
-def panel_cost(bench, gateways, rounds, duration, connections, panel_count, alone_cycles=100):
+def panel_cost(bench, gateways, rounds, duration, connections, panel_count, alone_cycles=100,
+               workers=1):
     """Forwarding with the panels closed and open (module docstring, part 1); its figures."""
-    with environment(WORKERS="1", INTERFACE=LOOPBACK):
+    with environment(WORKERS=str(workers), INTERFACE=LOOPBACK):
         g = gateways.start("P", True, jwt_ttl=max(3600, 4 * rounds * (duration + 5) * 2))
+    g["workers"] = workers
+    if workers > 1:
+        # Every worker's CPU, and the supervisor's (it passes the panel's questions on).
+        g["workers_pids"] = worker_pids(g["pid"])
+
+    def cpu_seconds_of_gateway():
+        return sum(cpu_seconds(pid) for pid in [g["pid"]] + g.get("workers_pids", []))
+
     port = g["port"]
     token = access_token(port)
     header = "Authorization: Bearer " + token
@@ -295,25 +306,25 @@ def panel_cost(bench, gateways, rounds, duration, connections, panel_count, alon
     run_wrk(bench, g["url"], connections, 1, [header])  # warm-up
     alone_cycles = max(1, alone_cycles)
     alone = Panel(port, token, 0)
-    before, wall = cpu_seconds(g["pid"]), time.monotonic()
+    before, wall = cpu_seconds_of_gateway(), time.monotonic()
     for _ in range(alone_cycles):
         alone.poll()
     cycle = {"cycles": alone_cycles,
-             "cpu_ms": (cpu_seconds(g["pid"]) - before) / max(alone_cycles, 1) * 1e3,
+             "cpu_ms": (cpu_seconds_of_gateway() - before) / max(alone_cycles, 1) * 1e3,
              "wall_ms": (time.monotonic() - wall) / max(alone_cycles, 1) * 1e3,
              "statuses": dict(collections.Counter(str(p[1]) for p in alone.polls))}
     if cycle["statuses"] != {"200": 3 * alone_cycles}:
         sys.exit("admin_bench: the polls with no load answered %s" % cycle["statuses"])
-    print("panel: gateway P (AUTH=on, WORKERS=1), wrk -t1 -c%d GET /small with a Bearer JWT, "
+    print("panel: gateway P (AUTH=on, WORKERS=%d), wrk -t1 -c%d GET /small with a Bearer JWT, "
           "%d s per phase; open = %d panels polling status, logs, requests every %.0f s"
-          % (connections, duration, panel_count, POLL_S), flush=True)
+          % (workers, connections, duration, panel_count, POLL_S), flush=True)
     phases = {"closed": [], "open": []}
     for n in range(rounds):
         for phase in (("closed", "open") if n % 2 == 0 else ("open", "closed")):
             panels = start_panels(port, token, panel_count) if phase == "open" else []
-            before = cpu_seconds(g["pid"])
+            before = cpu_seconds_of_gateway()
             result = run_wrk(bench, g["url"], connections, duration, [header])
-            result["cpu_us"] = (cpu_seconds(g["pid"]) - before) / max(result["requests"], 1) * 1e6
+            result["cpu_us"] = (cpu_seconds_of_gateway() - before) / max(result["requests"], 1) * 1e6
             for panel in panels:
                 panel.finish()
             if panels:
@@ -619,7 +630,7 @@ def source_drift(before, after):
 
 
 def run(bench_path, tree=ROOT, rounds=5, duration=5, connections=64, panels=3, changes=20,
-        alone_cycles=100, part="both", json_path=None):
+        alone_cycles=100, part="both", json_path=None, panel_workers=1):
     """
     Run part 1, part 2 or both (C{part}: "both", "panel", "changes"); print
     the figures; return them (also written to C{json_path} when given).
@@ -638,7 +649,7 @@ def run(bench_path, tree=ROOT, rounds=5, duration=5, connections=64, panels=3, c
         result["backend"] = gateways.backend
         if part != "changes":
             result["panel"] = panel_cost(bench, gateways, rounds, duration, connections, panels,
-                                         alone_cycles)
+                                         alone_cycles, panel_workers)
         if part != "panel":
             result["changes"] = change_latency(bench, gateways, changes)
         finished = True
@@ -664,6 +675,9 @@ def main():
     ap.add_argument("--panels", type=int, default=3, help="simulated admin panels, part 1")
     ap.add_argument("--alone-cycles", type=int, default=100,
                     help="poll cycles made one after the other with no load, part 1")
+    ap.add_argument("--panel-workers", type=int, default=1,
+                    help="WORKERS of part 1's gateway (above 1: the panel's lists ask every "
+                         "worker)")
     ap.add_argument("--changes", type=int, default=20, help="routes added per gateway, part 2")
     which = ap.add_mutually_exclusive_group()
     which.add_argument("--no-changes", action="store_true", help="only part 1, the panels")
@@ -673,7 +687,7 @@ def main():
     json_path = result_path(args.json, "admin")
     run(find_bench(args.bench), tree=args.tree, rounds=args.rounds, duration=args.duration,
         connections=args.connections, panels=args.panels, changes=args.changes,
-        alone_cycles=args.alone_cycles,
+        alone_cycles=args.alone_cycles, panel_workers=args.panel_workers,
         part="changes" if args.changes_only else "panel" if args.no_changes else "both",
         json_path=json_path)
 

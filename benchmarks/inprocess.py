@@ -16,6 +16,7 @@ Usage, from the project root:
     python benchmarks/inprocess.py /tmp/base        # another tree
     python benchmarks/inprocess.py --profile 25     # and cProfile's top 25 (tottime)
     python benchmarks/inprocess.py --auth jwt       # AUTH=on, a Bearer JWT on each request
+                                                    # (and the recent exchanges kept, as then)
     python benchmarks/inprocess.py --auth key       # AUTH=on, an X-API-Key on each request
 
 Bounded: --requests requests (default 20,000) after 2,000 of warm-up.
@@ -110,6 +111,9 @@ def build(tree, auth=None):
     agent = BackendAgent(clock, b"http://backend", pool, BackendTLSPolicy())
     backend = agent.endpoint = Backend()
     site = build_site(config, agent, clock, control=control)
+    if control is not None and hasattr(site, "keep_recent_requests"):
+        # As the gateway does with AUTH on: the admin panel's recent exchanges.
+        site.keep_recent_requests()
     address = IPv4Address("TCP", "127.0.0.1", 7860)
     channel = site.buildProtocol(address)
     client = StringTransport(hostAddress=address, peerAddress=IPv4Address("TCP", "127.0.0.1", 50000))
