@@ -259,15 +259,21 @@ class MergeTests(SynchronousTestCase):
 
 
 class FakePeers:
-    """Other workers answering from their own views, possibly with a bad part."""
+    """
+    Other workers answering from their own views, possibly with a bad part;
+    C{meanwhile()} is called before they answer (what they keep while the
+    question travels).
+    """
 
-    def __init__(self, views, extra=()):
+    def __init__(self, views, extra=(), meanwhile=lambda: None):
         self.views = views
         self.extra = list(extra)
         self.asked = []
+        self.meanwhile = meanwhile
 
     def ask(self, what, query):
         self.asked.append((what, query))
+        self.meanwhile()
         return defer.succeed([view.answer(what, query) for view in self.views] + self.extra)
 
 
@@ -336,3 +342,34 @@ class RecentViewTests(SynchronousTestCase):
 
     def test_an_unknown_question_is_refused(self):
         self.assertRaises(ValueError, self.view.answer, "secrets", {"limit": 1})
+
+    def test_a_busy_worker_answering_late_still_fills_the_page(self):
+        """
+        Under load a worker's newest entries, by the time it answers, may all
+        be later than the asking worker's part: it is asked for those up to
+        the asker's watermark, so the page is full, and exact.
+        """
+        for i in range(40):
+            self.clock.now += 0.001
+            self.requests[i % 2].record({"path": "/before/%d" % i})
+
+        def busy():
+            for i in range(30):
+                self.clock.now += 0.0001
+                self.requests[1].record({"path": "/meanwhile/%d" % i})
+
+        self.view.peers.meanwhile = busy
+        self.moment()
+        items, cursor = self.result(self.view.requests(limit=10))
+        self.assertEqual([r["path"] for r in items], ["/before/%d" % i for i in range(39, 29, -1)])
+        self.assertIsNotNone(cursor)
+        self.assertLess(self.view.peers.asked[-1][1]["before"], self.requests[1].last_id)
+        # And the next page goes on where this one stopped, bounded again.
+        items, _ = self.result(self.view.requests(before=cursor, limit=10))
+        self.assertEqual([r["path"] for r in items], ["/before/%d" % i for i in range(29, 19, -1)])
+        # The entries kept meanwhile are not lost: a later listing has them.
+        self.view.peers.meanwhile = lambda: None
+        self.moment()
+        items, _ = self.result(self.view.requests(limit=100))
+        self.assertEqual(len([r for r in items if r["path"].startswith("/meanwhile/")]), 60)
+        self.assertEqual(len(items), 100)

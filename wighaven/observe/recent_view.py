@@ -67,8 +67,17 @@ class RecentView:
 
     @defer.inlineCallbacks
     def _gather(self, what: str, query: dict):
-        parts = [self._part(what, query)]
+        own = self._part(what, query)
+        parts = [own]
         if self.peers is not None:
+            if what != REQUEST:
+                # The others answer later, with entries kept meanwhile: what this
+                # part's watermark leaves out of the merge anyway. Bounded by it,
+                # their parts are made of what the merge can use: the entries
+                # up to it (under load, a worker's newest page may all be later).
+                bound = own["watermark"] + 1
+                before = query.get("before")
+                query = dict(query, before=bound if before is None else min(before, bound))
             parts.extend(part for part in (yield self.peers.ask(what, query))
                          if valid_part(part))
         return parts
