@@ -373,3 +373,18 @@ class RecentViewTests(SynchronousTestCase):
         items, _ = self.result(self.view.requests(limit=100))
         self.assertEqual(len([r for r in items if r["path"].startswith("/meanwhile/")]), 60)
         self.assertEqual(len(items), 100)
+
+    def test_an_answer_to_another_worker_is_cut_to_fit_its_pipe(self):
+        for i in range(20):
+            self.clock.now += 0.001
+            self.requests[1].record({"path": "/%d" % i + "x" * 200})
+        view = self.views[1]
+        view.part_max_bytes = 1000
+        part = view.answer("requests", {"limit": 20})
+        self.assertLess(len(part["items"]), 20)
+        self.assertFalse(part["complete"])
+        self.assertEqual(part["items"][0]["path"][:3], "/19")  # the newest kept
+        self.moment()
+        items, cursor = self.result(self.view.requests(limit=20))
+        self.assertEqual(len(items), len(part["items"]))  # exact: nothing below the cut
+        self.assertIsNotNone(cursor)

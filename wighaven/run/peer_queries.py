@@ -14,8 +14,9 @@ involved: the question travels the pipes that already carry the figures
                            or after GATHER_TIMEOUT, or when none is left
 
 An answer's C{part} is what L{PeerQueries.answerer} gives (the recent
-view's, see L{wighaven.observe.recent_view}), cut to L{PART_MAX_BYTES} of
-JSON by it, or null when it has nothing to say. Nothing is asked while no
+view's, see L{wighaven.observe.recent_view}, which cuts it to 1 MiB of
+JSON, far below a pipe line's limit, L{wighaven.run.cluster.MAX_LINE}),
+or null when it has nothing to say. Nothing is asked while no
 admin asks: the forwarding path pays nothing for this. A worker that
 does not answer in time (hung, restarting) is left out of that answer;
 the asking worker gives up itself after L{ASK_TIMEOUT} should its
@@ -31,13 +32,11 @@ from typing import Callable, Optional
 from twisted.internet import defer
 from twisted.logger import Logger
 
-__all__ = ["ASK_TIMEOUT", "GATHER_TIMEOUT", "MAX_PENDING", "PART_MAX_BYTES", "PeerQueries",
-           "valid_ask"]
+__all__ = ["ASK_TIMEOUT", "GATHER_TIMEOUT", "MAX_PENDING", "PeerQueries", "valid_ask"]
 
 GATHER_TIMEOUT = 1.0  # the supervisor's wait for the others' answers
 ASK_TIMEOUT = 2.0  # the asking worker's own limit, should its supervisor say nothing
 MAX_PENDING = 64
-PART_MAX_BYTES = 1 << 20  # of one answer's part, far below a pipe line's limit (cluster.MAX_LINE)
 
 
 def valid_ask(ask) -> bool:
