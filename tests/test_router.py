@@ -29,7 +29,7 @@ def make_router(routes, trust_proxy=NO_PROXY, **options):
     """A Router over C{routes} with no agents, its own clock and metrics."""
     clock = options.pop("clock", None) or Clock()
     metrics = Metrics(clock)
-    return Router(routes, clock=clock, make_agent=lambda model: None,
+    return Router(routes, clock=clock, make_agent=lambda model, source: None,
                   metrics_for=lambda r: metrics.route(r.name), affinity_secret=b"s" * 32,
                   trust_proxy=trust_proxy, **options)
 
@@ -66,11 +66,13 @@ class RouterTests(SynchronousTestCase):
         self.clock = Clock()
         self.metrics = Metrics(self.clock)
         self.agents = []
+        self.sources = []
         self.open = []  # the requests under way, as the site would list them
 
     def router(self, routes):
-        def make_agent(model):
+        def make_agent(model, source):
             self.agents.append(model)
+            self.sources.append(source)
             return ("agent", model.host)
 
         return Router(routes, clock=self.clock, make_agent=make_agent,

@@ -423,12 +423,17 @@ class BackendAgent:
     @param pool: an L{wighaven.proxy.upstream_protocol.upstream_pool}.
     @param tls_policy: an IPolicyForHTTPS (verifies certificate and hostname).
     @param pool_key_extra: kept in the pool key beside the origin (see above).
+    @param connect_reactor: the reactor its endpoint connects with (default:
+        L{for_connecting}'s, whose connections are the leaner FastClient
+        transports); a L{wighaven.routing.connect_guard.GuardedReactor} for
+        an upstream added through the admin API.
     """
 
     def __init__(self, reactor, origin: bytes, pool, tls_policy, max_connections: int = 256,
-                 pool_key_extra=None):
-        # Connections made for this agent are the leaner FastClient transports.
-        agent = Agent(for_connecting(reactor), contextFactory=tls_policy, pool=pool)
+                 pool_key_extra=None, connect_reactor=None):
+        if connect_reactor is None:
+            connect_reactor = for_connecting(reactor)
+        agent = Agent(connect_reactor, contextFactory=tls_policy, pool=pool)
         self._free = max_connections
         self._line = collections.deque()  # Exchanges waiting for a slot
         self._left = 0  # of those, how many were aborted while waiting

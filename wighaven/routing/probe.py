@@ -451,15 +451,16 @@ def hub_runtime_check(reactor, hf_endpoint: str, space: str, token: Optional[str
 
 
 def check_for(reactor, route, upstream, hf_endpoint, hub_tls_policy, upstream_tls_policy, timeout,
-              pool=None, token_header: str = "authorization"):
+              pool=None, token_header: str = "authorization", upstream_reactor=None):
     """
     The check for one upstream of a route, or None when it has none.
     C{route.health_path} wins over C{upstream.space}: a route that names a
-    health endpoint wants its app asked.
+    health endpoint wants its app asked, through C{upstream_reactor} when
+    given (a stored route's: guarded at each connection, as its requests).
     """
     if route.health_path:
         return path_check(
-            reactor, upstream.url, route.health_path, upstream.token, upstream_tls_policy,
+            upstream_reactor or reactor, upstream.url, route.health_path, upstream.token, upstream_tls_policy,
             timeout, token_header=token_header, pool=pool,
         )
     if upstream.space:

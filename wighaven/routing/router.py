@@ -275,8 +275,10 @@ class Router:
     """
     The current route table, replaced whole on reload.
 
-    @param make_agent: C{make_agent(upstream)} -> a BackendAgent for an
-        L{wighaven.config.routes.Upstream} (its pool key, TLS and limits).
+    @param make_agent: C{make_agent(upstream, source)} -> a BackendAgent for an
+        L{wighaven.config.routes.Upstream} of a route of C{source} ("file",
+        "env" or "store": its pool key, TLS, limits, and for "store" the
+        addresses it may connect to).
     @param metrics_for: C{metrics_for(route)} -> its RouteMetrics.
     @param make_check: C{make_check(route, upstream)} -> an ActiveHealth
         (not started) or None.
@@ -348,7 +350,7 @@ class Router:
             for model, label in zip(route.upstreams, upstream_labels(route.upstreams)):
                 live = old_upstreams.get((route.name, model))
                 if live is None or live.label != label:
-                    live = LiveUpstream(model, label, self._make_agent(model), self._clock)
+                    live = LiveUpstream(model, label, self._make_agent(model, route.source), self._clock)
                     self._start_check(live, route)
                 elif not probes_kept:  # same upstream, another probe: its health is kept
                     if live.active is not None:
@@ -430,6 +432,6 @@ def single_router(config, agent, clock, metrics) -> Router:
     from ..config.routes import env_route
 
     return Router(
-        [env_route(config)], clock=clock, make_agent=lambda upstream: agent,
+        [env_route(config)], clock=clock, make_agent=lambda upstream, source: agent,
         metrics_for=lambda route: metrics, affinity_secret=b"", trust_proxy=config.trust_proxy,
     )

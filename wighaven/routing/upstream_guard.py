@@ -43,9 +43,9 @@ be echoed back through it.
 
 Time of check: the check happens when the URL is accepted. A name that
 resolved to public addresses then may resolve to 127.0.0.1 a second later
-(a rebinding server answers with TTL 0), so a caller that connects later
-must check the addresses again at connect time, and connect to the address
-it checked, not resolve the name anew.
+(a rebinding server answers with TTL 0), so the gateway checks the
+addresses again each time it connects to such an upstream, and connects
+only to an address it checked (L{wighaven.routing.connect_guard}).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ from ..config.settings import ConfigError, ascii_host, parse_origin
 
 __all__ = [
     "DEFAULT_RESOLVE_TIMEOUT", "METADATA_NAMES", "UpstreamPolicy", "UpstreamRefused",
-    "blocked_address", "check_upstream", "check_url", "default_resolver",
+    "address_refusal", "blocked_address", "check_upstream", "check_url", "default_resolver",
 ]
 
 DEFAULT_RESOLVE_TIMEOUT = 5.0
@@ -161,6 +161,18 @@ def blocked_address(ip) -> Optional[str]:
     if not ip.is_global:
         return "a special-purpose address"
     return None
+
+
+def address_refusal(ip, policy: "UpstreamPolicy") -> Optional[str]:
+    """
+    Why C{ip} may not be the address of an upstream under C{policy}, or
+    None: L{blocked_address}'s reason, unless ALLOW_PRIVATE_UPSTREAMS lets
+    it through (everything but the addresses that are never a backend).
+    """
+    reason = blocked_address(ip)
+    if reason is None or (policy.allow_private and reason not in _ALWAYS_REFUSED):
+        return None
+    return reason
 
 
 def _ip(host: str):
@@ -347,8 +359,8 @@ def check_url(url, policy: UpstreamPolicy, field: str = "url") -> Tuple[str, str
         if name in METADATA_NAMES:
             raise UpstreamRefused(field, _METADATA_HOST)
     else:
-        reason = blocked_address(address)
-        if reason is not None and (not policy.allow_private or reason in _ALWAYS_REFUSED):
+        reason = address_refusal(address, policy)
+        if reason is not None:
             raise UpstreamRefused(field, _blocked_message(reason, resolved=False))
     if not policy.host_allowed(host):
         raise UpstreamRefused(field, _NOT_ALLOWED)

@@ -30,9 +30,11 @@ from ..proxy.site import GatewaySite
 from ..web.pages import GatewayPages
 from ..observe.stats import GatewayStats
 from ..proxy.tls import BackendTLSPolicy
-from ..proxy.transport import address_family, adopt_port, listen_tcp
+from ..proxy.transport import address_family, adopt_port, for_connecting, listen_tcp
 from ..proxy.upstream import BackendAgent
 from ..proxy.upstream_protocol import upstream_pool
+from ..routing.connect_guard import GuardedReactor
+from ..routing.upstream_guard import UpstreamPolicy
 from ..routing.router import Router
 from .reload import Reloader
 
@@ -159,17 +161,38 @@ class UpstreamAgents:
             policy = self._policies[ca_bundle] = BackendTLSPolicy(ca_bundle)
         return policy
 
-    def __call__(self, upstream) -> BackendAgent:
+    def __call__(self, upstream, source: str = "file") -> BackendAgent:
+        """
+        The agent of C{upstream}, of a route of C{source}. A stored route's
+        (added through the admin API) connects only to the addresses the
+        admin's upstream rules allow, judged again at each connection
+        (L{wighaven.routing.connect_guard}); its connections are its own,
+        never shared with a config file's route to the same origin.
+        """
         ca_bundle = upstream.ca_bundle or self._config.backend_ca_bundle
         origin = upstream.origin
-        key = (origin, ca_bundle)
+        guarded = source == "store"
+        key = (origin, ca_bundle) if not guarded else (origin, ca_bundle, "guarded")
         agent = self._agents.get(key)
         if agent is None:
             agent = self._agents[key] = BackendAgent(
                 self._reactor, origin.encode("ascii"), self._pool, self.tls_policy(ca_bundle),
-                self._config.upstream_max_connections, pool_key_extra=ca_bundle,
+                self._config.upstream_max_connections,
+                pool_key_extra=ca_bundle if not guarded else (ca_bundle, "guarded"),
+                connect_reactor=self.connecting_reactor(source, for_connecting(self._reactor)),
             )
         return agent
+
+    def connecting_reactor(self, source: str, reactor=None):
+        """
+        What connects to an upstream of a route of C{source} (C{reactor},
+        default the reactor): for a stored route's, guarded at each
+        connection by the admin's upstream rules.
+        """
+        reactor = self._reactor if reactor is None else reactor
+        if source != "store":
+            return reactor
+        return GuardedReactor(reactor, self._config.auth.upstream_policy or UpstreamPolicy())
 
 
 class GatewayService(service.Service):
@@ -247,6 +270,7 @@ class GatewayService(service.Service):
             self.agents.tls_policy(self.config.backend_ca_bundle),
             self.agents.tls_policy(upstream.ca_bundle or self.config.backend_ca_bundle),
             probe_timeout(interval), token_header=self.config.token_header,
+            upstream_reactor=self.agents.connecting_reactor(route.source),
         )
         if check is None:
             return None

@@ -26,6 +26,7 @@ from ..admin.route_specs import (
     check_spec, route_item, spec_from_body, writable,
 )
 from ..config.routes import RouteError
+from ..routing.connect_guard import GuardedReactor
 from ..routing.upstream_guard import UpstreamRefused, check_upstream
 from ..store import StoreError
 from ..store.errors import StaleVersion
@@ -243,8 +244,10 @@ class RouteApi:
         except UpstreamRefused as e:
             raise ValidationFailed.one(e.field, e.message) from None
         origin = "%s://%s:%d" % (scheme, "[%s]" % host if ":" in host else host, port)
-        outcome = yield test_connection(self._reactor, self._tls_policy(), origin, path,
-                                        token or None, self._token_header)
+        # Connected through the same rules again: the name may answer otherwise now.
+        outcome = yield test_connection(GuardedReactor(self._reactor, self._policy),
+                                        self._tls_policy(), origin, path, token or None,
+                                        self._token_header)
         return Answer(200, outcome)
 
     def _stored_upstream(self, name, index: int):
