@@ -21,12 +21,25 @@ from tests.support.backend import start_backend
 from tests.support.client import _fetch
 from tests.support.gateway import TOKEN
 from tests.test_admin_live import read_events
-from tests.test_auth_browser import DESKTOP, PHONE, in_chromium, on_login_page, shot, sign_in
+from tests.test_auth_browser import DESKTOP, PHONE, in_chromium, on_login_page, sign_in
+from tests.test_auth_browser import shot as save_shot
 from tests.test_auth_integration import ADMIN_PASSWORD, AuthGateway
 
 ADMIN = "/_gateway/admin/"
 SCREENS = ("overview", "spaces", "users", "keys", "sessions", "audit", "logs", "requests",
            "config")
+
+
+def shot(page, name):
+    """
+    Screenshot the screen as it stands, from its top (a full-page picture
+    of a scrolled page draws the sticky header in its middle): the notices
+    of earlier actions (which go by themselves after 6 s, and the walk is
+    faster) dismissed first, so that each picture shows its own screen.
+    """
+    page.evaluate("document.querySelectorAll('#notices > *').forEach((n) => n.remove());"
+                  " window.scrollTo(0, 0)")
+    return save_shot(page, name)
 
 
 def tid(page, name):
@@ -91,6 +104,9 @@ class AdminPanelTests(unittest.TestCase):
             results["url_error"] = error.inner_text()
             shot(page, "admin-space-error.png")
             page.locator("#sf-up-0-url").fill(origin)
+            # Edited, the field drops its error, and the banner goes with the last one.
+            results["errors_after_edit"] = (tid(page, "field-error-upstreams[0].url").count(),
+                                            tid(page, "form-errors").count())
             tid(page, "test-connection-0").click()
             outcome = tid(page, "test-result-0")
             page.wait_for_function(
@@ -265,6 +281,7 @@ class AdminPanelTests(unittest.TestCase):
         yield in_chromium(everything)
         self.assertEqual(results["who"].strip().endswith("admin"), True, results["who"])
         self.assertIn("https://", results["url_error"])
+        self.assertEqual(results["errors_after_edit"], (0, 0))
         self.assertEqual(results["test_ok"], "true", results["test_text"])
         self.assertEqual(results["through"], 200)
         self.assertTrue(results["seen_token"])

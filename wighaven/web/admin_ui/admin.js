@@ -495,12 +495,26 @@ function formKit(form, summaryHost) {
         const target = fields.get(resolve(err.field || ""));
         if (!target || !target.wrap.isConnected || target.wrap.closest("[hidden]")) { unplaced.push(err); continue; }
         const id = nextId("err");
-        target.wrap.append(h("p", { class: "field-error", id, testid: `field-error-${err.field}` }, err.message));
+        const message = h("p", { class: "field-error", id, testid: `field-error-${err.field}` }, err.message);
+        target.wrap.append(message);
         const input = target.input;
         if (input) {
           input.setAttribute("aria-invalid", "true");
           input.setAttribute("aria-describedby", `${input.getAttribute("aria-describedby") || ""} ${id}`.trim());
           first = first || input;
+          // Edited, the field no longer shows the error of what it held (nor the banner, once none is left).
+          const mended = () => {
+            input.removeEventListener("input", mended);
+            input.removeEventListener("change", mended);
+            if (!message.isConnected) return;
+            message.remove();
+            input.removeAttribute("aria-invalid");
+            const ids = (input.getAttribute("aria-describedby") || "").split(" ").filter((x) => x && x !== id);
+            if (ids.length) input.setAttribute("aria-describedby", ids.join(" ")); else input.removeAttribute("aria-describedby");
+            if (!unplaced.length && !form.querySelector(".field-error")) summaryHost.replaceChildren();
+          };
+          input.addEventListener("input", mended);
+          input.addEventListener("change", mended);
         }
         const details = target.wrap.closest("details");
         if (details) details.open = true;
@@ -924,12 +938,12 @@ function overviewView() {
     set("error-rate", pctParts(s.error_rate), rateClass(s.error_rate));
     figures["error-rate"].sub.textContent = "of requests in the last minute";
     set("requests", count(s.requests));
-    figures.requests.sub.replaceChildren(h("b", null, count(s.errors)), " errors \u00b7 up ", durationText(s.uptime_seconds));
+    figures.requests.sub.replaceChildren(h("b", null, count(s.errors)), s.errors === 1 ? " error" : " errors", " \u00b7 up ", durationText(s.uptime_seconds));
     set("in-flight", count(s.in_flight));
     figures["in-flight"].sub.textContent = "being answered now";
     set("websockets", count(s.open_websockets));
     streams.textContent = count(s.open_streams);
-    figures.websockets.sub.replaceChildren(streams, " event streams open");
+    figures.websockets.sub.replaceChildren(streams, s.open_streams === 1 ? " event stream open" : " event streams open");
     version.textContent = s.version ? `gateway v${s.version}` : "";
     updateRoutes(s.routes || []);
   }
