@@ -53,6 +53,9 @@ INSTALL_REQUIRES = [
     "service-identity>=24.2.0",
     "attrs>=23.1.0",
     "cryptography>=46.0.0",
+    # What TLS names a host with (Twisted's optionsForClientTLS): upstream hosts are checked
+    # with it (wighaven/config/settings.py).
+    "idna>=3.7",
     "zope.interface>=7.2",
     "prometheus-client>=0.20.0",
     # Twisted's WebSocket server (the dashboard's live feed) runs on wsproto.

@@ -192,6 +192,16 @@ class BackendUrlTests(ErrorAssertions, SynchronousTestCase):
         for url in ("https://a_b!x.example", "https://-lead.example", "https://a..b"):
             self.assertConfigError(env(PRIVATE_BACKEND_URL=url), "invalid hostname")
 
+    def test_hostnames_idna_2008_refuses_are_refused(self):
+        # Python's IDNA 2003 codec takes them; TLS (the idna package) could not
+        # name them, and an A-label of a disallowed code point names nothing.
+        for url in ("https://\U000e91bc", "https://xn--yl39e.example", "http://xn--yl39e"):
+            self.assertConfigError(env(PRIVATE_BACKEND_URL=url), "invalid hostname")
+        self.assertConfigError(env(PRIVATE_BACKEND_URL="https://my_app.example"),
+                               "a hostname a TLS certificate cannot name: 'my_app.example'")
+        config = load_config(env(PRIVATE_BACKEND_URL="http://my_app:8080"))  # no TLS: a fine name
+        self.assertEqual(config.backend_host, "my_app")
+
     def test_international_hostname_sent_as_idna(self):
         config = load_config(env(PRIVATE_BACKEND_URL="https://bücher.example"))
         self.assertEqual(config.backend_host, "xn--bcher-kva.example")

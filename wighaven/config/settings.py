@@ -21,6 +21,7 @@ from typing import Callable, Mapping, Optional
 from urllib.parse import urlsplit
 
 import attrs
+import idna
 
 from .trust import NO_PROXY, ONE_HOP, TrustedProxies
 
@@ -490,7 +491,29 @@ def parse_origin(value: str, what: str, token_setting: str):
         raise ConfigError(
             "%s must be an origin only (scheme://host[:port]), with no path or query" % (what,)
         )
-    return parts.scheme, ascii_host(parts.hostname, what), port or _DEFAULT_PORTS[parts.scheme]
+    host = ascii_host(parts.hostname, what)
+    if parts.scheme == "https" and not _tls_nameable(host):
+        raise ConfigError("%s has a hostname a TLS certificate cannot name: %r"
+                          % (what, parts.hostname))
+    return parts.scheme, host, port or _DEFAULT_PORTS[parts.scheme]
+
+
+def _tls_nameable(host: str) -> bool:
+    """
+    Can the TLS layer name C{host} (Twisted's optionsForClientTLS encodes it
+    with the idna package, IDNA 2008, which refuses more than Python's own
+    IDNA 2003 codec: "_", or an A-label of a disallowed code point)?
+    """
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    try:
+        idna.encode(host.rstrip("."))
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return False
+    return True
 
 
 _HOSTNAME_RE = re.compile(r"^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*\.?$")
@@ -507,9 +530,20 @@ def ascii_host(host: str, what: str) -> str:
         ascii_host = host.encode("idna").decode("ascii").lower()
     except UnicodeError:
         ascii_host = ""
-    if not _HOSTNAME_RE.match(ascii_host):
+    if not _HOSTNAME_RE.match(ascii_host) or not _valid_a_labels(ascii_host):
         raise ConfigError("%s has an invalid hostname: %r" % (what, host))
     return ascii_host
+
+
+def _valid_a_labels(host: str) -> bool:
+    """Every xn-- label of C{host} is a valid IDNA 2008 A-label (a bogus one names nothing)."""
+    for label in host.rstrip(".").split("."):
+        if label.startswith("xn--"):
+            try:
+                idna.decode(label)
+            except (idna.IDNAError, UnicodeError, ValueError):
+                return False
+    return True
 
 
 def _number(name: str, value: str, kind: Callable, minimum) -> float:
