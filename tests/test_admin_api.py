@@ -265,6 +265,35 @@ class RouteTests(AdminApiTestCase):
                       self.backend.requests[-1]["headers"])
 
 
+    @defer.inlineCallbacks
+    def test_a_clash_with_another_process_change_not_yet_seen_is_refused_in_the_store(self):
+        """
+        Another process (a worker, the console) stored a route this gateway has
+        not applied yet: a new route taking the same path passes the check on
+        this gateway's table, and is refused inside the store's transaction
+        (422, nothing stored), instead of being saved and then failing to apply.
+        """
+        self.gateway.service.reloader.stop()  # this gateway does not see it yet
+        self.gateway.store().add_route("elsewhere", {
+            "name": "elsewhere", "path": "/clash",
+            "upstreams": [{"url": self.backend_origin}]})
+        reply = yield self.api("POST", "/routes", self.route_body(name="here", path="/clash"))
+        self.assertEqual(reply.status, 422, reply.body)
+        self.assertEqual(reply.json()["errors"][0]["field"], "path")
+        self.assertIn("/clash", reply.json()["errors"][0]["message"])
+        self.assertEqual([r["name"] for r in self.gateway.store().routes()], ["elsewhere"])
+        reply = yield self.api("POST", "/config/import", (
+            '[[routes]]\nname = "elsewhere"\npath = "/clash"\n\n[[routes.upstreams]]\n'
+            'url = "%s"\n\n[[routes]]\nname = "here"\npath = "/clash"\n\n'
+            '[[routes.upstreams]]\nurl = "%s"\n' % (self.backend_origin, self.backend_origin)
+        ).encode(), {"Content-Type": "application/toml"})
+        self.assertEqual(reply.status, 422, reply.body)
+        # This gateway's own view catches up: the stored route is served.
+        self.assertTrue(self.gateway.service.reloader.apply_stored())
+        reply = yield self.gateway.fetch("GET", "/clash/echo", self.admin)
+        self.assertEqual(reply.status, 200)
+
+
 class ForgeryTests(AdminApiTestCase):
     def settings(self):
         return {}  # ALLOW_PRIVATE_UPSTREAMS off: the default
@@ -451,6 +480,55 @@ class ConfigTests(AdminApiTestCase):
         self.assertEqual(emptied.json()["removed"], ["chat", "extra"])
         bad = yield self.api("POST", "/config/import", b"routes = 3", toml)
         self.assertEqual(bad.status, 422)
+
+
+    @defer.inlineCallbacks
+    def test_an_administrators_import_may_be_larger_than_other_bodies(self):
+        """
+        A config file of 200 routes (over 16 KiB, the most of any other body
+        the gateway answers itself) imports, exports and imports again; from
+        anyone but an administrator, or over 1 MiB, it is refused before its
+        body is read.
+        """
+        from tests.support.client import raw
+
+        routes = "".join(
+            '[[routes]]\nname = "r%03d"\npath = "/r%03d"\n\n[[routes.upstreams]]\nurl = "%s"\n\n'
+            % (i, i, self.backend_origin) for i in range(200)).encode()
+        self.assertGreater(len(routes), 16 * 1024)
+        toml = {"Content-Type": "application/toml"}
+        preview = yield self.api("POST", "/config/import?dry_run=true", routes, toml)
+        self.assertEqual(preview.status, 200, preview.body[:300])
+        self.assertEqual(len(preview.json()["added"]), 200)
+        applied = yield self.api("POST", "/config/import", routes, toml)
+        self.assertEqual(applied.status, 200, applied.body[:300])
+        reply = yield self.gateway.fetch("GET", "/r199/echo", self.admin)
+        self.assertEqual(reply.status, 200)
+        exported = yield self.api("GET", "/config/export")
+        self.assertGreater(len(exported.body), 16 * 1024)
+        again = yield self.api("POST", "/config/import?dry_run=true", exported.body, toml)
+        self.assertEqual(again.status, 200, again.body[:300])
+        self.assertEqual((again.json()["added"], again.json()["changed"], again.json()["removed"],
+                          len(again.json()["unchanged"])), ([], [], [], 200))
+
+        def head(credentials, length):
+            lines = ["POST %s/config/import?dry_run=true HTTP/1.1" % API, "Host: 127.0.0.1",
+                     "Content-Type: application/toml", "Content-Length: %d" % length]
+            lines += ["%s: %s" % item for item in credentials.items()]
+            return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+        self.gateway.add_user("bob", ALICE_PASSWORD, roles=["team"])
+        reply = yield self.gateway.token("bob", ALICE_PASSWORD)
+        bob = {"Authorization": "Bearer " + reply.json()["access_token"]}
+        for credentials in (bob, {}):
+            answer = yield raw(self.gateway.port, head(credentials, len(routes)))
+            self.assertTrue(answer.startswith(b"HTTP/1.1 413 "), answer[:200])
+        answer = yield raw(self.gateway.port, head(self.admin, (1 << 20) + 1))
+        self.assertTrue(answer.startswith(b"HTTP/1.1 413 "), answer[:200])
+        # Chunked, with no length told: cut at the same limits as it comes.
+        chunked = head(bob, 0).replace(b"Content-Length: 0", b"Transfer-Encoding: chunked")
+        answer = yield raw(self.gateway.port, chunked + b"%x\r\n" % len(routes) + routes + b"\r\n0\r\n\r\n")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 413 "), answer[:200])
 
 
 class RecentTests(AdminApiTestCase):

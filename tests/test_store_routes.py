@@ -68,6 +68,31 @@ class StoredRoutesTests(TestCase):
             self.store.update_route("chat", SPEC, expected_version=7)
         self.assertEqual(self.store.routes_revision.read(), before)
 
+    def test_a_check_that_raises_rolls_the_change_back(self):
+        """The check sees every row as the change leaves them, inside its transaction."""
+        self.store.add_route("chat", SPEC)
+        seen = []
+
+        def refuse(rows):
+            seen.append(sorted((row["name"], row["spec"]["path"]) for row in rows))
+            raise ValueError("two routes take /chat")
+
+        before = self.store.routes_revision.read()
+        with self.assertRaises(ValueError):
+            self.store.add_route("api", dict(SPEC, name="api"), check=refuse)
+        with self.assertRaises(ValueError):
+            self.store.update_route("chat", dict(SPEC, path="/talk"), check=refuse)
+        with self.assertRaises(ValueError):
+            self.store.apply_routes(added=[("x", dict(SPEC, name="x", path="/x"))],
+                                    removed=["chat"], check=refuse)
+        self.assertEqual(seen, [[("api", "/chat"), ("chat", "/chat")], [("chat", "/talk")],
+                                [("x", "/x")]])
+        self.assertEqual([(r["name"], r["version"], r["spec"]["path"]) for r in self.store.routes()],
+                         [("chat", 1, "/chat")])
+        self.assertEqual(self.store.routes_revision.read(), before)
+        self.store.add_route("api", dict(SPEC, name="api", path="/api"), check=lambda rows: None)
+        self.assertEqual(len(self.store.routes()), 2)
+
     @defer.inlineCallbacks
     def test_through_the_store_thread_too(self):
         store = SqliteStore.open(self.path)

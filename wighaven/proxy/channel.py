@@ -12,7 +12,9 @@ goes on serving everyone else:
 - a request the gateway answers itself (its own paths, 405, CORS
   preflights, refused targets) with a body over L{OWN_BODY_LIMIT} -> 413:
   such bodies are kept in memory, never spooled to disk, and none of those
-  answers needs more than a few KiB.
+  answers needs more than a few KiB; the site may let one endpoint take
+  more from an authenticated caller (L{wighaven.proxy.site.GatewaySite.
+  own_body_limit}: an administrator's config import, up to 1 MiB).
 
 L{GatewayRequest} records when a request began and whether its stream was
 broken off, so every request gets exactly one access-log line, including
@@ -76,8 +78,8 @@ _DETAILS = {
     400: "malformed request",
     408: "request head not complete within HEADER_TIMEOUT",
     413: "request body larger than MAX_BODY_SIZE",
-    "own_413": "request body larger than %d bytes, the most the gateway's own paths take"
-    % OWN_BODY_LIMIT,
+    "own_413": "request body larger than the gateway's own paths take (%d bytes; an "
+    "administrator's config import, 1 MiB)" % OWN_BODY_LIMIT,
     429: "too many connections from this address",
     "gate_401": "sign in first, or send an access token or API key",
     "gate_403": "your account may not use this route",
@@ -132,6 +134,7 @@ class GatewayRequest(server.Request):
     _request_id = None
     body = None  # the StreamingBody when the body streams upstream
     body_received = 0
+    _own_body_limit = OWN_BODY_LIMIT  # the site's, for a request the gateway answers itself
     _cleanup_when_body_done = False
     body_complete = False  # has the whole request (head and body) been read?
     _on_client_gone = None
@@ -249,10 +252,13 @@ class GatewayRequest(server.Request):
         if refusal is not None and length != 0:
             # Refused by access control: its body is not read at all.
             self.refuse(refusal.status, "gate_%d" % refusal.status)
-        elif length is not None and length > OWN_BODY_LIMIT:
-            self.refuse(413, "own_413")
         else:
-            self.content = io.BytesIO()
+            limit = self.channel.factory.own_body_limit(self)
+            self._own_body_limit = limit
+            if length is not None and length > limit:
+                self.refuse(413, "own_413")
+            else:
+                self.content = io.BytesIO()
 
     def handleContentChunk(self, data):
         if self.refused:
@@ -267,7 +273,7 @@ class GatewayRequest(server.Request):
             self.body.write(data)
         elif self.forwarded:
             pass  # a body nobody wants (the upstream request is over)
-        elif self.body_received > OWN_BODY_LIMIT:
+        elif self.body_received > self._own_body_limit:
             self.refuse(413, "own_413")
         else:
             super().handleContentChunk(data)

@@ -24,7 +24,7 @@ from ..config.trust import visitor_address
 from ..observe.logs import LEVELS
 from ..observe.recent import RequestRing, process_ids
 from ..web.pages import GATEWAY_PREFIX, HEALTH_PATH
-from .channel import GatewayChannel, GatewayRequest
+from .channel import OWN_BODY_LIMIT, GatewayChannel, GatewayRequest
 
 __all__ = ["GatewaySite"]
 
@@ -70,6 +70,7 @@ class GatewaySite(Site):
         self._log_access = LEVELS[config.log_level] <= LogLevel.info
         self.channels = weakref.WeakSet()  # open connections, for draining
         self.recent_requests = None  # keep_recent_requests(): the admin API's, with AUTH on
+        self._large_bodies = {}  # (method, path) -> (limit, allowed(request)): allow_large_body
 
     @property
     def draining(self) -> bool:
@@ -90,6 +91,22 @@ class GatewaySite(Site):
         if self.recent_requests is None:
             self.recent_requests = RequestRing(secrets=self.tokens, ids=process_ids())
         return self.recent_requests
+
+    def allow_large_body(self, method: bytes, path: bytes, limit: int, allowed) -> None:
+        """
+        Let C{method} C{path}, one of the gateway's own endpoints, take a
+        body of up to C{limit} bytes from a request C{allowed(request)} says
+        yes to, judged on its head alone (its credentials), before any of
+        the body is read: everyone else keeps the 16 KiB of every own path.
+        """
+        self._large_bodies[(method, path)] = (limit, allowed)
+
+    def own_body_limit(self, request) -> int:
+        """The most a body of C{request}, which the gateway answers itself, may be."""
+        large = self._large_bodies.get((request.method, request.path)) if self._large_bodies else None
+        if large is not None and large[1](request):
+            return large[0]
+        return OWN_BODY_LIMIT
 
     def tokens(self) -> list:
         """The upstream tokens of the route table in force (what the recent lists redact)."""

@@ -245,6 +245,14 @@ class GatewayService(service.Service):
             self.site.pages.enable_admin(
                 self.reloader, reactor,
                 lambda: self.agents.tls_policy(config.backend_ca_bundle), self.recent)
+            # A config import may be larger than other bodies: from an administrator.
+            from ..web.admin_api import API_PREFIX
+            from ..web.admin_routes import IMPORT_MAX_BYTES, IMPORT_PATH
+
+            gate = self.control.gate
+            self.site.allow_large_body(
+                b"POST", (API_PREFIX + IMPORT_PATH).encode("ascii"), IMPORT_MAX_BYTES,
+                lambda request: gate.admin_refusal(request) is None)
         self.listening = defer.Deferred()
         self._port = None
         self.drain = Drain(self.site, self.stats, reactor, config.drain_timeout)

@@ -13,6 +13,12 @@ Rules:
     two administrators editing one route cannot overwrite each other.
   - Every change bumps the store's C{routes_revision} after its commit:
     each gateway process watches it and applies the new table.
+  - A change may carry a C{check}: called inside its transaction, after the
+    change, with every stored route's row, it raises to roll the change
+    back. The admin API checks there that the whole table still applies
+    (no two routes taking the same hosts and path), so two processes
+    adding clashing routes at once cannot both commit: the store never
+    holds a table the gateway could not apply.
 """
 
 from __future__ import annotations
@@ -45,6 +51,12 @@ def _exists_at(connection, name: str, expected_version: Optional[int]) -> bool:
     return True
 
 
+def _checked(connection, check) -> None:
+    """Run C{check} (None: none) on every stored route's row, inside the change's transaction."""
+    if check is not None:
+        check([route_row(row) for row in connection.execute("SELECT * FROM routes ORDER BY name")])
+
+
 def _spec_text(spec: dict) -> str:
     return json.dumps(spec, sort_keys=True, separators=(",", ":"))
 
@@ -62,7 +74,7 @@ class StoredRoutes:
         return self.run(lambda c: route_row(c.execute(
             "SELECT * FROM routes WHERE name = ?", (name,)).fetchone()))
 
-    def add_route(self, name: str, spec: dict, actor: Optional[str] = None):
+    def add_route(self, name: str, spec: dict, actor: Optional[str] = None, check=None):
         """A new route (version 1); L{StoreError} when the name is taken."""
         def add(connection):
             now = self.now()
@@ -72,13 +84,14 @@ class StoredRoutes:
                     "VALUES (?, ?, 1, ?, ?, ?)", (name, _spec_text(spec), now, now, actor))
             except sqlite3.IntegrityError:
                 raise StoreError("a route named %r exists already" % (name,))
+            _checked(connection, check)
             return route_row(connection.execute(
                 "SELECT * FROM routes WHERE name = ?", (name,)).fetchone())
 
         return self.run(add, changes_routes=True)
 
     def update_route(self, name: str, spec: dict, actor: Optional[str] = None,
-                     expected_version: Optional[int] = None):
+                     expected_version: Optional[int] = None, check=None):
         """
         Replace route C{name}'s spec; the route as stored now, or None when
         there is none. L{StaleVersion} when C{expected_version} is given and
@@ -90,12 +103,14 @@ class StoredRoutes:
             connection.execute(
                 "UPDATE routes SET spec = ?, version = version + 1, updated_at = ?, "
                 "updated_by = ? WHERE name = ?", (_spec_text(spec), self.now(), actor, name))
+            _checked(connection, check)
             return route_row(connection.execute(
                 "SELECT * FROM routes WHERE name = ?", (name,)).fetchone())
 
         return self.run(update, changes_routes=True)
 
-    def apply_routes(self, added=(), changed=(), removed=(), actor: Optional[str] = None):
+    def apply_routes(self, added=(), changed=(), removed=(), actor: Optional[str] = None,
+                     check=None):
         """
         Several changes in ONE transaction (a config import): C{added} and
         C{changed} are (name, spec) pairs, C{removed} names; all of them or
@@ -121,6 +136,7 @@ class StoredRoutes:
             for name in removed:
                 if connection.execute("DELETE FROM routes WHERE name = ?", (name,)).rowcount != 1:
                     raise StoreError("the route %r is gone" % (name,))
+            _checked(connection, check)
 
         return self.run(apply, changes_routes=True)
 

@@ -47,6 +47,12 @@ def _read_only(route) -> ApiError:
                     "change it there and reload" % (route.name, where))
 
 
+# A config import's TOML, at most (an administrator's only: see GatewaySite.allow_large_body);
+# some 3,000 routes. Every other body the gateway answers itself is 16 KiB at most.
+IMPORT_MAX_BYTES = 1 << 20
+IMPORT_PATH = "/config/import"
+
+
 class RouteApi:
     """
     @param reloader: the L{wighaven.run.reload.Reloader} (the base routes,
@@ -76,7 +82,7 @@ class RouteApi:
         frame.endpoint("/routes/<name>", ["DELETE"], self.remove)
         frame.endpoint("/upstreams/test", ["POST"], self.test)
         frame.endpoint("/config/export", ["GET"], self.export)
-        frame.endpoint("/config/import", ["POST"], self.import_)
+        frame.endpoint(IMPORT_PATH, ["POST"], self.import_)
 
     # Reading.
 
@@ -143,6 +149,16 @@ class RouteApi:
         if errors:
             raise ValidationFailed(errors)
 
+    def _still_applies(self, rows) -> None:
+        """
+        Inside a change's transaction, on the store's thread: every stored
+        route as the change leaves them, with the config file's, makes a
+        table this gateway applies (L{RouteError} rolls the change back).
+        The check before it (L{_validated}) saw this process's table, which
+        another process's change may have moved meanwhile.
+        """
+        self._reloader.table([self._reloader.stored_route(row["spec"]) for row in rows])
+
     def _applied(self):
         """The stored routes in force in this process now (the others follow by themselves)."""
         if not self._reloader.apply_stored():
@@ -157,7 +173,10 @@ class RouteApi:
             raise ApiError(409, "conflict", "a route of the config file is named %r" % (name,))
         spec, route = yield self._validated(body)
         try:
-            row = yield self._store.add_route(route.name, spec, identity.user)
+            row = yield self._store.add_route(route.name, spec, identity.user,
+                                              check=self._still_applies)
+        except RouteError as e:  # another process's change came first
+            raise ValidationFailed.one(e.field, e.message) from None
         except StoreError:
             raise ApiError(409, "conflict", "a route named %r exists already" % (route.name,))
         self._applied()
@@ -182,9 +201,12 @@ class RouteApi:
         check_if_match(request, item)  # a bad body is told first, whatever its version
         try:
             new_row = yield self._store.update_route(name, spec, identity.user,
-                                                     expected_version=row["version"])
+                                                     expected_version=row["version"],
+                                                     check=self._still_applies)
         except StaleVersion:
             raise STALE
+        except RouteError as e:
+            raise ValidationFailed.one(e.field, e.message) from None
         if new_row is None:
             raise not_found("route")
         self._applied()
@@ -281,14 +303,19 @@ class RouteApi:
         dry_run = (arg(request, "dry_run") or "false").lower()
         if dry_run not in ("true", "false", "1", "0"):
             raise ValidationFailed.one("dry_run", "must be true or false")
-        tables = parse_import(request.content.read(2 << 20))
+        data = request.content.read(IMPORT_MAX_BYTES + 1)
+        if len(data) > IMPORT_MAX_BYTES:  # the channel refuses it first; kept as the rule
+            raise ApiError(413, "too_large", "the TOML is larger than %d bytes" % IMPORT_MAX_BYTES)
+        tables = parse_import(data)
         diff, plan = yield self._plan(tables)
         diff["dry_run"] = dry_run in ("true", "1")
         if diff["dry_run"] or not any(plan.values()):
             return Answer(200, diff)
         try:
             yield self._store.apply_routes(plan["added"], plan["changed"], plan["removed"],
-                                           actor=identity.user)
+                                           actor=identity.user, check=self._still_applies)
+        except RouteError as e:
+            raise ValidationFailed.one(e.field, e.message) from None
         except StoreError:
             raise ApiError(409, "conflict", "the stored routes changed meanwhile: preview again")
         self._applied()

@@ -155,8 +155,8 @@ _ERRORS = {
                       "of the item (own_account, own_key, hugging_face_user)."),
     412: ("Stale", "If-Match does not match the item's current ETag: someone changed it "
                    "(stale). Nothing was changed; read it again."),
-    413: ("TooLarge", "The body is larger than the gateway takes on its own paths "
-                      "(content_too_large, too_large)."),
+    413: ("TooLarge", "The body is larger than the gateway takes on its own paths: "
+                      "16 KiB, 1 MiB for a config import (content_too_large, too_large)."),
     415: ("UnsupportedMediaType", "The body's Content-Type is not the one this operation "
                                  "takes (unsupported_media_type)."),
     422: ("Invalid", "Fields that are not valid (invalid): errors names each one, "
