@@ -266,6 +266,19 @@ class RouteTests(AdminApiTestCase):
 
 
     @defer.inlineCallbacks
+    def test_a_token_no_header_can_carry_is_a_field_error(self):
+        # With a health probe, which sends it too: it was stored, then failed to apply
+        # (500 not_applied; schemathesis found it).
+        for token in ("hf_t\u00f6ken", "two words"):
+            reply = yield self.api("POST", "/routes", self.route_body(
+                token=token, health_path="/echo/health"))
+            self.assertEqual(reply.status, 422, reply.body)
+            self.assertEqual(reply.json()["errors"][0]["field"], "upstreams[0].token")
+            self.assertNotIn(token, reply.body.decode("unicode_escape"))
+        listed = yield self.api("GET", "/routes")
+        self.assertNotIn("chat", [item["name"] for item in listed.json()["items"]])
+
+    @defer.inlineCallbacks
     def test_a_clash_with_another_process_change_not_yet_seen_is_refused_in_the_store(self):
         """
         Another process (a worker, the console) stored a route this gateway has

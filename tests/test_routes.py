@@ -117,6 +117,17 @@ class ParseTests(SynchronousTestCase):
             """ itself""")
         self.assertNotIn("hf_literal_leak_0000", message)
 
+    def test_a_token_that_is_no_header_word_is_refused_and_not_echoed(self):
+        # It goes up in "Authorization: Bearer <token>" and in health probes, which
+        # could not send it: refused when read, not when the table is applied.
+        for value in ("hf_with space", "hf_t\u00f6ken", "hf_tab\tin"):
+            message = self.assertRefused(
+                [route(upstream={"token": "env:ODD"})],
+                "route 'x': upstreams[0].token: must be one word of visible ASCII characters, as"
+                " tokens are (no spaces, accents or control characters)",
+                env=dict(ENV, ODD=value))
+            self.assertNotIn(value, message)
+
     def test_missing_secrets(self):
         self.assertRefused([route(upstream={"token": "env:NOPE"})],
                            "route 'x': upstreams[0].token: environment variable NOPE is not set")

@@ -71,6 +71,7 @@ _ROUTE_KEYS = frozenset([
     "name", "hosts", "path", "strip_path", "balance", "affinity", "retries", "health_path",
     "health_interval", "upstreams", "access", "enabled",
 ])
+_HEADER_TOKEN_RE = re.compile(r"[\x21-\x7e]+")
 _UPSTREAM_KEYS = frozenset(["url", "token", "weight", "space", "ca_bundle"])
 _NAME_RE = re.compile(r"^[a-z0-9-]{1,63}$")
 _SPACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
@@ -254,6 +255,10 @@ def _upstream(where: _Where, index: int, table: Mapping, env: Mapping[str, str],
         token_ref = "sealed"  # the text stays in the store: nothing of it in a repr
     else:
         token = None if token_ref is None else _secret(where, key + ".token", token_ref, env)
+    if token is not None and not _HEADER_TOKEN_RE.fullmatch(token):
+        # It goes up as "Authorization: Bearer <token>" (and in health probes): never echoed.
+        raise where.error(key + ".token", "must be one word of visible ASCII characters, as "
+                          "tokens are (no spaces, accents or control characters)")
     space = table.get("space")
     if space is not None and (not isinstance(space, str) or not _SPACE_RE.fullmatch(space)):
         raise where.error(key + ".space", "must be a Hugging Face repo id like user/space-name")
