@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 
 from twisted.internet import defer, reactor
-from twisted.internet.address import IPv4Address
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IHostnameResolver, IResolutionReceiver
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel, capturedLogs
@@ -32,7 +32,7 @@ API = "/_gateway/api/v1"
 
 @implementer(IHostnameResolver)
 class AnsweringResolver:
-    """Answers C{answers[name]} (a list of IPv4 addresses) and hands other names to C{fallback}."""
+    """Answers C{answers[name]} (a list of IP addresses) and hands other names to C{fallback}."""
 
     def __init__(self, answers, fallback=None):
         self.answers = answers
@@ -47,7 +47,8 @@ class AnsweringResolver:
                                                  transportSemantics)
         receiver.resolutionBegan(None)
         for address in self.answers.get(hostName, ()):
-            receiver.addressResolved(IPv4Address("TCP", address, portNumber))
+            kind = IPv6Address if ":" in address else IPv4Address
+            receiver.addressResolved(kind("TCP", address, portNumber))
         receiver.resolutionComplete()
         return None
 
@@ -108,11 +109,17 @@ class GuardedNameResolverTests(SynchronousTestCase):
                          ["a", "b", "a"])
 
     def test_the_rule_is_the_one_applied_when_the_url_was_accepted(self):
-        for ip in ("127.0.0.1", "169.254.169.254", "93.184.216.34", "::ffff:127.0.0.1"):
+        checked = 0
+        for ip in ("127.0.0.1", "169.254.169.254", "93.184.216.34", "10.1.2.3", "::1",
+                   "::ffff:127.0.0.1", "2606:4700::1111", "fd00:ec2::254"):
             for policy in (UpstreamPolicy(), UpstreamPolicy(allow_private=True)):
-                passed = self.resolve(policy, [ip]) if ":" not in ip else None
-                if passed is not None:
-                    self.assertEqual(passed == [ip], address_refusal(ip, policy) is None, ip)
+                passed = self.resolve(policy, [ip])
+                self.assertEqual(passed == [ip], address_refusal(ip, policy) is None, (ip, policy))
+                checked += 1
+        self.assertEqual(checked, 16)
+        # Both outcomes occur: the comparison above is not vacuous.
+        self.assertEqual(self.resolve(UpstreamPolicy(), ["2606:4700::1111", "::1"]),
+                         ["2606:4700::1111"])
 
     def test_the_guarded_reactor_keeps_the_rest_of_the_reactor(self):
         guarded = GuardedReactor(reactor, UpstreamPolicy())

@@ -53,13 +53,15 @@ from typing import Callable, Iterable, Optional
 
 from twisted.logger import FilteringLogObserver, LogLevel, formatEvent
 
+from ..config.settings import MAX_WORKERS
 from .exchange_log import REDACTED as _REDACTED_BYTES
 from .exchange_log import SECRET_HEADERS
 from .logs import level_predicate
 
 __all__ = [
-    "ConsecutiveIds", "CUT_MARKER", "LogRing", "TimeOrderedIds", "WORKER_SLOT_ENV", "MAX_TEXT", "REDACTED", "RequestRing", "SECRET_HEADERS",
-    "exchange_summary", "process_ids", "redact_headers", "redact_text",
+    "CUT_MARKER", "ConsecutiveIds", "LogRing", "MAX_TEXT", "REDACTED", "RequestRing",
+    "SECRET_HEADERS", "TimeOrderedIds", "WORKER_SLOT_ENV", "exchange_summary", "process_ids",
+    "redact_headers", "redact_text",
 ]
 
 REDACTED = _REDACTED_BYTES.decode("ascii")
@@ -74,7 +76,7 @@ _STATUS_CLASSES = frozenset("%dxx" % n for n in range(1, 6))
 # The environment variable a worker's supervisor gives it: its slot, from
 # 0 (internal: set by wighaven.run.cluster, never by hand).
 WORKER_SLOT_ENV = "WIGHAVEN_WORKER_SLOT"
-SLOTS = 64  # workers at most (settings.MAX_WORKERS): the slot is an id's last 6 bits
+SLOTS = MAX_WORKERS  # 64: the slot is an id's last 6 bits
 _EPOCH = 1767225600.0  # 2026-01-01T00:00:00Z
 _UNITS_PER_SECOND = 100000  # 10 us
 
@@ -130,7 +132,7 @@ class TimeOrderedIds:
 
 
 def process_ids(environ=None) -> TimeOrderedIds:
-    """The ids for a ring of this process: time-ordered, in the slot its supervisor gave it (0 alone)."""
+    """The ids of a ring of this process: time-ordered, in its supervisor's slot (0 alone)."""
     environ = os.environ if environ is None else environ
     try:
         slot = int(environ.get(WORKER_SLOT_ENV, "0"))

@@ -103,7 +103,7 @@ class GatewaySite(Site):
 
     def own_body_limit(self, request) -> int:
         """The most a body of C{request}, which the gateway answers itself, may be."""
-        large = self._large_bodies.get((request.method, request.path)) if self._large_bodies else None
+        large = self._large_bodies.get((request.method, request.path))
         if large is not None and large[1](request):
             return large[0]
         return OWN_BODY_LIMIT

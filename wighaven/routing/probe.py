@@ -460,8 +460,8 @@ def check_for(reactor, route, upstream, hf_endpoint, hub_tls_policy, upstream_tl
     """
     if route.health_path:
         return path_check(
-            upstream_reactor or reactor, upstream.url, route.health_path, upstream.token, upstream_tls_policy,
-            timeout, token_header=token_header, pool=pool,
+            upstream_reactor or reactor, upstream.url, route.health_path, upstream.token,
+            upstream_tls_policy, timeout, token_header=token_header, pool=pool,
         )
     if upstream.space:
         return hub_runtime_check(

@@ -350,7 +350,8 @@ class Router:
             for model, label in zip(route.upstreams, upstream_labels(route.upstreams)):
                 live = old_upstreams.get((route.name, model))
                 if live is None or live.label != label:
-                    live = LiveUpstream(model, label, self._make_agent(model, route.source), self._clock)
+                    agent = self._make_agent(model, route.source)
+                    live = LiveUpstream(model, label, agent, self._clock)
                     self._start_check(live, route)
                 elif not probes_kept:  # same upstream, another probe: its health is kept
                     if live.active is not None:

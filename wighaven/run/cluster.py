@@ -206,14 +206,13 @@ class _Worker(protocol.ProcessProtocol):
             self._lines = _Lines(self._report)
 
     def _report(self, message):
-        if isinstance(message, dict):
-            if "ask" in message:
-                self.supervisor._relay_ask(self, message["ask"])
-                return
-            if "answer" in message:
-                self.supervisor._relay_answer(self, message["answer"])
-                return
-        snapshot = message.get("snapshot") if isinstance(message, dict) else None
+        if not isinstance(message, dict):
+            return
+        if "ask" in message:
+            return self.supervisor._relay_ask(self, message["ask"])
+        if "answer" in message:
+            return self.supervisor._relay_answer(self, message["answer"])
+        snapshot = message.get("snapshot")
         if isinstance(snapshot, dict) and isinstance(snapshot.get("routes"), dict):
             self.snapshot = snapshot
             self.owed = min(self.owed + 1, OWED_MAX)
@@ -386,7 +385,7 @@ class Supervisor(service.Service):
             worker.send(told[worker.slot])
 
     def _relay_ask(self, asker, ask):
-        """A worker's question (L{wighaven.run.peer_queries}): passed on to every other live worker."""
+        """A worker's question (L{wighaven.run.peer_queries}): to every other live worker."""
         if not valid_ask(ask):
             return
         key = (asker.slot, ask["id"])
@@ -414,13 +413,15 @@ class Supervisor(service.Service):
         if not gather.waiting:
             self._gathered(key)
 
-    def _gathered(self, key):
+    def _gathered(self, key, tell: bool = True):
+        """The question of C{key} is over: its asker is told (unless C{tell} is false)."""
         gather = self._gathers.pop(key, None)
         if gather is None:
             return
         if gather.timer.active():
             gather.timer.cancel()
-        gather.asker.send({"gathered": {"id": key[1]}})
+        if tell:
+            gather.asker.send({"gathered": {"id": key[1]}})
 
     def _kill_hung(self, worker):
         self._log.warn(
@@ -434,9 +435,7 @@ class Supervisor(service.Service):
         # Its questions end, and no one waits for its answers any more.
         for key, gather in list(self._gathers.items()):
             if gather.asker is worker:
-                self._gathers.pop(key)
-                if gather.timer.active():
-                    gather.timer.cancel()
+                self._gathered(key, tell=False)
             elif worker.slot in gather.waiting:
                 gather.waiting.discard(worker.slot)
                 if not gather.waiting:

@@ -170,15 +170,15 @@ class UpstreamAgents:
         never shared with a config file's route to the same origin.
         """
         ca_bundle = upstream.ca_bundle or self._config.backend_ca_bundle
-        origin = upstream.origin
-        guarded = source == "store"
-        key = (origin, ca_bundle) if not guarded else (origin, ca_bundle, "guarded")
+        # What sets its connections apart, in the pool and here, beside the origin.
+        extra = ca_bundle if source != "store" else (ca_bundle, "guarded")
+        key = (upstream.origin, extra)
         agent = self._agents.get(key)
         if agent is None:
             agent = self._agents[key] = BackendAgent(
-                self._reactor, origin.encode("ascii"), self._pool, self.tls_policy(ca_bundle),
-                self._config.upstream_max_connections,
-                pool_key_extra=ca_bundle if not guarded else (ca_bundle, "guarded"),
+                self._reactor, upstream.origin.encode("ascii"), self._pool,
+                self.tls_policy(ca_bundle), self._config.upstream_max_connections,
+                pool_key_extra=extra,
                 connect_reactor=self.connecting_reactor(source, for_connecting(self._reactor)),
             )
         return agent

@@ -333,8 +333,7 @@ class AdminApi:
                 "1xx", "2xx", "3xx", "4xx", "5xx"):
             raise ValidationFailed.one("status_class", "must be 1xx, 2xx, 3xx, 4xx or 5xx")
         items, next_id = yield self._recent.requests(
-            route=arg(request, "route") or None,
-            status_class=status_class.lower() if status_class else None,
+            route=arg(request, "route") or None, status_class=status_class or None,
             user=arg(request, "user") or None, before=cursor_arg(request),
             limit=limit_arg(request))
         return Answer(200, id_page(items, next_id))
